@@ -1,0 +1,156 @@
+"""The action vocabulary: what a scheme plans and the driver executes.
+
+A scheme never touches a state; it yields these small frozen objects and the one driver
+(`ckpt_transform.runtime.driver`) carries them out. Step numbers follow one convention
+everywhere: *step k* maps the state after k iterations (``x_k``) to ``x_{k+1}``, and a run of
+steps is the half-open range ``[n0, n1)``. "The state at n" is ``x_n``; the loop's input is the
+state at 0 and its output the state at T (T = the number of iterations).
+
+The driver keeps one *current state*. Reading the actions aloud:
+
+* `Advance(n0, n1)`: the current state is at n0; run steps n0..n1-1 without a tape.
+* `Record(n0, n1)`: the current state is at n0; run steps n0..n1-1 with a tape, and hold that tape
+  (one segment) for a later `Reverse(n0, n1)`.
+* `Reverse(n0, n1)`: pull the adjoint of the state at n1 back through the held tape of segment
+  ``[n0, n1)`` to an adjoint of the state at n0, then drop the tape. Reverses come in strictly
+  decreasing order and together cover every step exactly once.
+* `Store(n, slot)`: the current state is at n; keep a copy in checkpoint slot ``slot``.
+* `Restore(n, slot)`: make the checkpoint of the state at n held in ``slot`` the current state.
+* `Free(n, slot)`: drop the checkpoint of the state at n held in ``slot``.
+* `EndForward(n)`: a marker in `Scheme.schedule` only: the primal run ends here with the state at
+  n, the loop's output; the reverse sweep follows.
+
+In a plan for a loop of unknown length (a ``while`` loop), `Advance` and `Record` may have
+``n1=None``: run until the loop ends. The driver may also cut any forward `Advance`/`Record` short
+when the loop ends inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+__all__ = [
+    "Action",
+    "Advance",
+    "EndForward",
+    "Free",
+    "Record",
+    "Restore",
+    "Reverse",
+    "Store",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Action:
+    """Base of every action; ``kind`` is a short lower-case name (``"advance"``, ...)."""
+
+    kind: ClassVar[str] = "action"
+
+    @property
+    def steps(self) -> range:
+        """The step numbers this action touches (empty for slot bookkeeping)."""
+        return range(0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Span(Action):
+    n0: int
+    n1: int | None
+
+    @property
+    def steps(self) -> range:
+        if self.n1 is None:
+            raise ValueError(f"{self.kind} [{self.n0}, ...) is open-ended: its steps are not known")
+        return range(self.n0, self.n1)
+
+    def _span(self) -> str:
+        end = "end of loop" if self.n1 is None else str(self.n1)
+        return f"[{self.n0}, {end})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Advance(_Span):
+    """Run steps ``n0 .. n1-1`` from the current state at n0, passively (no tape)."""
+
+    kind: ClassVar[str] = "advance"
+
+    def __str__(self) -> str:
+        return f"advance  {self._span()}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record(_Span):
+    """Run steps ``n0 .. n1-1`` with a tape and hold the tape for `Reverse`."""
+
+    kind: ClassVar[str] = "record"
+
+    def __str__(self) -> str:
+        return f"record   {self._span()}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reverse(_Span):
+    """Pull the adjoint back through the held tape of ``[n0, n1)``, then drop that tape."""
+
+    kind: ClassVar[str] = "reverse"
+    n1: int
+
+    def __str__(self) -> str:
+        return f"reverse  {self._span()}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Slot(Action):
+    n: int
+    slot: int
+
+    @property
+    def steps(self) -> range:
+        return range(self.n, self.n + 1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Store(_Slot):
+    """Keep a copy of the current state (at n) in checkpoint slot ``slot``."""
+
+    kind: ClassVar[str] = "store"
+
+    def __str__(self) -> str:
+        return f"store    state {self.n} -> slot {self.slot}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Restore(_Slot):
+    """Make the checkpoint of the state at n, held in ``slot``, the current state."""
+
+    kind: ClassVar[str] = "restore"
+
+    def __str__(self) -> str:
+        return f"restore  state {self.n} <- slot {self.slot}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Free(_Slot):
+    """Drop the checkpoint of the state at n held in ``slot``."""
+
+    kind: ClassVar[str] = "free"
+
+    def __str__(self) -> str:
+        return f"free     slot {self.slot} (state {self.n})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndForward(Action):
+    """Marker (only in `Scheme.schedule`): the primal run ends with the state at n."""
+
+    kind: ClassVar[str] = "end_forward"
+    n: int
+
+    @property
+    def steps(self) -> range:
+        return range(0)
+
+    def __str__(self) -> str:
+        return f"-- primal run ends at state {self.n}; reverse sweep --"

@@ -1,0 +1,99 @@
+"""What every scheme provides: a plan of actions for one run of a loop.
+
+A `Scheme` is the user-facing object (``Revolve(4)``); it holds the budget and options and makes
+a fresh `Plan` for each run. A `Plan` is a pure planner with two halves:
+
+* `Plan.forward` yields the actions of the primal run. When the loop's length T was given to
+  `Scheme.plan`, these actions end with the state at T current (possibly with the last segment
+  recorded). When the length is unknown (``plan(None)`` for a ``while`` loop) the iterator may be
+  endless and may contain open-ended ``Advance(n0, None)``/``Record(n0, None)``; the driver stops
+  consuming it when the loop ends, possibly in the middle of the last action it took.
+* `Plan.reverse(T)` is called once, after the forward sweep stopped with the state at T current.
+  The plan's bookkeeping reflects every action it has yielded, the last one cut short at T if the
+  loop ended inside it. The actions reverse every step ``T-1, ..., 0`` exactly once, in that
+  order, and free every checkpoint slot by the end.
+
+A scheme imports nothing of numpy, autograd, storage or the runtime.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+from ckpt_transform.schemes.actions import Action, Advance, EndForward, Record
+
+__all__ = ["Plan", "Scheme"]
+
+
+class Plan(ABC):
+    """The actions of one run; see the module docstring for the contract."""
+
+    @abstractmethod
+    def forward(self) -> Iterator[Action]:
+        """Actions of the primal run (endless for a loop of unknown length)."""
+
+    @abstractmethod
+    def reverse(self, steps: int) -> Iterator[Action]:
+        """Actions of the reverse sweep, once the primal run has stopped at state ``steps``."""
+
+
+class Scheme(ABC):
+    """A checkpointing scheme: makes plans; holds the budget and the storage choice.
+
+    Attributes
+    ----------
+    storage
+        Where checkpoints live (`ArrayStorage` when None).
+    """
+
+    storage: object | None = None
+
+    @abstractmethod
+    def plan(self, steps: int | None) -> Plan:
+        """A fresh plan for a loop of ``steps`` iterations (None: not known in advance).
+
+        Raises `CheckpointError` when the scheme cannot plan that loop (for instance a
+        ``Revolve(steps=...)`` that disagrees with the loop, or a ``while`` loop given to a scheme
+        that needs its length).
+        """
+
+    #: True for a scheme that plans without knowing the loop's length (it is never told it up
+    #: front, even for a ``for`` loop); `schedule` then shows what it does not knowing it.
+    online: bool = False
+
+    def schedule(self, steps: int) -> Iterator[Action]:
+        """The whole plan for a loop that turns out to have ``steps`` iterations.
+
+        The forward actions as the driver executes them (open-ended ones closed, the one the loop
+        ends in cut at ``steps``), an `EndForward` marker, then the reverse sweep. For teaching,
+        printing and tests.
+        """
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+        plan = self.plan(None if self.online else steps)
+        yield from cut_forward(plan.forward(), steps)
+        yield EndForward(n=steps)
+        yield from plan.reverse(steps)
+
+
+def cut_forward(actions: Iterator[Action], steps: int) -> Iterator[Action]:
+    """Forward actions exactly as the driver executes them for a loop of ``steps`` iterations.
+
+    The driver stops the primal run at the first `Advance`/`Record` that would run step
+    ``steps`` (the loop has ended there): an action that would start at ``steps`` is not taken,
+    one that runs past it is cut at ``steps`` and is the last. Slot actions between are taken.
+    """
+    n = 0
+    for action in actions:
+        if isinstance(action, (Advance, Record)):
+            if n >= steps:
+                return
+            n1 = steps if action.n1 is None or action.n1 > steps else action.n1
+            cut = n1 != action.n1
+            yield type(action)(n0=action.n0, n1=n1) if cut else action
+            n = n1
+            if cut:
+                return
+        else:
+            yield action
