@@ -1,0 +1,282 @@
+"""Everything this package asks of autograd, in one place.
+
+* Dataclasses are differentiable with no registration step: importing this module teaches autograd
+  to box any dataclass instance (a `DataclassBox`, whose attribute reads are traced) and to treat it
+  as a vector space whose gradient is a dataclass of the same type (the counterpart of Enzyme's
+  shadow copy). Fields holding floats, complex numbers or float/complex arrays (or containers of
+  them) carry gradients; other fields (ints, strings, functions) are copied unchanged.
+* `make_segment_vjp` tapes a function of one tuple argument and returns its VJP and value: the one
+  operation the driver needs to differentiate steps.
+
+autograd finds vector spaces and box types by exact type (``VSpace.mappings[type(x)]``,
+``box_type_mappings[type(x)]``); both tables are replaced here by dicts that register a dataclass
+type the first time they are asked about it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import autograd.tracer as _tracer
+import numpy as onp
+from autograd.builtins import SequenceBox, container_take  # noqa: F401  (re-exported helper)
+from autograd.core import SparseObject, VSpace, make_vjp, vspace
+from autograd.extend import defjvp_argnum, defvjp_argnum, primitive
+from autograd.tracer import Box, getval, isbox
+
+__all__ = [
+    "DataclassBox",
+    "DataclassVSpace",
+    "dataclass_replace",
+    "getval",
+    "is_differentiable",
+    "isbox",
+    "make_segment_vjp",
+    "vspace",
+]
+
+
+# -- which values carry gradients ------------------------------------------------------------
+
+_SCALAR_TYPES = (float, complex, onp.floating, onp.complexfloating)
+
+
+def is_differentiable(value: Any) -> bool:
+    """True for a float/complex scalar or a float/complex array (boxed or not)."""
+    value = getval(value)
+    if isinstance(value, onp.ndarray):
+        return value.dtype.kind in "fc"
+    return isinstance(value, _SCALAR_TYPES) and not isinstance(value, bool)
+
+
+def _has_gradient(value: Any) -> bool:
+    """True when a field's value has a vector space: differentiable leaves or containers of them."""
+    value = getval(value)
+    if is_differentiable(value):
+        return True
+    if isinstance(value, (tuple, list)):
+        return len(value) > 0 and all(_has_gradient(v) for v in value)
+    if isinstance(value, dict):
+        return len(value) > 0 and all(_has_gradient(v) for v in value.values())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return True
+    return False
+
+
+# -- dataclasses as autograd values --------------------------------------------------------------
+
+
+def _copy_with(obj: Any, fields: dict[str, Any]) -> Any:
+    """A shallow copy of dataclass ``obj`` with ``fields`` replaced (frozen and init=False too)."""
+    new = object.__new__(type(obj))
+    if hasattr(obj, "__dict__"):
+        new.__dict__.update(obj.__dict__)
+    for f in dataclasses.fields(obj):
+        if not hasattr(obj, "__dict__") or f.name not in obj.__dict__:
+            if hasattr(obj, f.name):  # slotted dataclasses
+                object.__setattr__(new, f.name, getattr(obj, f.name))
+    for name, value in fields.items():
+        object.__setattr__(new, name, value)
+    return new
+
+
+class DataclassVSpace(VSpace):
+    """The vector space of a dataclass: one sub-space per field that carries gradients."""
+
+    def __init__(self, value: Any) -> None:
+        self.cls = type(value)
+        self.template = value
+        self.shape = {
+            f.name: vspace(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if _has_gradient(getattr(value, f.name))
+        }
+
+    @property
+    def size(self) -> int:
+        return sum(vs.size for vs in self.shape.values())
+
+    def _map(self, f: Callable[..., Any], *args: Any) -> Any:
+        return _copy_with(
+            self.template,
+            {k: f(vs, *[getattr(x, k) for x in args]) for k, vs in self.shape.items()},
+        )
+
+    def zeros(self) -> Any:
+        return self._map(lambda vs: vs.zeros())
+
+    def ones(self) -> Any:
+        return self._map(lambda vs: vs.ones())
+
+    def randn(self) -> Any:
+        return self._map(lambda vs: vs.randn())
+
+    def standard_basis(self) -> Any:
+        zero = self.zeros()
+        for name, vs in self.shape.items():
+            for x in vs.standard_basis():
+                yield _copy_with(zero, {name: x})
+
+    def _add(self, xs: Any, ys: Any) -> Any:
+        return self._map(lambda vs, x, y: vs._add(x, y), xs, ys)
+
+    def _mut_add(self, xs: Any, ys: Any) -> Any:
+        return self._map(lambda vs, x, y: vs._mut_add(x, y), xs, ys)
+
+    def _scalar_mul(self, xs: Any, a: Any) -> Any:
+        return self._map(lambda vs, x: vs._scalar_mul(x, a), xs)
+
+    def _inner_prod(self, xs: Any, ys: Any) -> Any:
+        return sum(vs._inner_prod(getattr(xs, k), getattr(ys, k)) for k, vs in self.shape.items())
+
+    def _covector(self, xs: Any) -> Any:
+        return self._map(lambda vs, x: vs._covector(x), xs)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(self) is type(other)
+            and self.cls is other.cls  # type: ignore[attr-defined]
+            and self.shape == other.shape  # type: ignore[attr-defined]
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.cls)
+
+    def __repr__(self) -> str:
+        return f"DataclassVSpace({self.cls.__name__}, {self.shape})"
+
+
+@primitive
+def dataclass_getfield(obj: Any, name: str) -> Any:
+    """``obj.name``, traced: the VJP puts the cotangent in that field of a zero dataclass."""
+    return getattr(obj, name)
+
+
+def _getfield_vjp(ans: Any, obj: Any, name: str) -> Callable[[Any], Any]:
+    vs = vspace(obj)
+
+    def vjp(g: Any) -> Any:
+        if name not in vs.shape:
+            return vs.zeros()
+
+        def mut_add(acc: Any) -> Any:
+            return _copy_with(acc, {name: vs.shape[name]._mut_add(getattr(acc, name), g)})
+
+        return SparseObject(vs, mut_add)
+
+    return vjp
+
+
+defvjp_argnum(dataclass_getfield, lambda argnum, ans, args, kwargs: _getfield_vjp(ans, *args))
+defjvp_argnum(
+    dataclass_getfield, lambda argnum, g, ans, args, kwargs: dataclass_getfield(g, args[1])
+)
+
+
+@primitive
+def _replace_fields(obj: Any, names: tuple[str, ...], *values: Any) -> Any:
+    return _copy_with(obj, dict(zip(names, values)))
+
+
+def _replace_vjp(argnum: int, ans: Any, args: tuple, kwargs: dict) -> Callable[[Any], Any]:
+    obj, names = args[0], args[1]
+    if argnum == 0:
+        vs = vspace(obj)
+        return lambda g: _copy_with(g, {n: vs.shape[n].zeros() for n in names if n in vs.shape})
+    name = names[argnum - 2]
+    return lambda g: getattr(g, name)
+
+
+defvjp_argnum(_replace_fields, _replace_vjp)
+
+
+def dataclass_replace(obj: Any, **fields: Any) -> Any:
+    """A copy of dataclass ``obj`` with ``fields`` replaced, differentiable in both.
+
+    Unlike `dataclasses.replace` it works on a traced (boxed) dataclass, on frozen dataclasses and
+    on fields with ``init=False``, and keeps attributes set outside the fields.
+    """
+    names = tuple(fields)
+    return _replace_fields(obj, names, *(fields[n] for n in names))
+
+
+class DataclassBox(Box):
+    """A traced dataclass instance: reading a field is a traced operation.
+
+    Methods are bound to the box, so ``self.field`` inside them is traced too. Fields cannot be
+    assigned on a traced instance: build a new one with `dataclass_replace`.
+    """
+
+    __slots__ = []
+
+    def __getattr__(self, name: str) -> Any:
+        value = self._value
+        if name in {f.name for f in dataclasses.fields(value)}:
+            field_value = getattr(value, name)
+            # Fields without a vector space (ints, strings, functions) are not traced.
+            return dataclass_getfield(self, name) if _has_gradient(field_value) else field_value
+        attr = getattr(type(value), name, None)
+        if isinstance(attr, types.FunctionType):
+            return types.MethodType(attr, self)
+        if isinstance(attr, property) and attr.fget is not None:
+            return attr.fget(self)
+        return getattr(value, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in Box.__slots__:
+            object.__setattr__(self, name, value)
+            return
+        raise TypeError(
+            f"cannot assign {type(self._value).__name__}.{name} while it is being differentiated; "
+            f"build an updated copy instead: obj = dataclass_replace(obj, {name}=...) "
+            "(ckpt_transform.backends.autograd)"
+        )
+
+
+class _AutoRegister(dict):
+    """A type table that registers a dataclass type the first time it is looked up."""
+
+    def __init__(self, table: dict, register: Callable[[type], Any]) -> None:
+        super().__init__(table)
+        self._register = register
+
+    def __missing__(self, key: type) -> Any:
+        if isinstance(key, type) and dataclasses.is_dataclass(key):
+            self._register(key)
+            return dict.__getitem__(self, key)
+        raise KeyError(key)
+
+
+def _register_dataclass(cls: type) -> None:
+    DataclassBox.register(cls)
+    DataclassVSpace.register(cls)
+
+
+def _install() -> None:
+    if isinstance(_tracer.box_type_mappings, _AutoRegister):
+        return
+    boxes = _AutoRegister(Box.type_mappings, _register_dataclass)
+    Box.type_mappings = boxes
+    _tracer.box_type_mappings = boxes
+    VSpace.mappings = _AutoRegister(VSpace.mappings, _register_dataclass)
+
+
+_install()
+
+
+# -- taping a segment -----------------------------------------------------------------------------
+
+
+def make_segment_vjp(fun: Callable[[tuple], Any], x: tuple) -> tuple[Callable[[Any], Any], Any]:
+    """Tape ``fun(x)`` (``x`` a tuple) and return ``(vjp, value)``.
+
+    autograd warns when the output does not depend on the input; for a loop step that is a
+    legitimate case (a state that a step resets to constants), and the VJP then returns zeros.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Output seems independent of input.")
+        return make_vjp(fun, x)

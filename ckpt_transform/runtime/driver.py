@@ -1,0 +1,558 @@
+"""The one driver: executes a scheme's plan on a real loop, under autograd.
+
+`checkpointed_for` and `checkpointed_while` are what a user (or the code `checkpoint_struct`
+generates) calls. Without tracing they simply run the loop. Under tracing the whole loop is one
+autograd primitive: its forward pass is the primal run, walking the plan's forward actions
+(advance passively, store checkpoints, tape the last segment); its VJP is the reverse sweep,
+walking the rest (restore, advance, tape one segment, pull the adjoint back through it, drop the
+tape), accumulating the adjoints of the parameters over every step.
+
+Only this module brings schemes, storage and the autograd backend together.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import autograd.builtins as abuiltins
+from autograd.core import make_jvp
+from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
+
+from ckpt_transform.backends.autograd import (
+    getval,
+    is_differentiable,
+    isbox,
+    make_segment_vjp,
+    vspace,
+)
+from ckpt_transform.errors import CheckpointError
+from ckpt_transform.runtime.stats import RunStats
+from ckpt_transform.runtime.tree import describe, flatten, leaf_paths, unflatten
+from ckpt_transform.schemes.actions import Advance, Free, Record, Restore, Reverse, Store
+from ckpt_transform.schemes.base import Scheme
+
+__all__ = ["checkpointed_for", "checkpointed_while"]
+
+Step = Callable[..., Any]
+
+
+def checkpointed_for(
+    step: Step,
+    state: Any,
+    steps: int | range,
+    scheme: Scheme,
+    *,
+    params: Sequence[Any] = (),
+    start: int = 0,
+    progress: bool = False,
+    report: Callable[[RunStats], None] | None = None,
+    return_stats: bool = False,
+) -> Any:
+    """Run ``state = step(state, i, *params)`` for each ``i`` of a range, checkpointed.
+
+    Parameters
+    ----------
+    step
+        ``step(state, i, *params) -> state``, a pure function returning a state of the same
+        structure. ``i`` is the true loop value: ``start, start+1, ...`` for an int ``steps``,
+        or the range's own values (``3, 5, 7, ...`` for ``range(3, 40, 2)``).
+    state
+        A tuple, list, dict, namedtuple or dataclass (nested as you like) of arrays and floats;
+        ints, bools and other values in it are carried along and not differentiated.
+    steps
+        The number of iterations, or a `range` whose values are passed as ``i``.
+    scheme
+        `Revolve`, `Periodic`, `OnlineR2` or `StoreAll`: where to keep checkpoints and what to
+        recompute in the reverse sweep.
+    params
+        Values the step only reads (coefficients, forcing); they receive gradients accumulated
+        over every step. Non-numeric values (functions, modules, ints) pass through.
+    start
+        First value of ``i`` when ``steps`` is an int.
+    progress
+        Show a progress bar over the forward and reverse sweeps.
+    report
+        Called with the live `RunStats` of this run at its start (filled in as the run goes on,
+        the reverse sweep included).
+    return_stats
+        Return ``(state, stats)`` instead of ``state``.
+
+    Returns
+    -------
+    The state after the last iteration (and its `RunStats` when ``return_stats``).
+
+    Notes
+    -----
+    Differentiable with autograd (``grad``, ``make_vjp``, ``jacobian``, ``make_jvp``) in
+    ``state`` and ``params``. Without tracing, it is the plain loop: no checkpoints, no tape.
+    """
+    if not isinstance(steps, range):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise TypeError(f"steps must be an int >= 0 or a range, got {steps!r}")
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise TypeError(f"start must be an int, got {start!r}")
+        steps = range(start, start + steps)
+    elif start != 0:
+        raise ValueError(
+            f"start={start} was given with steps={steps!r}; with a range, its values are the "
+            "loop index: pass range(start, ...) instead"
+        )
+    loop = _Loop(step, None, steps, scheme, progress)
+    return loop.run(state, params, report, return_stats)
+
+
+def checkpointed_while(
+    cond: Callable[..., Any],
+    step: Step,
+    state: Any,
+    scheme: Scheme,
+    *,
+    params: Sequence[Any] = (),
+    progress: bool = False,
+    report: Callable[[RunStats], None] | None = None,
+    return_stats: bool = False,
+) -> Any:
+    """Run ``while cond(state, *params): state = step(state, i, *params)``, checkpointed.
+
+    ``i`` counts iterations from 0. The loop's length is found as it runs: `OnlineR2`,
+    `Periodic(period=...)` and `StoreAll` need nothing more; `Revolve` needs ``steps=`` and raises
+    `CheckpointError` when the loop runs a different number of times. ``cond`` is evaluated on
+    plain (untraced) values. Other arguments as in `checkpointed_for`.
+    """
+    loop = _Loop(step, cond, None, scheme, progress)
+    return loop.run(state, params, report, return_stats)
+
+
+# -------------------------------------------------------------------------------------------------
+
+
+class _Loop:
+    """One call of a checkpointed loop: the step, its bounds, the scheme."""
+
+    def __init__(
+        self,
+        step: Step,
+        cond: Callable[..., Any] | None,
+        rng: range | None,
+        scheme: Scheme,
+        progress: bool,
+    ) -> None:
+        if not callable(step):
+            raise TypeError(f"step must be callable, got {step!r}")
+        if cond is not None and not callable(cond):
+            raise TypeError(f"cond must be callable, got {cond!r}")
+        if not isinstance(scheme, Scheme):
+            raise TypeError(
+                f"scheme must be a checkpointing scheme (Revolve, Periodic, OnlineR2, StoreAll), "
+                f"got {scheme!r}"
+            )
+        self.step = step
+        self.cond = cond
+        self.rng = rng
+        self.scheme = scheme
+        self.progress = progress
+
+    def index(self, k: int) -> int:
+        return k if self.rng is None else self.rng[k]
+
+    def run(
+        self,
+        state: Any,
+        params: Sequence[Any],
+        report: Callable[[RunStats], None] | None,
+        return_stats: bool,
+    ) -> Any:
+        if not isinstance(params, (tuple, list)):
+            raise TypeError(
+                f"params must be a tuple of the values the step reads, got {type(params).__name__}"
+            )
+        storage = self.scheme.storage
+        stats = RunStats(
+            scheme=repr(self.scheme), storage=repr(storage) if storage else "ArrayStorage()"
+        )
+        if report is not None:
+            report(stats)
+        s_leaves, s_def = flatten(state)
+        p_leaves, p_def = flatten(tuple(params))
+        if any(isbox(x) for x in s_leaves) or any(isbox(x) for x in p_leaves):
+            out = _Run(self, stats, s_leaves, s_def, p_leaves, p_def).call()
+        else:
+            out = self.plain(state, tuple(params), stats)
+        return (out, stats) if return_stats else out
+
+    def plain(self, state: Any, params: tuple, stats: RunStats) -> Any:
+        """The loop itself, for an untraced call: no checkpoints, no tape."""
+        step = self.step
+        bar = _bar(self.progress, "forward", None if self.rng is None else len(self.rng))
+        if self.rng is not None:
+            self.scheme.plan(len(self.rng))  # lets the scheme reject a loop it cannot plan
+            for k, i in enumerate(self.rng):
+                state = step(state, i, *params)
+                stats.forward_steps = k + 1
+                bar.update()
+            stats.steps = len(self.rng)
+        else:
+            self.scheme.plan(None)
+            k = 0
+            while self.cond(state, *params):
+                state = step(state, k, *params)
+                k += 1
+                stats.forward_steps = k
+                bar.update()
+            stats.steps = k
+            self.scheme.plan(k)  # e.g. Revolve(steps=N) on a loop that ran k != N times
+        bar.close()
+        return state
+
+
+class _Run:
+    """One traced run: the state split into differentiable and carried leaves, and the sweeps."""
+
+    def __init__(
+        self,
+        loop: _Loop,
+        stats: RunStats,
+        s_leaves: list[Any],
+        s_def: Any,
+        p_leaves: list[Any],
+        p_def: Any,
+    ) -> None:
+        self.loop = loop
+        self.stats = stats
+        stats.differentiated = True
+        self.s_def, self.p_def = s_def, p_def
+        self.s_paths = leaf_paths(s_def)
+        self.s_diff = [i for i, x in enumerate(s_leaves) if is_differentiable(x)]
+        self.p_diff = [i for i, x in enumerate(p_leaves) if is_differentiable(x)]
+        self._check_untraced_leaves(s_leaves, p_leaves)
+        self.s_leaves = s_leaves
+        self.p_leaves = p_leaves
+        self.n_s = len(self.s_diff)
+        self.steps: int | None = None  # T, once the primal run has ended
+        self.swept = False  # the reverse sweep has consumed the checkpoints
+        self.session: Any = None
+        self.tapes: dict[int, tuple[int, Callable[[Any], Any]]] = {}
+
+    def _check_untraced_leaves(self, s_leaves: list[Any], p_leaves: list[Any]) -> None:
+        p_paths = leaf_paths(self.p_def, "params")
+        for leaves, diff, paths in (
+            (s_leaves, self.s_diff, self.s_paths),
+            (p_leaves, self.p_diff, p_paths),
+        ):
+            diff_set = set(diff)
+            for i, x in enumerate(leaves):
+                if isbox(x) and i not in diff_set:
+                    raise CheckpointError(
+                        f"{paths[i]} is being differentiated but holds "
+                        f"{type(getval(x)).__name__} values; only floats, complex numbers "
+                        "and float/complex arrays can carry gradients"
+                    )
+
+    # -- the autograd primitive ------------------------------------------------------------------
+
+    def call(self) -> Any:
+        d_state = [self.s_leaves[i] for i in self.s_diff]
+        d_params = [self.p_leaves[i] for i in self.p_diff]
+        out = _loop_primitive(self, *d_state, *d_params)
+        leaves = list(self.final_static)
+        for j, i in enumerate(self.s_diff):
+            leaves[i] = out[j]
+        return unflatten(self.s_def, leaves)
+
+    def _merge(self, static: list[Any], diff_idx: list[int], values: Sequence[Any]) -> list[Any]:
+        leaves = list(static)
+        for j, i in enumerate(diff_idx):
+            leaves[i] = values[j]
+        return leaves
+
+    def _params(self, d_params: Sequence[Any]) -> tuple:
+        return unflatten(self.p_def, self._merge(self.p_static, self.p_diff, d_params))
+
+    # -- running steps ---------------------------------------------------------------------------
+
+    def _split(self, state: Any, n: int, *, traced: bool = False) -> tuple[list[Any], list[Any]]:
+        """Flatten a step's output into (all leaves, differentiable leaves), checking it."""
+        leaves, tdef = flatten(state)
+        if tdef != self.s_def:
+            raise CheckpointError(
+                f"the step changed the structure of the loop state at step {n}: it received "
+                f"{describe(self.s_def)} and returned {describe(tdef)}; a step must return a "
+                "state of the same structure (same containers, same keys and fields)"
+            )
+        diff = set(self.s_diff)
+        for i, x in enumerate(leaves):
+            if i not in diff and is_differentiable(x):
+                raise CheckpointError(
+                    f"{self.s_paths[i]} entered the loop as a {type(self.s_leaves[i]).__name__} "
+                    f"({getval(self.s_leaves[i])!r}) but step {n} made it a "
+                    f"{type(getval(x)).__name__}, so its derivative cannot be carried; start it "
+                    "as a float (e.g. 0.0 instead of 0)"
+                )
+        if not traced:
+            for i in self.s_diff:
+                if isbox(leaves[i]):
+                    raise CheckpointError(
+                        f"step {n} returned a traced value in {self.s_paths[i]} that it was not "
+                        "given: the step reads a value being differentiated from a closure or "
+                        "a global. Pass it through params=(...) so its gradient is computed"
+                    )
+        return leaves, [leaves[i] for i in self.s_diff]
+
+    def _advance(self, n0: int, n1: int | None, bar: Any) -> int:
+        """Run steps passively from the current state at n0; return where the loop stands."""
+        loop, params = self.loop, self.params
+        state, k = self.cur, n0
+        stop = self._stop(n1)
+        while k < stop and (loop.cond is None or loop.cond(state, *params)):
+            state = loop.step(state, loop.index(k), *params)
+            k += 1
+            bar.update()
+        self.stats.forward_steps += k - n0
+        self.cur_leaves, _ = self._split(state, k)
+        self.cur = state
+        return k
+
+    def _stop(self, n1: int | None) -> float:
+        stop = math.inf if n1 is None else n1
+        if self.loop.rng is not None:
+            stop = min(stop, len(self.loop.rng))
+        return stop
+
+    def _record(self, n0: int, n1: int | None, bar: Any) -> int:
+        """Tape steps from the current state at n0 as one segment; return where it ends."""
+        loop, n_s = self.loop, self.n_s
+        stop = self._stop(n1)
+        static = self.cur_leaves
+        out: dict[str, Any] = {}
+
+        def segment(x: tuple) -> Any:
+            state = unflatten(self.s_def, self._merge(static, self.s_diff, x[:n_s]))
+            params = self._params(x[n_s:])
+            raw_params = self.params
+            k = n0
+            while k < stop:
+                if loop.cond is not None:
+                    raw = unflatten(self.s_def, [getval(v) for v in flatten(state)[0]])
+                    if not loop.cond(raw, *raw_params):
+                        break
+                state = loop.step(state, loop.index(k), *params)
+                k += 1
+                bar.update()
+            leaves, d_leaves = self._split(state, k, traced=True)
+            out["k"], out["leaves"] = k, leaves
+            return abuiltins.tuple(d_leaves)
+
+        x = tuple(self.cur_leaves[i] for i in self.s_diff) + tuple(self.d_params)
+        vjp, value = make_segment_vjp(segment, x)
+        k = out["k"]
+        if k > n0:
+            self.tapes[k] = (n0, vjp)
+            self.stats._taped(k - n0)
+        leaves = self._merge([getval(v) for v in out["leaves"]], self.s_diff, value)
+        self.cur_leaves = leaves
+        self.cur = unflatten(self.s_def, leaves)
+        return k
+
+    # -- the sweeps ------------------------------------------------------------------------------
+
+    def forward(self, d_state: Sequence[Any], d_params: Sequence[Any]) -> tuple:
+        """The primal run: execute the plan's forward actions; return the differentiable output."""
+        loop, stats = self.loop, self.stats
+        self.s_static = [getval(x) for x in self.s_leaves]
+        self.p_static = [getval(x) for x in self.p_leaves]
+        self.d_params = list(d_params)
+        self.params = self._params(d_params)
+        self.cur_leaves = self._merge(self.s_static, self.s_diff, d_state)
+        self.cur = unflatten(self.s_def, self.cur_leaves)
+        known = (
+            self.steps if self.steps is not None else (None if loop.rng is None else len(loop.rng))
+        )
+        scheme = loop.scheme
+        self.plan = scheme.plan(None if scheme.online else known)
+        self.session = _open_session(scheme)
+        self._finalizer = weakref.finalize(self, self.session.close)
+        self.slot_bytes: dict[int, int] = {}
+        bar = _bar(loop.progress, "forward", known)
+        n, ended = 0, False
+        target = known if (loop.rng is not None or self.steps is not None) else None
+        for action in self.plan.forward():
+            if isinstance(action, (Advance, Record)):
+                if target is not None and n >= target:
+                    ended = True
+                    break
+                if action.n0 != n:
+                    raise CheckpointError(f"{action} does not start at the current state {n}")
+                run = self._advance if isinstance(action, Advance) else self._record
+                n = run(n, action.n1, bar)
+                if action.n1 is None or n < action.n1:
+                    ended = True
+                    break
+            else:
+                self._slot_action(action, n)
+        bar.close()
+        if not ended:
+            if target is None and loop.cond(self.cur, *self.params):
+                self._length_mismatch(n, running=True)
+            if target is not None and n != target:
+                self._length_mismatch(n)
+        if target is None:
+            # a while loop: its length is known now; a plan made for a fixed length checks it
+            if not scheme.online:
+                try:
+                    scheme.plan(n)
+                except CheckpointError:
+                    self._close()
+                    raise
+        self.steps = stats.steps = n
+        self.final_static = [getval(x) for x in self.cur_leaves]
+        for i in self.s_diff:
+            self.final_static[i] = None
+        return tuple(self.cur_leaves[i] for i in self.s_diff)
+
+    def _length_mismatch(self, n: int, *, running: bool = False) -> None:
+        self._close()
+        scheme = self.loop.scheme
+        if running:
+            raise CheckpointError(
+                f"the while loop is still running after the {n} iterations that {scheme!r} "
+                "plans for; give the right steps= or use OnlineR2 for a loop of unknown length"
+            )
+        scheme.plan(n)  # the scheme's own message names both numbers
+        raise CheckpointError(f"the loop ran {n} iterations, not the number {scheme!r} plans for")
+
+    def _slot_action(self, action: Any, n: int | None) -> None:
+        stats, session = self.stats, self.session
+        if isinstance(action, Store):
+            if n is not None and action.n != n:
+                raise CheckpointError(f"{action}: the current state is {n}")
+            nbytes = session.put(action.slot, action.n, self.cur_leaves, describe(self.s_def))
+            self.slot_bytes[action.slot] = nbytes
+            stats._stored(nbytes)
+        elif isinstance(action, Restore):
+            step, leaves = session.get(action.slot)
+            if step != action.n:
+                raise CheckpointError(f"{action}: the slot holds the state at {step}")
+            self.cur_leaves = list(leaves)
+            self.cur = unflatten(self.s_def, self.cur_leaves)
+        elif isinstance(action, Free):
+            session.delete(action.slot)
+            stats._freed(self.slot_bytes.pop(action.slot))
+        else:
+            raise CheckpointError(f"{action} cannot be executed here")
+
+    def reverse(self, g: Sequence[Any]) -> list[Any]:
+        """The reverse sweep: the VJP of the whole loop, from the output cotangent ``g``."""
+        if self.swept:  # a second VJP (jacobian): the checkpoints were consumed; redo the primal
+            self.forward(self.d_state0, self.d_params0)
+        self.swept = True
+        stats, T = self.stats, self.steps
+        stats.reverse_sweeps += 1
+        adj = list(g)
+        adj_p = [vspace(p).zeros() for p in self.d_params]
+        bar = _bar(self.loop.progress, "reverse", T)
+        try:
+            for action in self.plan.reverse(T):
+                if isinstance(action, Reverse):
+                    n0, vjp = self.tapes.pop(action.n1, (None, None))
+                    if n0 != action.n0:
+                        raise CheckpointError(f"{action}: no tape is held for this segment")
+                    cot = vjp(tuple(adj))
+                    adj = list(cot[: self.n_s])
+                    for j, c in enumerate(cot[self.n_s :]):
+                        adj_p[j] = adj_p[j] + c
+                    stats.taped_now -= action.n1 - action.n0
+                    bar.update(action.n1 - action.n0)
+                elif isinstance(action, Advance):
+                    self._advance(action.n0, action.n1, _NO_BAR)
+                elif isinstance(action, Record):
+                    self._record(action.n0, action.n1, _NO_BAR)
+                else:
+                    self._slot_action(action, None)
+        finally:
+            bar.close()
+            self._close()
+        return adj + adj_p
+
+    def _close(self) -> None:
+        self.tapes.clear()
+        if self.session is not None:
+            self._finalizer()
+
+
+# -- the primitive -----------------------------------------------------------------------------
+
+
+@primitive
+def _loop_primitive(run: _Run, *dvals: Any) -> tuple:
+    run.d_state0 = dvals[: run.n_s]
+    run.d_params0 = dvals[run.n_s :]
+    run.swept = False
+    return run.forward(run.d_state0, run.d_params0)
+
+
+def _loop_vjp(argnums: tuple, ans: Any, args: tuple, kwargs: dict) -> Callable[[Any], Any]:
+    run: _Run = args[0]
+
+    def vjp(g: Any) -> list[Any]:
+        cots = run.reverse(g)
+        return [cots[a - 1] for a in argnums]
+
+    return vjp
+
+
+def _loop_jvp(argnums: tuple, gs: tuple, ans: Any, args: tuple, kwargs: dict) -> Any:
+    """Forward mode needs no checkpoints: push tangents through the plain loop."""
+    run: _Run = args[0]
+    x = tuple(args[1:])
+    tangent = [vspace(v).zeros() for v in x]
+    for a, g in zip(argnums, gs):
+        tangent[a - 1] = g
+
+    def plain(xs: tuple) -> Any:
+        state = unflatten(run.s_def, run._merge(run.s_static, run.s_diff, xs[: run.n_s]))
+        params = run._params(xs[run.n_s :])
+        loop = run.loop
+        for k in range(run.steps):
+            state = loop.step(state, loop.index(k), *params)
+        leaves, _ = flatten(state)
+        return abuiltins.tuple([leaves[i] for i in run.s_diff])
+
+    return make_jvp(plain, x)(tuple(tangent))[1]
+
+
+defvjp_argnums(_loop_primitive, _loop_vjp)
+defjvp_argnums(_loop_primitive, _loop_jvp)
+
+
+# -- storage and progress ------------------------------------------------------------------------
+
+
+def _open_session(scheme: Scheme) -> Any:
+    storage = scheme.storage
+    if storage is None:
+        from ckpt_transform.storage.memory import ArrayStorage
+
+        storage = ArrayStorage()
+    return storage.session()
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+_NO_BAR = _NoBar()
+
+
+def _bar(enabled: bool, desc: str, total: int | None) -> Any:
+    if not enabled:
+        return _NO_BAR
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", leave=False)
