@@ -1,0 +1,755 @@
+"""XAD-style checkpoint stages: a piece of a computation whose adjoint is computed on its own.
+
+A *stage* is a function cut out of a longer computation. Under reverse-mode differentiation it is
+one node of the outer autograd graph: on the way forward it runs passively (nothing is taped
+inside it) and keeps only its inputs; on the way back its adjoint is computed by the method the
+user chose, and its inputs are freed. This is the checkpoint callback of XAD's guide to
+checkpointing, and the stage-wise checkpointing of Griewank & Walther (2008, ch. 12), brought to
+autograd as one primitive.
+
+Adjoint methods (``adjoint=``):
+
+``"recompute"``
+    Restore the inputs, record this stage alone with autograd (a nested recording), pull the
+    cotangent back through it, and drop that recording before the previous stage's adjoint runs.
+    Exact to rounding; memory: one stage's tape.
+``"forward"``
+    Forward mode (autograd's ``make_jvp``) column by column: one Jacobian-vector product per scalar
+    input, each column contracted with the cotangent as it is computed. Exact to rounding; cost
+    grows with the number of inputs; memory: one forward pass.
+``"fd"``
+    Central finite differences, two passive evaluations per scalar input. Accuracy about
+    ``eps**(2/3)`` relative (about 1e-10 in float64) for smooth functions.
+a function ``vjp(g, ans, *args)``
+    The user's derivative (analytic, or from another library): returns one cotangent per
+    positional argument, as a tuple, ``None`` for an argument that gets no gradient.
+
+Nesting works in every direction: a stage may call stages and checkpointed loops, and a
+checkpointed loop's step may call stages, because each of these is an autograd primitive that
+behaves like a plain function when its arguments are not being traced.
+
+References
+----------
+A. Griewank and A. Walther, *Evaluating Derivatives*, 2nd ed., SIAM, 2008, chapters 8 and 12.
+https://doi.org/10.1137/1.9780898717761
+XAD, "Checkpointing" (user manual), https://auto-differentiation.github.io/tutorials/checkpointing/
+J. Nocedal and S. J. Wright, *Numerical Optimization*, 2nd ed., Springer, 2006, section 8.1.
+https://doi.org/10.1007/978-0-387-40065-5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import threading
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+from autograd import builtins as abuiltins
+from autograd.core import make_jvp, make_vjp, vspace
+from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
+from autograd.tracer import isbox
+from autograd.util import subvals
+from beartype import BeartypeConf, beartype
+
+from ckpt_transform.errors import CheckpointError
+from ckpt_transform.storage.base import Storage, StorageSession
+
+__all__ = ["checkpoint_stage"]
+
+_METHODS = ("recompute", "forward", "fd")
+_ALLOWED = "'recompute', 'forward', 'fd', or a function vjp(g, ans, *args)"
+
+# autograd warns when a traced function's output does not depend on its input. Inside a stage
+# that is a legitimate case (the cotangent is zero), not something to tell the user about.
+_INDEPENDENT = "Output seems independent of input."
+
+
+@beartype(conf=BeartypeConf(is_pep484_tower=True))
+def checkpoint_stage(
+    adjoint: Literal["recompute", "forward", "fd"] | Callable[..., Any] = "recompute",
+    *,
+    storage: Storage | None = None,
+    fd_step: float | None = None,
+    keep_inputs: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Make a function an XAD-style checkpointed stage with the chosen adjoint method.
+
+    Used as ``@checkpoint_stage(adjoint=...)`` on a function of positional arguments. Arrays,
+    floats, and tuples/lists/dicts of them are differentiable; ints and any other values (and
+    keyword arguments) pass through as non-differentiable. The stage may return an array, a float,
+    or a tuple/list of them.
+
+    Called on plain values, the stage simply calls the function. Under autograd's reverse mode it
+    runs passively, keeps only its inputs (in ``storage``), and on the way back computes its
+    adjoint by ``adjoint`` and frees the inputs.
+
+    Parameters
+    ----------
+    adjoint
+        How the stage's adjoint (vector-Jacobian product) is computed on the way back:
+
+        ``"recompute"`` (default)
+            Restore the inputs, record the stage alone with autograd, pull the cotangent back,
+            drop the recording. Exact to rounding. Extra cost: one more forward evaluation plus the
+            reverse sweep. Extra memory: the tape of this one stage, freed before the previous
+            stage's adjoint runs.
+        ``"forward"``
+            Forward-mode derivatives (autograd's ``make_jvp``), one Jacobian column per scalar
+            input, each contracted with the output cotangent as soon as it is computed (so the
+            Jacobian is never held whole). Exact to rounding. Cost: one forward-mode pass per
+            scalar input, so this is the right choice when a stage has few inputs and many outputs
+            (or when its body holds operations that are cheaper to run forward than to tape).
+            Memory: no tape at all.
+        ``"fd"``
+            Central finite differences: two passive evaluations per scalar input, with step
+            ``h_i = eps**(1/3) * max(1, |x_i|)`` (``eps`` the machine epsilon of the inputs'
+            dtype) unless ``fd_step`` is given. Expect the O(h^2) truncation error plus the
+            O(eps/h) rounding error, about ``eps**(2/3)`` relative (~1e-10 in float64, ~1e-5 in
+            float32) for a smooth function with moderate derivatives; worse where the function is
+            not smooth. For stages whose body autograd cannot differentiate (a compiled library,
+            a black box).
+        a function ``vjp(g, ans, *args, **kwargs)``
+            The user's vector-Jacobian product: ``g`` is the cotangent of the output (same
+            structure as ``ans``), ``ans`` the stage's output, ``args`` its positional inputs (and
+            keyword arguments, if the stage was called with any). It returns a tuple with one
+            cotangent per positional argument, each shaped like its argument, or ``None`` for an
+            argument that gets no gradient (an int, or an input the output does not depend on).
+            For an analytic derivative or an external library's adjoint. The output ``ans`` is
+            kept with the inputs for this method.
+    storage
+        Where the stage's inputs wait for the reverse sweep: ``None`` keeps references in memory
+        (no copy); otherwise a `Storage` (``ArrayStorage()``, ``HDF5Storage(...)``). One session
+        is opened per stage while any of its calls has inputs held, and closed when the last are
+        freed: after the reverse sweep, or when the recorded computation is dropped without one.
+    fd_step
+        Absolute finite-difference step for ``adjoint="fd"`` (``> 0``); default: chosen per
+        input element from its scale, as above.
+    keep_inputs
+        By default a stage's inputs are freed as soon as its adjoint has run, so the recorded
+        computation can be pulled back once. With ``True`` they are kept until the recorded
+        computation is dropped, so its VJP may be called several times (``autograd.jacobian``
+        does that).
+
+    Returns
+    -------
+    decorator
+        Takes the stage function and returns the stage: a function with the same signature, with
+        attributes ``original`` (the undecorated function), ``adjoint`` and ``storage``.
+
+    Raises
+    ------
+    ValueError
+        ``fd_step <= 0``, or ``fd_step`` given with a method other than ``"fd"``.
+    beartype.roar.BeartypeCallHintParamViolation
+        An argument of the wrong type (``adjoint`` neither one of the method names nor callable).
+
+    Notes
+    -----
+    Forward-mode differentiation (``make_jvp``) through a stage is supported for every method
+    (for a user ``vjp`` it costs one call per output element). Higher-order derivatives (a
+    derivative of a derivative) through a stage are supported only with
+    ``adjoint="recompute"`` and ``storage=None``; other combinations raise `NotImplementedError`.
+
+    References
+    ----------
+    A. Griewank and A. Walther, *Evaluating Derivatives*, 2nd ed., SIAM, 2008.
+    https://doi.org/10.1137/1.9780898717761
+
+    Examples
+    --------
+    XAD's example: ``x = sin(x)`` repeated, one stage every four iterations.
+
+    >>> import autograd.numpy as anp
+    >>> from autograd import grad
+    >>> @checkpoint_stage(adjoint="recompute")
+    ... def four_sines(x):
+    ...     for _ in range(4):
+    ...         x = anp.sin(x)
+    ...     return x
+    >>> def repeated_sin(x):
+    ...     for _ in range(3):
+    ...         x = four_sines(x)
+    ...     return x
+    >>> round(float(grad(repeated_sin)(1.0)), 6)
+    0.063988
+    """
+    if isinstance(adjoint, str) and adjoint not in _METHODS:  # pragma: no cover - beartype's job
+        raise ValueError(f"adjoint must be {_ALLOWED}; got {adjoint!r}")
+    if fd_step is not None:
+        if adjoint != "fd":
+            raise ValueError(
+                f"fd_step is the finite-difference step of adjoint='fd'; got fd_step={fd_step!r} "
+                f"with adjoint={_describe_method(adjoint)}. Drop fd_step or use adjoint='fd'."
+            )
+        if not np.isfinite(fd_step) or fd_step <= 0:
+            raise ValueError(f"fd_step must be a finite number > 0; got {fd_step!r}")
+
+    def decorate(fun: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(fun):
+            raise TypeError(
+                "checkpoint_stage(...) returns a decorator that takes the stage function; it was "
+                f"given {type(fun).__name__} {fun!r}. Write @checkpoint_stage() or "
+                "@checkpoint_stage(adjoint=...) above the function (with parentheses)."
+            )
+        spec = _StageSpec(
+            fun=fun,
+            method=adjoint,
+            keeper=_InputKeeper(storage, getattr(fun, "__qualname__", repr(fun))),
+            fd_step=None if fd_step is None else float(fd_step),
+            keep_inputs=keep_inputs,
+        )
+
+        @functools.wraps(fun)
+        def stage(*args: Any, **kwargs: Any) -> Any:
+            if kwargs and _contains_box(kwargs):
+                raise TypeError(
+                    f"stage {spec.name}: keyword arguments pass through as non-differentiable, "
+                    "but one holds a value being differentiated. Pass it positionally."
+                )
+            return _run_stage(spec, *_prepare_args(spec, args), **kwargs)
+
+        stage.original = fun  # type: ignore[attr-defined]
+        stage.adjoint = adjoint  # type: ignore[attr-defined]
+        stage.storage = storage  # type: ignore[attr-defined]
+        return stage
+
+    return decorate
+
+
+def _describe_method(method: object) -> str:
+    if isinstance(method, str):
+        return repr(method)
+    return f"the function {getattr(method, '__qualname__', repr(method))}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage as one autograd primitive
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _StageSpec:
+    """What a stage is: its function, adjoint method and where its inputs wait."""
+
+    fun: Callable[..., Any]
+    method: str | Callable[..., Any]
+    keeper: _InputKeeper
+    fd_step: float | None
+    keep_inputs: bool
+
+    @property
+    def name(self) -> str:
+        return getattr(self.fun, "__qualname__", repr(self.fun))
+
+
+@primitive
+def _run_stage(spec: _StageSpec, *args: Any, **kwargs: Any) -> Any:
+    # Reached with plain values (a passive run): the stage is just its function.
+    return spec.fun(*args, **kwargs)
+
+
+def _stage_vjp_maker(argnums, ans, args, kwargs):
+    """autograd's VJP maker: called once the forward value is known, under reverse mode.
+
+    It keeps the stage's inputs (and the output, for a user VJP) and returns the VJP closure; the
+    closure holds only a handle, so nothing else of the forward run stays alive.
+    """
+    spec, stage_args = args[0], args[1:]
+    diff = tuple(a - 1 for a in argnums)  # positions in stage_args (args[0] is the spec)
+    boxed = _contains_box(stage_args)
+    if boxed and not (spec.method == "recompute" and spec.keeper.storage is None):
+        raise NotImplementedError(_higher_order_message(spec))
+    needs_ans = callable(spec.method)
+    handle = spec.keeper.keep(stage_args, ans if needs_ans else None, boxed)
+
+    def stage_vjp(g):
+        if not isinstance(spec.method, str) or spec.method != "recompute":
+            if _contains_box(g):
+                raise NotImplementedError(_higher_order_message(spec))
+        kept_args, kept_ans = handle.restore()
+        if not spec.keep_inputs:
+            release()  # freed as the reverse sweep passes; the locals live until we return
+        return _VJP_METHODS[_method_key(spec)](spec, diff, g, kept_ans, kept_args, kwargs)
+
+    # If the reverse sweep never runs, the inputs go when the recorded computation is dropped.
+    release = weakref.finalize(stage_vjp, handle.release)
+    return stage_vjp
+
+
+def _stage_jvp_maker(argnums, gs, ans, args, kwargs):
+    """autograd's JVP maker: forward-mode derivative of the stage, for every adjoint method."""
+    spec, stage_args = args[0], args[1:]
+    diff = tuple(a - 1 for a in argnums)
+    if spec.method != "recompute" and (_contains_box(stage_args) or _contains_box(gs)):
+        raise NotImplementedError(_higher_order_message(spec))
+    return _JVP_METHODS[_method_key(spec)](spec, diff, tuple(gs), ans, stage_args, kwargs)
+
+
+defvjp_argnums(_run_stage, _stage_vjp_maker)
+defjvp_argnums(_run_stage, _stage_jvp_maker)
+
+
+def _method_key(spec: _StageSpec) -> str:
+    return spec.method if isinstance(spec.method, str) else "user"
+
+
+def _higher_order_message(spec: _StageSpec) -> str:
+    storage = "None" if spec.keeper.storage is None else type(spec.keeper.storage).__name__
+    return (
+        f"stage {spec.name} (adjoint={_describe_method(spec.method)}, storage={storage}) is being "
+        "differentiated to higher order (a derivative of a derivative). That is supported only "
+        "with adjoint='recompute' and storage=None; use those for this stage."
+    )
+
+
+def _prepare_args(spec: _StageSpec, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Make differentiated values inside plain containers visible to autograd.
+
+    autograd sees only top-level boxes: a plain tuple/list/dict holding boxes is rebuilt with
+    autograd's container constructors, which box it as a whole. Any other object holding boxes
+    would be differentiated through silently wrong, so it is an error.
+    """
+    out = list(args)
+    for i, arg in enumerate(args):
+        if isbox(arg) or not _contains_box(arg):
+            continue
+        if type(arg) in (tuple, list, dict):
+            out[i] = _rebox_container(arg)
+        else:
+            raise TypeError(
+                f"stage {spec.name}: positional argument {i} is a {type(arg).__name__} holding "
+                "values being differentiated; a stage differentiates arrays, floats and plain "
+                "tuples/lists/dicts of them. Pass its arrays as separate arguments."
+            )
+    return tuple(out)
+
+
+def _rebox_container(value: Any) -> Any:
+    if type(value) is tuple:
+        return abuiltins.tuple([_rebox_container(v) for v in value])
+    if type(value) is list:
+        return abuiltins.list([_rebox_container(v) for v in value])
+    if type(value) is dict:
+        return abuiltins.dict({k: _rebox_container(v) for k, v in value.items()})
+    return value
+
+
+def _contains_box(value: Any) -> bool:
+    if isbox(value):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_contains_box(v) for v in value)
+    if isinstance(value, dict):
+        return any(_contains_box(v) for v in value.values())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_contains_box(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return False
+
+
+def _traceable(out: Any) -> Any:
+    """A stage's output as autograd can trace it: plain containers of boxes become boxes."""
+    if type(out) in (tuple, list, dict) and _contains_box(out):
+        return _rebox_container(out)
+    return out
+
+
+class _Quiet:
+    """Silence autograd's "output independent of input" warning for one traced call."""
+
+    def __enter__(self) -> None:
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.filterwarnings("ignore", message=_INDEPENDENT, category=UserWarning)
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.__exit__(*exc)
+
+
+def _of_diff(spec: _StageSpec, diff: tuple[int, ...], args: tuple[Any, ...], kwargs: dict):
+    """The stage as a function of the tuple of its differentiated arguments only."""
+
+    def fun(diff_values):
+        full = subvals(args, zip(diff, diff_values))
+        return _traceable(spec.fun(*full, **kwargs))
+
+    return fun
+
+
+# ---------------------------------------------------------------------------------------------
+# Adjoint methods: each returns the cotangents of the differentiated arguments, in order.
+
+
+def _vjp_recompute(spec, diff, g, ans, args, kwargs):
+    with _Quiet():
+        # The recording of this stage alone; it lives only in this frame, so it is freed before
+        # the outer sweep moves on to the previous stage. Its output value is not kept.
+        pullback, _ = make_vjp(_of_diff(spec, diff, args, kwargs), tuple(args[i] for i in diff))
+    return tuple(pullback(g))
+
+
+def _vjp_forward(spec, diff, g, ans, args, kwargs):
+    x = tuple(args[i] for i in diff)
+    flat_x, layout = _flatten(x, spec, "an input")
+    flat_g, _ = _flatten(g, spec, "the output cotangent")
+    push = make_jvp(_of_diff(spec, diff, args, kwargs), x)
+    cot = np.zeros(flat_x.size, dtype=np.result_type(flat_x.dtype, flat_g.dtype))
+    basis = np.zeros_like(flat_x)
+    for i in range(flat_x.size):
+        # Column i of the Jacobian, contracted with the cotangent at once: (J^T g)_i = <J e_i, g>.
+        basis[i] = 1
+        with _Quiet():
+            _, column = push(_unflatten(basis, layout))
+        basis[i] = 0
+        cot[i] = np.dot(_flatten(column, spec, "a tangent")[0], flat_g)
+    return _unflatten(cot, layout)
+
+
+def _vjp_fd(spec, diff, g, ans, args, kwargs):
+    x = tuple(args[i] for i in diff)
+    flat_x, layout = _flatten(x, spec, "an input")
+    flat_g, _ = _flatten(g, spec, "the output cotangent")
+    fun = _of_diff(spec, diff, args, kwargs)
+    cot = np.zeros(flat_x.size, dtype=np.result_type(flat_x.dtype, flat_g.dtype))
+    for i in range(flat_x.size):
+        xi = flat_x[i]
+        h = spec.fd_step if spec.fd_step is not None else _fd_scale(flat_x.dtype) * max(1, abs(xi))
+        plus, minus = flat_x.copy(), flat_x.copy()
+        plus[i], minus[i] = xi + h, xi - h
+        width = plus[i] - minus[i]  # the step actually taken, after rounding
+        if width == 0:
+            raise ValueError(
+                f"stage {spec.name}: fd_step={spec.fd_step!r} is below the resolution of input "
+                f"element {i} (value {xi!r}); use a larger fd_step."
+            )
+        y_plus = _flatten(fun(_unflatten(plus, layout)), spec, "the output")[0]
+        y_minus = _flatten(fun(_unflatten(minus, layout)), spec, "the output")[0]
+        cot[i] = np.dot(y_plus - y_minus, flat_g) / width
+    return _unflatten(cot, layout)
+
+
+def _vjp_user(spec, diff, g, ans, args, kwargs):
+    result = spec.method(g, ans, *args, **kwargs)
+    return tuple(_checked_cotangents(spec, result, args, diff))
+
+
+_VJP_METHODS = {
+    "recompute": _vjp_recompute,
+    "forward": _vjp_forward,
+    "fd": _vjp_fd,
+    "user": _vjp_user,
+}
+
+
+def _checked_cotangents(spec, result, args, diff):
+    """Validate a user VJP's return and yield the cotangents of the differentiated arguments."""
+    where = f"the vjp {_describe_method(spec.method)} of stage {spec.name}"
+    if not isinstance(result, (tuple, list)):
+        raise TypeError(
+            f"{where} returned a {type(result).__name__}; it must return a tuple with one "
+            f"cotangent per positional argument ({len(args)}), None for an argument without one."
+        )
+    if len(result) != len(args):
+        raise ValueError(
+            f"{where} returned {len(result)} cotangents for {len(args)} positional arguments; "
+            "it must return one per positional argument (None where there is none)."
+        )
+    for i in diff:
+        cot = result[i]
+        if cot is None:
+            yield vspace(args[i]).zeros()
+            continue
+        problem = _layout_mismatch(cot, args[i])
+        if problem:
+            raise ValueError(
+                f"{where} returned a cotangent for argument {i} that does not match the "
+                f"argument: {problem}."
+            )
+        if isinstance(args[i], np.ndarray) and not isinstance(cot, np.ndarray) and not isbox(cot):
+            cot = np.asarray(cot, dtype=np.result_type(args[i].dtype, float))
+        yield cot
+
+
+def _layout_mismatch(cot: Any, arg: Any, path: str = "") -> str | None:
+    """Describe how a cotangent's structure or shape differs from its argument's, or None."""
+    value = arg._value if isbox(arg) else arg
+    if type(value) in (tuple, list, dict):
+        if type(cot) is not type(value):
+            return f"{path or 'it'} should be a {type(value).__name__}, got {type(cot).__name__}"
+        if len(cot) != len(value):
+            return f"{path or 'it'} should have {len(value)} entries, got {len(cot)}"
+        keys = sorted(value) if type(value) is dict else range(len(value))
+        for k in keys:
+            if type(value) is dict and k not in cot:
+                return f"{path or 'it'} lacks key {k!r}"
+            problem = _layout_mismatch(cot[k], value[k], f"{path}[{k!r}]")
+            if problem:
+                return problem
+        return None
+    if np.shape(cot) != np.shape(value):
+        return f"{path or 'it'} has shape {np.shape(cot)}, the argument {np.shape(value)}"
+    return None
+
+
+# Forward-mode derivative (JVP) of a stage, per method: the tangent of the output.
+
+
+def _jvp_traced(spec, diff, gs, ans, args, kwargs):
+    with _Quiet():
+        _, tangent = make_jvp(_of_diff(spec, diff, args, kwargs), tuple(args[i] for i in diff))(gs)
+    return tangent
+
+
+def _jvp_fd(spec, diff, gs, ans, args, kwargs):
+    x = tuple(args[i] for i in diff)
+    flat_x, layout = _flatten(x, spec, "an input")
+    flat_v, _ = _flatten(gs, spec, "an input tangent")
+    _, ans_layout = _flatten(ans, spec, "the output")
+    size = np.max(np.abs(flat_v)) if flat_v.size else 0.0
+    if size == 0:
+        return vspace(ans).zeros()
+    if spec.fd_step is not None:
+        h = spec.fd_step / size
+    else:
+        h = _fd_scale(flat_x.dtype) * max(1.0, float(np.max(np.abs(flat_x)))) / size
+    fun = _of_diff(spec, diff, args, kwargs)
+    y_plus = _flatten(fun(_unflatten(flat_x + h * flat_v, layout)), spec, "the output")[0]
+    y_minus = _flatten(fun(_unflatten(flat_x - h * flat_v, layout)), spec, "the output")[0]
+    return _unflatten((y_plus - y_minus) / (2 * h), ans_layout)
+
+
+def _jvp_user(spec, diff, gs, ans, args, kwargs):
+    # Row j of the Jacobian is the user's VJP of output basis vector j: (J v)_j = <J^T e_j, v>.
+    flat_ans, ans_layout = _flatten(ans, spec, "the output")
+    flat_v, _ = _flatten(gs, spec, "an input tangent")
+    out = np.zeros(flat_ans.size, dtype=np.result_type(flat_ans.dtype, flat_v.dtype))
+    basis = np.zeros_like(flat_ans)
+    for j in range(flat_ans.size):
+        basis[j] = 1
+        row = _vjp_user(spec, diff, _unflatten(basis, ans_layout), ans, args, kwargs)
+        basis[j] = 0
+        out[j] = np.dot(_flatten(row, spec, "a cotangent")[0], flat_v)
+    return _unflatten(out, ans_layout)
+
+
+_JVP_METHODS = {
+    "recompute": _jvp_traced,
+    "forward": _jvp_traced,
+    "fd": _jvp_fd,
+    "user": _jvp_user,
+}
+
+
+def _fd_scale(dtype: np.dtype) -> float:
+    """eps**(1/3): balances O(h^2) truncation against O(eps/h) rounding (Nocedal & Wright, 8.1)."""
+    return float(np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float64).eps) ** (
+        1 / 3
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Flat vectors of nested tuples/lists/dicts of arrays and floats (plain numpy, never traced).
+
+
+def _flatten(value: Any, spec: _StageSpec, what: str) -> tuple[np.ndarray, Any]:
+    leaves: list[np.ndarray] = []
+    layout = _layout(value, leaves, spec, what)
+    if not leaves:
+        return np.zeros(0), layout
+    dtype = np.result_type(*(leaf.dtype for leaf in leaves), np.float32)
+    return np.concatenate([leaf.ravel() for leaf in leaves]).astype(dtype, copy=False), layout
+
+
+def _layout(value: Any, leaves: list, spec: _StageSpec, what: str) -> Any:
+    t = type(value)
+    if t in (tuple, list):
+        return (t, [_layout(v, leaves, spec, what) for v in value])
+    if t is dict:
+        return (dict, [(k, _layout(value[k], leaves, spec, what)) for k in sorted(value)])
+    if t in (float, int) or isinstance(value, (np.ndarray, np.number)):
+        array = np.asarray(value)
+        if np.iscomplexobj(array):
+            raise TypeError(
+                f"stage {spec.name}: {what} is complex; adjoint={_describe_method(spec.method)} "
+                "handles real values only. Use adjoint='recompute'."
+            )
+        leaves.append(array)
+        return ("leaf", t, array.shape, array.dtype)
+    raise TypeError(
+        f"stage {spec.name}: {what} is a {t.__name__}; adjoint={_describe_method(spec.method)} "
+        "needs arrays, floats, and tuples/lists/dicts of them. Use adjoint='recompute' for other "
+        "types."
+    )
+
+
+def _unflatten(flat: np.ndarray, layout: Any) -> Any:
+    offset = 0
+
+    def build(node):
+        nonlocal offset
+        kind = node[0]
+        if kind == "leaf":
+            _, t, shape, dtype = node
+            size = int(np.prod(shape, dtype=np.int64))
+            chunk = flat[offset : offset + size]
+            offset += size
+            if t in (float, int):
+                return float(chunk[0])
+            # A derivative keeps its argument's floating dtype (an int input gets the flat dtype).
+            out = chunk.reshape(shape).astype(
+                dtype if np.issubdtype(dtype, np.floating) else flat.dtype, copy=True
+            )
+            return out if t is np.ndarray else out[()]
+        if kind is dict:
+            return {k: build(child) for k, child in node[1]}
+        return kind(build(child) for child in node[1])
+
+    return build(layout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Where a stage's inputs wait for the reverse sweep.
+
+
+class _InputKeeper:
+    """Holds the inputs of a stage's calls, in memory or in a storage session.
+
+    With a `Storage`, one session is opened when the first call's inputs arrive and closed when
+    the last held inputs are freed, so a chain of calls shares one file and none is left behind.
+    """
+
+    def __init__(self, storage: Storage | None, name: str) -> None:
+        self.storage = storage
+        self.name = name
+        self._lock = threading.Lock()
+        self._session: StorageSession | None = None
+        self._live = 0
+        self._slots = itertools.count()
+        self._calls = itertools.count()
+
+    def keep(self, args: tuple[Any, ...], ans: Any, boxed: bool) -> _Handle:
+        if self.storage is None or boxed:
+            return _MemoryHandle((args, ans), self.name)
+        statics: list[Any] = []
+        leaves: list[Any] = []
+        tree = _split((args, ans), leaves, statics)
+        with self._lock:
+            if self._session is None:
+                self._session = self.storage.session()
+            session = self._session
+            slot = next(self._slots)
+            self._live += 1
+        try:
+            session.put(slot, next(self._calls), leaves, f"stage {self.name}: {_describe(tree)}")
+        except BaseException:
+            self._drop(session, slot, stored=False)
+            raise
+        return _StorageHandle(self, session, slot, tree, statics)
+
+    def _drop(self, session: StorageSession, slot: int, *, stored: bool = True) -> None:
+        with self._lock:
+            self._live -= 1
+            last = self._live == 0 and self._session is session
+            if last:
+                self._session = None
+        try:
+            if stored:
+                session.delete(slot)
+        finally:
+            if last:
+                session.close()
+
+
+class _Handle:
+    def restore(self) -> tuple[tuple[Any, ...], Any]:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+
+_FREED = (
+    "the inputs of stage {name} were freed after its first reverse sweep, and the same "
+    "recorded computation is being pulled back again (autograd.jacobian does that). Create the "
+    "stage with checkpoint_stage(..., keep_inputs=True) to keep them until the computation is "
+    "dropped."
+)
+
+
+class _MemoryHandle(_Handle):
+    def __init__(self, kept: tuple[tuple[Any, ...], Any], name: str) -> None:
+        self._kept: tuple[tuple[Any, ...], Any] | None = kept
+        self._name = name
+
+    def restore(self):
+        if self._kept is None:
+            raise CheckpointError(_FREED.format(name=self._name))
+        return self._kept
+
+    def release(self) -> None:
+        self._kept = None
+
+
+class _StorageHandle(_Handle):
+    def __init__(self, keeper, session, slot, tree, statics) -> None:
+        self._keeper = keeper
+        self._session = session
+        self._slot: int | None = slot
+        self._tree = tree
+        self._statics = statics
+
+    def restore(self):
+        if self._slot is None:
+            raise CheckpointError(_FREED.format(name=self._keeper.name))
+        _, leaves = self._session.get(self._slot)
+        return _join(self._tree, iter(leaves), iter(self._statics))
+
+    def release(self) -> None:
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            self._keeper._drop(self._session, slot)
+
+
+def _storable(value: Any) -> bool:
+    if type(value) in (float, int):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "iufc"
+    return isinstance(value, np.number)
+
+
+def _split(value: Any, leaves: list, statics: list) -> Any:
+    """Split nested inputs into storable leaves and other values kept in memory."""
+    if type(value) in (tuple, list):
+        return (type(value), [_split(v, leaves, statics) for v in value])
+    if type(value) is dict:
+        return (dict, [(k, _split(v, leaves, statics)) for k, v in value.items()])
+    if _storable(value):
+        leaves.append(value)
+        return ("leaf",)
+    statics.append(value)
+    return ("static",)
+
+
+def _join(tree: Any, leaves, statics) -> Any:
+    kind = tree[0]
+    if kind == "leaf":
+        return next(leaves)
+    if kind == "static":
+        return next(statics)
+    if kind is dict:
+        return {k: _join(child, leaves, statics) for k, child in tree[1]}
+    return kind(_join(child, leaves, statics) for child in tree[1])
+
+
+def _describe(tree: Any) -> str:
+    kind = tree[0]
+    if kind in ("leaf", "static"):
+        return kind
+    if kind is dict:
+        return "{" + ", ".join(f"{k!r}: {_describe(c)}" for k, c in tree[1]) + "}"
+    inner = ", ".join(_describe(c) for c in tree[1])
+    return f"({inner})" if kind is tuple else f"[{inner}]"
