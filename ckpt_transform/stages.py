@@ -46,7 +46,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from autograd import builtins as abuiltins
@@ -71,7 +71,7 @@ _INDEPENDENT = "Output seems independent of input."
 
 @beartype(conf=BeartypeConf(is_pep484_tower=True))
 def checkpoint_stage(
-    adjoint: Literal["recompute", "forward", "fd"] | Callable[..., Any] = "recompute",
+    adjoint: str | Callable[..., Any] = "recompute",
     *,
     storage: Storage | None = None,
     fd_step: float | None = None,
@@ -144,9 +144,10 @@ def checkpoint_stage(
     Raises
     ------
     ValueError
-        ``fd_step <= 0``, or ``fd_step`` given with a method other than ``"fd"``.
+        ``adjoint`` a string other than the three method names, ``fd_step <= 0``, or ``fd_step``
+        given with a method other than ``"fd"``.
     beartype.roar.BeartypeCallHintParamViolation
-        An argument of the wrong type (``adjoint`` neither one of the method names nor callable).
+        An argument of the wrong type (``adjoint`` neither a string nor callable).
 
     Notes
     -----
@@ -178,7 +179,7 @@ def checkpoint_stage(
     >>> round(float(grad(repeated_sin)(1.0)), 6)
     0.063988
     """
-    if isinstance(adjoint, str) and adjoint not in _METHODS:  # pragma: no cover - beartype's job
+    if isinstance(adjoint, str) and adjoint not in _METHODS:
         raise ValueError(f"adjoint must be {_ALLOWED}; got {adjoint!r}")
     if fd_step is not None:
         if adjoint != "fd":
@@ -199,7 +200,7 @@ def checkpoint_stage(
         spec = _StageSpec(
             fun=fun,
             method=adjoint,
-            keeper=_InputKeeper(storage, getattr(fun, "__qualname__", repr(fun))),
+            keeper=_InputKeeper(storage, _name_of(fun)),
             fd_step=None if fd_step is None else float(fd_step),
             keep_inputs=keep_inputs,
         )
@@ -221,10 +222,14 @@ def checkpoint_stage(
     return decorate
 
 
+def _name_of(fun: object) -> str:
+    return getattr(fun, "__name__", None) or repr(fun)
+
+
 def _describe_method(method: object) -> str:
     if isinstance(method, str):
         return repr(method)
-    return f"the function {getattr(method, '__qualname__', repr(method))}"
+    return f"the function {_name_of(method)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,7 +248,7 @@ class _StageSpec:
 
     @property
     def name(self) -> str:
-        return getattr(self.fun, "__qualname__", repr(self.fun))
+        return _name_of(self.fun)
 
 
 @primitive
@@ -446,7 +451,7 @@ _VJP_METHODS = {
 
 def _checked_cotangents(spec, result, args, diff):
     """Validate a user VJP's return and yield the cotangents of the differentiated arguments."""
-    where = f"the vjp {_describe_method(spec.method)} of stage {spec.name}"
+    where = f"the vjp function {_name_of(spec.method)} of stage {spec.name}"
     if not isinstance(result, (tuple, list)):
         raise TypeError(
             f"{where} returned a {type(result).__name__}; it must return a tuple with one "
