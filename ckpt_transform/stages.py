@@ -392,7 +392,7 @@ def _vjp_recompute(spec, diff, g, ans, args, kwargs):
     with _Quiet():
         # The recording of this stage alone; it lives only in this frame, so it is freed before
         # the outer sweep moves on to the previous stage. Its output value is not kept.
-        pullback, _ = make_vjp(_of_diff(spec, diff, args, kwargs), tuple(args[i] for i in diff))
+        pullback = make_vjp(_of_diff(spec, diff, args, kwargs), tuple(args[i] for i in diff))[0]
     return tuple(pullback(g))
 
 
