@@ -28,7 +28,7 @@ when the loop ends inside it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 __all__ = [
     "Action",
@@ -40,6 +40,40 @@ __all__ = [
     "Reverse",
     "Store",
 ]
+
+_A = TypeVar("_A", bound="Action")
+
+# Construction speed. A scheme yields hundreds of thousands of actions for a long loop, and the
+# `__init__` that `dataclass(frozen=True)` writes sets each field through `object.__setattr__`,
+# which costs about twice as much as the whole rest of making the object. The classes below are
+# still frozen, slotted, keyword-only dataclasses (same fields, `__eq__`, `__hash__`, `__repr__`);
+# only their `__init__` is written here, setting the slots through their member descriptors
+# (which bypass the frozen `__setattr__`). Each concrete class gets its own `__init__` bound to
+# its own descriptors: on Python 3.10 a subclass that redeclares a field gets a slot of its own.
+
+
+def _span_init(cls: type[_A]) -> type[_A]:
+    set_n0, set_n1 = cls.n0.__set__, cls.n1.__set__  # type: ignore[attr-defined]
+
+    def __init__(self: _A, *, n0: int, n1: int | None) -> None:
+        set_n0(self, n0)
+        set_n1(self, n1)
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    return cls
+
+
+def _slot_init(cls: type[_A]) -> type[_A]:
+    set_n, set_slot = cls.n.__set__, cls.slot.__set__  # type: ignore[attr-defined]
+
+    def __init__(self: _A, *, n: int, slot: int) -> None:
+        set_n(self, n)
+        set_slot(self, slot)
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    return cls
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +104,8 @@ class _Span(Action):
         return f"[{self.n0}, {end})"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_span_init
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Advance(_Span):
     """Run steps ``n0 .. n1-1`` from the current state at n0, passively (no tape)."""
 
@@ -80,7 +115,8 @@ class Advance(_Span):
         return f"advance  {self._span()}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_span_init
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Record(_Span):
     """Run steps ``n0 .. n1-1`` with a tape and hold the tape for `Reverse`."""
 
@@ -90,7 +126,8 @@ class Record(_Span):
         return f"record   {self._span()}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_span_init
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Reverse(_Span):
     """Pull the adjoint back through the held tape of ``[n0, n1)``, then drop that tape."""
 
@@ -111,7 +148,8 @@ class _Slot(Action):
         return range(self.n, self.n + 1)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_slot_init
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Store(_Slot):
     """Keep a copy of the current state (at n) in checkpoint slot ``slot``."""
 
@@ -121,7 +159,8 @@ class Store(_Slot):
         return f"store    state {self.n} -> slot {self.slot}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_slot_init
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Restore(_Slot):
     """Make the checkpoint of the state at n, held in ``slot``, the current state."""
 
@@ -131,7 +170,8 @@ class Restore(_Slot):
         return f"restore  state {self.n} <- slot {self.slot}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_slot_init
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Free(_Slot):
     """Drop the checkpoint of the state at n held in ``slot``."""
 

@@ -1,0 +1,290 @@
+"""Binomial checkpointing (Revolve): the fewest step evaluations for a given memory budget.
+
+With s snapshots (the loop's input state occupies one) and T steps, Revolve reverses the loop
+with ``P(T, s) = t T - C(s + t, t - 1)`` passive evaluations, t the least integer with
+``C(s + t, s) >= T``, plus one taped evaluation per step, holding one taped step at a time. That
+is the proven minimum (Griewank & Walther, Algorithm 799, ACM TOMS 26(1), 2000,
+https://doi.org/10.1145/347837.347846); `ckpt_transform.schemes.cost` has the closed forms.
+
+The plan is the classical recursion, unrolled onto an explicit stack so that producing each
+action costs O(1) whatever the depth (a chain of ``yield from`` would cost O(depth) per action).
+To reverse l >= 2 steps from the state n0, current and held in a slot, with s >= 2 snapshots (n0's
+among them):
+
+1. advance j steps, store the state n0 + j (when the right part has 2 steps or more; a single
+   step is simply recorded),
+2. reverse the right part ``[n0 + j, n0 + l)`` with s - 1 snapshots, then free n0 + j,
+3. restore n0 and reverse the left part ``[n0, n0 + j)`` with the same s snapshots.
+
+With a single snapshot the l steps are reversed from n0 one by one, last first, each time
+restoring n0 and advancing to the step (l (l - 1) / 2 passive evaluations). A single step is
+recorded and reversed at once.
+
+The split j: let t be the least integer with ``beta(s, t) >= l`` (``beta(s, t) = C(s + t, s)``,
+``beta(s, -1) = 0``). The cost of reversing l steps with s snapshots is piecewise linear and convex
+in l, with slope t on ``beta(s, t - 1) <= l <= beta(s, t)``. Any j with ``beta(s, t - 2) <= j <=
+beta(s, t - 1)`` (the left part reversed with t - 1 repetitions) and ``beta(s - 1, t - 1) <= l - j
+<= beta(s - 1, t)`` (the right part with t) sums to the optimum ``t l - beta(s + 1, t - 1)`` (by
+``beta(s + 1, t - 1) = beta(s + 1, t - 2) + beta(s, t - 1)``). The least such j is
+
+    j = max(l - beta(s - 1, t), beta(s, t - 2)),
+
+clipped to ``[1, l - 1]`` (only needed for t = 1, where j = 1). Taking the least j puts as many
+steps as possible in the right part, which the primal run reaches first. The tests check this
+rule against an independent dynamic program for every l <= 300 and s <= 30.
+
+The primal run (`Plan.forward`) is the chain of right parts from the input state: it advances to
+the successive split points, storing each, and ends by recording step T - 1, so the output is
+computed while the last step is taped; the reverse sweep (`Plan.reverse`) is the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from math import comb
+
+from beartype import beartype
+
+from ckpt_transform.errors import CheckpointError
+from ckpt_transform.schemes.actions import (
+    Action,
+    Advance,
+    Free,
+    Record,
+    Restore,
+    Reverse,
+    Store,
+)
+from ckpt_transform.schemes.base import Plan, Scheme
+from ckpt_transform.schemes.cost import revolve_forward_steps, revolve_repetitions
+
+__all__ = ["Revolve"]
+
+
+def _check_int(name: str, value: object, least: int) -> None:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int >= {least}, got the bool {value!r}")
+    if value < least:  # type: ignore[operator]
+        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+
+
+class Revolve(Scheme):
+    """Binomial checkpointing: the minimum number of step evaluations for a memory budget.
+
+    Parameters
+    ----------
+    snapshots
+        How many states may be held at once, the loop's input state included (>= 1).
+        ``Revolve(1)`` keeps only the input and recomputes quadratically.
+    steps
+        The loop's length, needed for a ``while`` loop; for a ``for`` loop it may be left out
+        (the loop's length is used), and when given it must match the loop's length.
+    storage
+        Where checkpoints live (in memory when None).
+    verbose
+        0: quiet; 1: print the planned counts when a run is planned; 2: also print each action
+        as it is planned.
+
+    Notes
+    -----
+    Every step is taped exactly once, one at a time, and the total of passive evaluations is
+    ``P(T, s) = t T - C(s + t, t - 1)``, t the least integer with ``C(s + t, s) >= T``: the proven
+    minimum. The primal run tapes the last step, so the total of step evaluations is exactly
+    ``P(T, s) + T``.
+
+    References
+    ----------
+    A. Griewank and A. Walther, "Algorithm 799: Revolve: an implementation of checkpointing for
+    the reverse or adjoint mode of computational differentiation", ACM Trans. Math. Softw.
+    26(1), 19-45, 2000. https://doi.org/10.1145/347837.347846
+
+    Examples
+    --------
+    >>> from ckpt_transform.schemes.revolve import Revolve
+    >>> for action in Revolve(2).schedule(3):
+    ...     print(action)
+    store    state 0 -> slot 0
+    advance  [0, 1)
+    store    state 1 -> slot 1
+    advance  [1, 2)
+    record   [2, 3)
+    -- primal run ends at state 3; reverse sweep --
+    reverse  [2, 3)
+    restore  state 1 <- slot 1
+    record   [1, 2)
+    reverse  [1, 2)
+    free     slot 1 (state 1)
+    restore  state 0 <- slot 0
+    record   [0, 1)
+    reverse  [0, 1)
+    free     slot 0 (state 0)
+    """
+
+    @beartype
+    def __init__(
+        self,
+        snapshots: int,
+        steps: int | None = None,
+        *,
+        storage: object | None = None,
+        verbose: int = 0,
+    ) -> None:
+        _check_int("Revolve snapshots", snapshots, 1)
+        if steps is not None:
+            _check_int("Revolve steps", steps, 0)
+        if verbose < 0:
+            raise ValueError(f"Revolve verbose must be 0, 1 or 2, got {verbose!r}")
+        self.snapshots = snapshots
+        self.steps = steps
+        self.storage = storage
+        self.verbose = int(verbose)
+
+    def __repr__(self) -> str:
+        args = [f"snapshots={self.snapshots}"]
+        if self.steps is not None:
+            args.append(f"steps={self.steps}")
+        if self.storage is not None:
+            args.append(f"storage={self.storage!r}")
+        if self.verbose:
+            args.append(f"verbose={self.verbose}")
+        return f"Revolve({', '.join(args)})"
+
+    def plan(self, steps: int | None) -> Plan:
+        """A fresh plan for ``steps`` iterations (None: a ``while`` loop, which needs ``steps=``).
+
+        Raises
+        ------
+        CheckpointError
+            When the loop's length differs from the ``steps`` given at construction, or when
+            the length is unknown and no ``steps`` was given.
+        """
+        if steps is None:
+            if self.steps is None:
+                raise CheckpointError(
+                    f"{self!r} cannot plan a loop of unknown length (a while loop): binomial "
+                    f"checkpointing needs the number of iterations in advance. Pass it as "
+                    f"Revolve({self.snapshots}, steps=N), or use Periodic(period=...) or "
+                    f"OnlineR2({self.snapshots}), which do not need it."
+                )
+            return _RevolvePlan(self.steps, self.snapshots, self.verbose)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"the number of steps must be an int >= 0 or None, got {steps!r}")
+        if self.steps is not None and steps != self.steps:
+            raise CheckpointError(
+                f"{self!r} was planned for {self.steps} steps, but the loop runs {steps} "
+                f"times; pass steps={steps} or leave steps out for a for loop."
+            )
+        return _RevolvePlan(steps, self.snapshots, self.verbose)
+
+
+class _RevolvePlan(Plan):
+    """One run of binomial checkpointing over ``steps`` iterations (see the module docstring)."""
+
+    def __init__(self, steps: int, snapshots: int, verbose: int) -> None:
+        self.steps = steps
+        self.snapshots = snapshots
+        self.verbose = verbose
+        self._actions = _revolve_actions(steps, snapshots)
+        self._forward_done = steps == 0
+        if verbose >= 1:
+            t = revolve_repetitions(steps, snapshots)
+            passive = revolve_forward_steps(steps, snapshots)
+            print(
+                f"Revolve: {steps} steps, {snapshots} snapshots: repetition number {t}, "
+                f"{passive} passive + {steps} taped step evaluations"
+            )
+
+    def _echo(self, actions: Iterator[Action]) -> Iterator[Action]:
+        for action in actions:
+            print(f"Revolve: {action}")
+            yield action
+
+    def forward(self) -> Iterator[Action]:
+        """The primal run: store the split points, advance, record step T - 1."""
+        actions = self._forward()
+        return self._echo(actions) if self.verbose >= 2 else actions
+
+    def _forward(self) -> Iterator[Action]:
+        # The first Record of the whole plan is Record(T - 1, T): the recursion always descends
+        # into the right part first, and a right part starts with a record only at its last step.
+        for action in self._actions:
+            if type(action) is Record:
+                self._forward_done = True
+                yield action
+                return
+            yield action
+
+    def reverse(self, steps: int) -> Iterator[Action]:
+        """The reverse sweep, once the primal run has stopped at state ``steps``."""
+        if steps != self.steps:
+            raise CheckpointError(
+                f"Revolve was planned for {self.steps} steps (steps={self.steps}), but the loop "
+                f"ran {steps} times; pass steps={steps}."
+            )
+        if not self._forward_done:
+            raise CheckpointError(
+                f"the reverse sweep of Revolve over {self.steps} steps was asked for before its "
+                f"primal run reached state {self.steps}"
+            )
+        return self._echo(self._actions) if self.verbose >= 2 else self._actions
+
+
+def _revolve_actions(steps: int, snapshots: int) -> Iterator[Action]:
+    """Every action of binomial checkpointing over ``steps`` steps, primal run first."""
+    if steps == 0:
+        return
+    if steps >= 2:
+        yield Store(n=0, slot=0)
+    # Pending left parts, innermost last: (n0, length, s, t, slot, right_n, right_slot), each
+    # saying: once the right part starting at right_n is reversed, free its slot (if right_n >= 0),
+    # restore n0 from `slot` and reverse [n0, n0 + length) with s snapshots; t bounds the
+    # repetition number of that part from above.
+    pending: list[tuple[int, int, int, int, int, int, int]] = []
+    n0, length, s, slot = 0, steps, min(snapshots, steps), 0
+    t = revolve_repetitions(steps, s)
+    while True:
+        # Invariant: reverse [n0, n0 + length) with s snapshots. The state n0 is current; when
+        # length >= 2 it is held in `slot` (slots above `slot` are free, s - 1 of them are ours);
+        # t >= the least t with beta(s, t) >= length; nothing of the part is taped.
+        while length >= 2 and s >= 2:
+            while t > 0 and comb(s + t - 1, s) >= length:  # beta(s, t - 1) >= length
+                t -= 1  # t was not the least
+            j = length - comb(s + t - 1, s - 1)  # length - beta(s - 1, t)
+            if t >= 2:
+                j = max(j, comb(s + t - 2, s))  # beta(s, t - 2)
+            if j < 1:  # only for t = 1: length <= s + 1
+                j = 1
+            right = length - j
+            yield Advance(n0=n0, n1=n0 + j)
+            if right >= 2:
+                yield Store(n=n0 + j, slot=slot + 1)
+                pending.append((n0, j, s, t - 1, slot, n0 + j, slot + 1))
+            else:
+                pending.append((n0, j, s, t - 1, slot, -1, -1))
+            # The right part has beta(s - 1, t) >= length - j, so t still bounds its repetition
+            # number; the left part has j <= beta(s, t - 1), so t - 1 bounds its own.
+            n0, length, s, slot = n0 + j, right, s - 1, slot + 1
+        if length == 1:
+            yield Record(n0=n0, n1=n0 + 1)
+            yield Reverse(n0=n0, n1=n0 + 1)
+        else:  # s == 1: from n0 to each step, last first; n0 is current for the first one
+            k = length - 1
+            yield Advance(n0=n0, n1=n0 + k)
+            yield Record(n0=n0 + k, n1=n0 + k + 1)
+            yield Reverse(n0=n0 + k, n1=n0 + k + 1)
+            for k in range(length - 2, 0, -1):
+                yield Restore(n=n0, slot=slot)
+                yield Advance(n0=n0, n1=n0 + k)
+                yield Record(n0=n0 + k, n1=n0 + k + 1)
+                yield Reverse(n0=n0 + k, n1=n0 + k + 1)
+            yield Restore(n=n0, slot=slot)
+            yield Record(n0=n0, n1=n0 + 1)
+            yield Reverse(n0=n0, n1=n0 + 1)
+        if not pending:
+            break
+        n0, length, s, t, slot, right_n, right_slot = pending.pop()
+        if right_n >= 0:
+            yield Free(n=right_n, slot=right_slot)
+        yield Restore(n=n0, slot=slot)
+    if steps >= 2:
+        yield Free(n=0, slot=0)
