@@ -56,7 +56,11 @@ from autograd.tracer import isbox
 from autograd.util import subvals
 from beartype import BeartypeConf, beartype
 
+from ckpt_transform.backends.autograd import dataclass_replace, is_differentiable
 from ckpt_transform.errors import CheckpointError
+from ckpt_transform.runtime.tree import describe, leaf_paths
+from ckpt_transform.runtime.tree import flatten as tree_flatten
+from ckpt_transform.runtime.tree import unflatten as tree_unflatten
 from ckpt_transform.storage.base import Storage, StorageSession
 
 __all__ = ["checkpoint_stage"]
@@ -80,9 +84,9 @@ def checkpoint_stage(
     """Make a function an XAD-style checkpointed stage with the chosen adjoint method.
 
     Used as ``@checkpoint_stage(adjoint=...)`` on a function of positional arguments. Arrays,
-    floats, and tuples/lists/dicts of them are differentiable; ints and any other values (and
-    keyword arguments) pass through as non-differentiable. The stage may return an array, a float,
-    or a tuple/list of them.
+    floats, and tuples/lists/dicts or dataclasses of them are differentiable; ints and any other
+    values (and keyword arguments) pass through as non-differentiable. The stage may return an
+    array, a float, or a tuple/list/dict or dataclass of them.
 
     Called on plain values, the stage simply calls the function. Under autograd's reverse mode it
     runs passively, keeps only its inputs (in ``storage``), and on the way back computes its
@@ -151,10 +155,14 @@ def checkpoint_stage(
 
     Notes
     -----
-    Forward-mode differentiation (``make_jvp``) through a stage is supported for every method
-    (for a user ``vjp`` it costs one call per output element). Higher-order derivatives (a
-    derivative of a derivative) through a stage are supported only with
-    ``adjoint="recompute"`` and ``storage=None``; other combinations raise `NotImplementedError`.
+    Forward-mode differentiation (``make_jvp``) through a stage is supported, to first order, for
+    every method: by forward mode through the body for ``"recompute"`` and ``"forward"``, by one
+    directional central difference for ``"fd"``, and by one call of the user's ``vjp`` per output
+    element otherwise. It is what lets a stage sit inside a stage whose adjoint is ``"forward"``.
+
+    Higher-order reverse mode (a derivative of a derivative) through a stage is supported only
+    with ``adjoint="recompute"`` and ``storage=None`` (the stage's inputs are then traced values
+    held in memory); other combinations raise `NotImplementedError` saying so.
 
     References
     ----------
@@ -269,7 +277,7 @@ def _stage_vjp_maker(argnums, ans, args, kwargs):
     if boxed and not (spec.method == "recompute" and spec.keeper.storage is None):
         raise NotImplementedError(_higher_order_message(spec))
     needs_ans = callable(spec.method)
-    handle = spec.keeper.keep(stage_args, ans if needs_ans else None, boxed)
+    handle = spec.keeper.keep(stage_args, ans, needs_ans, boxed)
 
     def stage_vjp(g):
         if not isinstance(spec.method, str) or spec.method != "recompute":
@@ -289,8 +297,8 @@ def _stage_jvp_maker(argnums, gs, ans, args, kwargs):
     """autograd's JVP maker: forward-mode derivative of the stage, for every adjoint method."""
     spec, stage_args = args[0], args[1:]
     diff = tuple(a - 1 for a in argnums)
-    if spec.method != "recompute" and (_contains_box(stage_args) or _contains_box(gs)):
-        raise NotImplementedError(_higher_order_message(spec))
+    if _contains_box(stage_args) or _contains_box(gs):
+        raise NotImplementedError(_higher_order_message(spec, forward=True))
     return _JVP_METHODS[_method_key(spec)](spec, diff, tuple(gs), ans, stage_args, kwargs)
 
 
@@ -302,8 +310,13 @@ def _method_key(spec: _StageSpec) -> str:
     return spec.method if isinstance(spec.method, str) else "user"
 
 
-def _higher_order_message(spec: _StageSpec) -> str:
+def _higher_order_message(spec: _StageSpec, forward: bool = False) -> str:
     storage = "None" if spec.keeper.storage is None else type(spec.keeper.storage).__name__
+    if forward:
+        return (
+            f"stage {spec.name} is being differentiated in forward mode to higher order (a "
+            "derivative of a derivative); stages support forward mode to first order only."
+        )
     return (
         f"stage {spec.name} (adjoint={_describe_method(spec.method)}, storage={storage}) is being "
         "differentiated to higher order (a derivative of a derivative). That is supported only "
@@ -314,32 +327,43 @@ def _higher_order_message(spec: _StageSpec) -> str:
 def _prepare_args(spec: _StageSpec, args: tuple[Any, ...]) -> tuple[Any, ...]:
     """Make differentiated values inside plain containers visible to autograd.
 
-    autograd sees only top-level boxes: a plain tuple/list/dict holding boxes is rebuilt with
-    autograd's container constructors, which box it as a whole. Any other object holding boxes
-    would be differentiated through silently wrong, so it is an error.
+    autograd sees only top-level boxes: a plain tuple/list/dict or dataclass holding boxes is
+    rebuilt with autograd's container constructors (and `dataclass_replace`), which box it as a
+    whole. Any other object holding boxes would be differentiated through silently wrong, so it
+    is an error.
     """
     out = list(args)
     for i, arg in enumerate(args):
         if isbox(arg) or not _contains_box(arg):
             continue
-        if type(arg) in (tuple, list, dict):
-            out[i] = _rebox_container(arg)
+        if type(arg) in (tuple, list, dict) or _is_dataclass(arg):
+            out[i] = _rebox(arg)
         else:
             raise TypeError(
                 f"stage {spec.name}: positional argument {i} is a {type(arg).__name__} holding "
-                "values being differentiated; a stage differentiates arrays, floats and plain "
-                "tuples/lists/dicts of them. Pass its arrays as separate arguments."
+                "values being differentiated; a stage differentiates arrays, floats, and plain "
+                "tuples/lists/dicts or dataclasses of them. Pass its arrays as separate arguments."
             )
     return tuple(out)
 
 
-def _rebox_container(value: Any) -> Any:
+def _is_dataclass(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _rebox(value: Any) -> Any:
+    """A plain container holding boxes, rebuilt so that autograd boxes it as a whole."""
+    if not _contains_box(value) or isbox(value):
+        return value
     if type(value) is tuple:
-        return abuiltins.tuple([_rebox_container(v) for v in value])
+        return abuiltins.tuple([_rebox(v) for v in value])
     if type(value) is list:
-        return abuiltins.list([_rebox_container(v) for v in value])
+        return abuiltins.list([_rebox(v) for v in value])
     if type(value) is dict:
-        return abuiltins.dict({k: _rebox_container(v) for k, v in value.items()})
+        return abuiltins.dict({k: _rebox(v) for k, v in value.items()})
+    if _is_dataclass(value):
+        fields = (f.name for f in dataclasses.fields(value))
+        return dataclass_replace(value, **{n: _rebox(getattr(value, n)) for n in fields})
     return value
 
 
@@ -350,15 +374,19 @@ def _contains_box(value: Any) -> bool:
         return any(_contains_box(v) for v in value)
     if isinstance(value, dict):
         return any(_contains_box(v) for v in value.values())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if _is_dataclass(value):
         return any(_contains_box(getattr(value, f.name)) for f in dataclasses.fields(value))
+    # Any other object: look at its attributes, one level (enough to catch a plain struct).
+    attributes = getattr(value, "__dict__", None)
+    if isinstance(attributes, dict) and not callable(value) and not isinstance(value, type):
+        return any(isbox(v) for v in attributes.values())
     return False
 
 
 def _traceable(out: Any) -> Any:
     """A stage's output as autograd can trace it: plain containers of boxes become boxes."""
-    if type(out) in (tuple, list, dict) and _contains_box(out):
-        return _rebox_container(out)
+    if type(out) in (tuple, list, dict) or _is_dataclass(out):
+        return _rebox(out)
     return out
 
 
@@ -384,6 +412,24 @@ def _of_diff(spec: _StageSpec, diff: tuple[int, ...], args: tuple[Any, ...], kwa
     return fun
 
 
+def _of_diff_to_leaves(spec, diff, args, kwargs):
+    """The stage as a function of its differentiated arguments, returning the tuple of its
+    output's differentiable leaves (in `_Flat` order): forward mode then needs no JVP of the
+    output's containers (a dataclass, say)."""
+
+    def fun(diff_values):
+        full = subvals(args, zip(diff, diff_values))
+        leaves, _ = tree_flatten(spec.fun(*full, **kwargs))
+        return abuiltins.tuple([leaf for leaf in leaves if is_differentiable(leaf)])
+
+    return fun
+
+
+def _tangent_vector(leaves: Any, dtype: np.dtype) -> np.ndarray:
+    parts = [np.ravel(np.asarray(leaf, dtype=dtype)) for leaf in leaves]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+
 # ---------------------------------------------------------------------------------------------
 # Adjoint methods: each returns the cotangents of the differentiated arguments, in order.
 
@@ -397,32 +443,30 @@ def _vjp_recompute(spec, diff, g, ans, args, kwargs):
 
 
 def _vjp_forward(spec, diff, g, ans, args, kwargs):
-    x = tuple(args[i] for i in diff)
-    flat_x, layout = _flatten(x, spec, "an input")
-    flat_g, _ = _flatten(g, spec, "the output cotangent")
-    push = make_jvp(_of_diff(spec, diff, args, kwargs), x)
-    cot = np.zeros(flat_x.size, dtype=np.result_type(flat_x.dtype, flat_g.dtype))
-    basis = np.zeros_like(flat_x)
-    for i in range(flat_x.size):
+    x = _Flat(tuple(args[i] for i in diff), spec, "an input")
+    out = _Flat(g, spec, "the output")
+    push = make_jvp(_of_diff_to_leaves(spec, diff, args, kwargs), tuple(args[i] for i in diff))
+    cot = np.zeros(x.size, dtype=np.result_type(x.dtype, out.dtype))
+    basis = np.zeros(x.size, dtype=x.dtype)
+    for i in range(x.size):
         # Column i of the Jacobian, contracted with the cotangent at once: (J^T g)_i = <J e_i, g>.
         basis[i] = 1
         with _Quiet():
-            _, column = push(_unflatten(basis, layout))
+            _, column = push(x.build(basis))
         basis[i] = 0
-        cot[i] = np.dot(_flatten(column, spec, "a tangent")[0], flat_g)
-    return _unflatten(cot, layout)
+        cot[i] = np.dot(_tangent_vector(column, out.dtype), out.vector)
+    return x.build(cot)
 
 
 def _vjp_fd(spec, diff, g, ans, args, kwargs):
-    x = tuple(args[i] for i in diff)
-    flat_x, layout = _flatten(x, spec, "an input")
-    flat_g, _ = _flatten(g, spec, "the output cotangent")
+    x = _Flat(tuple(args[i] for i in diff), spec, "an input")
+    out = _Flat(g, spec, "the output")
     fun = _of_diff(spec, diff, args, kwargs)
-    cot = np.zeros(flat_x.size, dtype=np.result_type(flat_x.dtype, flat_g.dtype))
-    for i in range(flat_x.size):
-        xi = flat_x[i]
-        h = spec.fd_step if spec.fd_step is not None else _fd_scale(flat_x.dtype) * max(1, abs(xi))
-        plus, minus = flat_x.copy(), flat_x.copy()
+    cot = np.zeros(x.size, dtype=np.result_type(x.dtype, out.dtype))
+    for i in range(x.size):
+        xi = x.vector[i]
+        h = spec.fd_step if spec.fd_step is not None else _fd_scale(x.dtype) * max(1, abs(xi))
+        plus, minus = x.vector.copy(), x.vector.copy()
         plus[i], minus[i] = xi + h, xi - h
         width = plus[i] - minus[i]  # the step actually taken, after rounding
         if width == 0:
@@ -430,10 +474,9 @@ def _vjp_fd(spec, diff, g, ans, args, kwargs):
                 f"stage {spec.name}: fd_step={spec.fd_step!r} is below the resolution of input "
                 f"element {i} (value {xi!r}); use a larger fd_step."
             )
-        y_plus = _flatten(fun(_unflatten(plus, layout)), spec, "the output")[0]
-        y_minus = _flatten(fun(_unflatten(minus, layout)), spec, "the output")[0]
-        cot[i] = np.dot(y_plus - y_minus, flat_g) / width
-    return _unflatten(cot, layout)
+        difference = out.of(fun(x.build(plus))) - out.of(fun(x.build(minus)))
+        cot[i] = np.dot(difference, out.vector) / width
+    return x.build(cot)
 
 
 def _vjp_user(spec, diff, g, ans, args, kwargs):
@@ -478,24 +521,15 @@ def _checked_cotangents(spec, result, args, diff):
         yield cot
 
 
-def _layout_mismatch(cot: Any, arg: Any, path: str = "") -> str | None:
-    """Describe how a cotangent's structure or shape differs from its argument's, or None."""
-    value = arg._value if isbox(arg) else arg
-    if type(value) in (tuple, list, dict):
-        if type(cot) is not type(value):
-            return f"{path or 'it'} should be a {type(value).__name__}, got {type(cot).__name__}"
-        if len(cot) != len(value):
-            return f"{path or 'it'} should have {len(value)} entries, got {len(cot)}"
-        keys = sorted(value) if type(value) is dict else range(len(value))
-        for k in keys:
-            if type(value) is dict and k not in cot:
-                return f"{path or 'it'} lacks key {k!r}"
-            problem = _layout_mismatch(cot[k], value[k], f"{path}[{k!r}]")
-            if problem:
-                return problem
-        return None
-    if np.shape(cot) != np.shape(value):
-        return f"{path or 'it'} has shape {np.shape(cot)}, the argument {np.shape(value)}"
+def _layout_mismatch(cot: Any, arg: Any) -> str | None:
+    """Describe how a cotangent's structure or shapes differ from its argument's, or None."""
+    arg_leaves, arg_def = tree_flatten(arg)
+    cot_leaves, cot_def = tree_flatten(cot)
+    if cot_def != arg_def:
+        return f"it is structured as {describe(cot_def)}, the argument as {describe(arg_def)}"
+    for path, a, c in zip(leaf_paths(arg_def, "the argument"), arg_leaves, cot_leaves):
+        if is_differentiable(a) and np.shape(c) != np.shape(a):
+            return f"it has shape {np.shape(c)} where {path} has shape {np.shape(a)}"
     return None
 
 
@@ -503,41 +537,42 @@ def _layout_mismatch(cot: Any, arg: Any, path: str = "") -> str | None:
 
 
 def _jvp_traced(spec, diff, gs, ans, args, kwargs):
+    out = _Flat(ans, spec, "the output")
+    push = make_jvp(_of_diff_to_leaves(spec, diff, args, kwargs), tuple(args[i] for i in diff))
     with _Quiet():
-        _, tangent = make_jvp(_of_diff(spec, diff, args, kwargs), tuple(args[i] for i in diff))(gs)
-    return tangent
+        _, tangents = push(gs)
+    return out.build(_tangent_vector(tangents, out.dtype))
 
 
 def _jvp_fd(spec, diff, gs, ans, args, kwargs):
-    x = tuple(args[i] for i in diff)
-    flat_x, layout = _flatten(x, spec, "an input")
-    flat_v, _ = _flatten(gs, spec, "an input tangent")
-    _, ans_layout = _flatten(ans, spec, "the output")
-    size = np.max(np.abs(flat_v)) if flat_v.size else 0.0
+    x = _Flat(tuple(args[i] for i in diff), spec, "an input")
+    v = x.of(gs)
+    out = _Flat(ans, spec, "the output")
+    size = float(np.max(np.abs(v))) if v.size else 0.0
     if size == 0:
         return vspace(ans).zeros()
     if spec.fd_step is not None:
         h = spec.fd_step / size
     else:
-        h = _fd_scale(flat_x.dtype) * max(1.0, float(np.max(np.abs(flat_x)))) / size
+        h = _fd_scale(x.dtype) * max(1.0, float(np.max(np.abs(x.vector)))) / size
     fun = _of_diff(spec, diff, args, kwargs)
-    y_plus = _flatten(fun(_unflatten(flat_x + h * flat_v, layout)), spec, "the output")[0]
-    y_minus = _flatten(fun(_unflatten(flat_x - h * flat_v, layout)), spec, "the output")[0]
-    return _unflatten((y_plus - y_minus) / (2 * h), ans_layout)
+    difference = out.of(fun(x.build(x.vector + h * v))) - out.of(fun(x.build(x.vector - h * v)))
+    return out.build(difference / (2 * h))
 
 
 def _jvp_user(spec, diff, gs, ans, args, kwargs):
     # Row j of the Jacobian is the user's VJP of output basis vector j: (J v)_j = <J^T e_j, v>.
-    flat_ans, ans_layout = _flatten(ans, spec, "the output")
-    flat_v, _ = _flatten(gs, spec, "an input tangent")
-    out = np.zeros(flat_ans.size, dtype=np.result_type(flat_ans.dtype, flat_v.dtype))
-    basis = np.zeros_like(flat_ans)
-    for j in range(flat_ans.size):
+    x = _Flat(tuple(args[i] for i in diff), spec, "an input")
+    v = x.of(gs)
+    out = _Flat(ans, spec, "the output")
+    tangent = np.zeros(out.size, dtype=np.result_type(out.dtype, x.dtype))
+    basis = np.zeros(out.size, dtype=out.dtype)
+    for j in range(out.size):
         basis[j] = 1
-        row = _vjp_user(spec, diff, _unflatten(basis, ans_layout), ans, args, kwargs)
+        row = _vjp_user(spec, diff, out.build(basis), ans, args, kwargs)
         basis[j] = 0
-        out[j] = np.dot(_flatten(row, spec, "a cotangent")[0], flat_v)
-    return _unflatten(out, ans_layout)
+        tangent[j] = np.dot(x.of(row), v)
+    return out.build(tangent)
 
 
 _JVP_METHODS = {
@@ -556,63 +591,65 @@ def _fd_scale(dtype: np.dtype) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Flat vectors of nested tuples/lists/dicts of arrays and floats (plain numpy, never traced).
+# The differentiable leaves of a value as one flat real vector (plain numpy, never traced).
 
 
-def _flatten(value: Any, spec: _StageSpec, what: str) -> tuple[np.ndarray, Any]:
-    leaves: list[np.ndarray] = []
-    layout = _layout(value, leaves, spec, what)
-    if not leaves:
-        return np.zeros(0), layout
-    dtype = np.result_type(*(leaf.dtype for leaf in leaves), np.float32)
-    return np.concatenate([leaf.ravel() for leaf in leaves]).astype(dtype, copy=False), layout
+class _Flat:
+    """A value's differentiable leaves (floats, float arrays) as one flat vector, and back.
 
+    The value may nest tuples, lists, dicts, namedtuples and dataclasses; other leaves (ints,
+    strings, ...) are carried unchanged. `of` reads a value of the same structure (a cotangent or
+    tangent) as a vector; `build` puts a vector back into that structure, each leaf in its own
+    type and dtype.
+    """
 
-def _layout(value: Any, leaves: list, spec: _StageSpec, what: str) -> Any:
-    t = type(value)
-    if t in (tuple, list):
-        return (t, [_layout(v, leaves, spec, what) for v in value])
-    if t is dict:
-        return (dict, [(k, _layout(value[k], leaves, spec, what)) for k in sorted(value)])
-    if t in (float, int) or isinstance(value, (np.ndarray, np.number)):
-        array = np.asarray(value)
-        if np.iscomplexobj(array):
+    def __init__(self, value: Any, spec: _StageSpec, what: str) -> None:
+        self.leaves, self.tdef = tree_flatten(value)
+        self.what = what
+        self.diff = [i for i, leaf in enumerate(self.leaves) if is_differentiable(leaf)]
+        for i in self.diff:
+            if np.iscomplexobj(self.leaves[i]):
+                raise TypeError(
+                    f"stage {spec.name}: {what} is complex; adjoint="
+                    f"{_describe_method(spec.method)} handles real values only. Use "
+                    "adjoint='recompute'."
+                )
+        dtypes = [np.asarray(self.leaves[i]).dtype for i in self.diff]
+        self.dtype = np.result_type(*dtypes, np.float32) if dtypes else np.dtype(np.float64)
+        self.vector = self._concat(self.leaves)
+
+    @property
+    def size(self) -> int:
+        return self.vector.size
+
+    def _concat(self, leaves: list[Any]) -> np.ndarray:
+        parts = [np.ravel(np.asarray(leaves[i], dtype=self.dtype)) for i in self.diff]
+        return np.concatenate(parts) if parts else np.zeros(0, self.dtype)
+
+    def of(self, value: Any) -> np.ndarray:
+        leaves, tdef = tree_flatten(value)
+        if tdef != self.tdef:
             raise TypeError(
-                f"stage {spec.name}: {what} is complex; adjoint={_describe_method(spec.method)} "
-                "handles real values only. Use adjoint='recompute'."
+                f"a derivative of {self.what} is structured as {describe(tdef)}, the value as "
+                f"{describe(self.tdef)}"
             )
-        leaves.append(array)
-        return ("leaf", t, array.shape, array.dtype)
-    raise TypeError(
-        f"stage {spec.name}: {what} is a {t.__name__}; adjoint={_describe_method(spec.method)} "
-        "needs arrays, floats, and tuples/lists/dicts of them. Use adjoint='recompute' for other "
-        "types."
-    )
+        return self._concat(leaves)
 
-
-def _unflatten(flat: np.ndarray, layout: Any) -> Any:
-    offset = 0
-
-    def build(node):
-        nonlocal offset
-        kind = node[0]
-        if kind == "leaf":
-            _, t, shape, dtype = node
-            size = int(np.prod(shape, dtype=np.int64))
-            chunk = flat[offset : offset + size]
+    def build(self, vector: np.ndarray) -> Any:
+        leaves = list(self.leaves)
+        offset = 0
+        for i in self.diff:
+            leaf = leaves[i]
+            size = int(np.size(leaf))
+            chunk = vector[offset : offset + size]
             offset += size
-            if t in (float, int):
-                return float(chunk[0])
-            # A derivative keeps its argument's floating dtype (an int input gets the flat dtype).
-            out = chunk.reshape(shape).astype(
-                dtype if np.issubdtype(dtype, np.floating) else flat.dtype, copy=True
-            )
-            return out if t is np.ndarray else out[()]
-        if kind is dict:
-            return {k: build(child) for k, child in node[1]}
-        return kind(build(child) for child in node[1])
-
-    return build(layout)
+            if isinstance(leaf, np.ndarray):
+                leaves[i] = chunk.reshape(leaf.shape).astype(leaf.dtype, copy=True)
+            elif isinstance(leaf, np.generic):
+                leaves[i] = leaf.dtype.type(chunk[0])
+            else:
+                leaves[i] = float(chunk[0])
+        return tree_unflatten(self.tdef, leaves)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -635,12 +672,17 @@ class _InputKeeper:
         self._slots = itertools.count()
         self._calls = itertools.count()
 
-    def keep(self, args: tuple[Any, ...], ans: Any, boxed: bool) -> _Handle:
+    def keep(self, args: tuple[Any, ...], ans: Any, with_ans: bool, boxed: bool) -> _Handle:
+        """Keep a call's inputs (and its output ``ans`` when ``with_ans``) until released."""
+        kept = (args, ans) if with_ans else (args,)
         if self.storage is None or boxed:
-            return _MemoryHandle((args, ans), self.name)
+            return _MemoryHandle(kept, self.name)
         statics: list[Any] = []
         leaves: list[Any] = []
-        tree = _split((args, ans), leaves, statics)
+        tree = _split(kept, leaves, statics)
+        structure = f"stage {self.name}: inputs {_describe(tree[1][0])}"
+        if with_ans:
+            structure += f", output {_describe(tree[1][1])}"
         with self._lock:
             if self._session is None:
                 self._session = self.storage.session()
@@ -648,7 +690,7 @@ class _InputKeeper:
             slot = next(self._slots)
             self._live += 1
         try:
-            session.put(slot, next(self._calls), leaves, f"stage {self.name}: {_describe(tree)}")
+            session.put(slot, next(self._calls), leaves, structure)
         except BaseException:
             self._drop(session, slot, stored=False)
             raise
@@ -669,6 +711,8 @@ class _InputKeeper:
 
 
 class _Handle:
+    """A call's kept values: `restore` gives ``(args, ans)`` (``ans`` None unless kept)."""
+
     def restore(self) -> tuple[tuple[Any, ...], Any]:
         raise NotImplementedError
 
@@ -685,14 +729,14 @@ _FREED = (
 
 
 class _MemoryHandle(_Handle):
-    def __init__(self, kept: tuple[tuple[Any, ...], Any], name: str) -> None:
-        self._kept: tuple[tuple[Any, ...], Any] | None = kept
+    def __init__(self, kept: tuple[Any, ...], name: str) -> None:
+        self._kept: tuple[Any, ...] | None = kept
         self._name = name
 
     def restore(self):
         if self._kept is None:
             raise CheckpointError(_FREED.format(name=self._name))
-        return self._kept
+        return self._kept[0], self._kept[1] if len(self._kept) == 2 else None
 
     def release(self) -> None:
         self._kept = None
@@ -710,7 +754,8 @@ class _StorageHandle(_Handle):
         if self._slot is None:
             raise CheckpointError(_FREED.format(name=self._keeper.name))
         _, leaves = self._session.get(self._slot)
-        return _join(self._tree, iter(leaves), iter(self._statics))
+        kept = _join(self._tree, iter(leaves), iter(self._statics))
+        return kept[0], kept[1] if len(kept) == 2 else None
 
     def release(self) -> None:
         slot, self._slot = self._slot, None
@@ -727,11 +772,25 @@ def _storable(value: Any) -> bool:
 
 
 def _split(value: Any, leaves: list, statics: list) -> Any:
-    """Split nested inputs into storable leaves and other values kept in memory."""
-    if type(value) in (tuple, list):
-        return (type(value), [_split(v, leaves, statics) for v in value])
-    if type(value) is dict:
+    """Split nested inputs into storable leaves and other values kept in memory.
+
+    A dataclass is kept as a copy whose fields are emptied, so its arrays live only in storage.
+    """
+    t = type(value)
+    if t in (tuple, list):
+        return (t, [_split(v, leaves, statics) for v in value])
+    if t is dict:
         return (dict, [(k, _split(v, leaves, statics)) for k, v in value.items()])
+    if isinstance(value, tuple) and hasattr(t, "_fields"):  # a namedtuple
+        return ("namedtuple", t, [_split(v, leaves, statics) for v in value])
+    if _is_dataclass(value):
+        names = [f.name for f in dataclasses.fields(value)]
+        empty = dataclass_replace(value, **dict.fromkeys(names))
+        return (
+            "dataclass",
+            empty,
+            [(n, _split(getattr(value, n), leaves, statics)) for n in names],
+        )
     if _storable(value):
         leaves.append(value)
         return ("leaf",)
@@ -747,6 +806,11 @@ def _join(tree: Any, leaves, statics) -> Any:
         return next(statics)
     if kind is dict:
         return {k: _join(child, leaves, statics) for k, child in tree[1]}
+    if kind == "namedtuple":
+        return tree[1](*(_join(child, leaves, statics) for child in tree[2]))
+    if kind == "dataclass":
+        fields = {n: _join(child, leaves, statics) for n, child in tree[2]}
+        return dataclass_replace(tree[1], **fields)
     return kind(_join(child, leaves, statics) for child in tree[1])
 
 
@@ -756,5 +820,12 @@ def _describe(tree: Any) -> str:
         return kind
     if kind is dict:
         return "{" + ", ".join(f"{k!r}: {_describe(c)}" for k, c in tree[1]) + "}"
+    if kind == "namedtuple":
+        return f"{tree[1].__name__}(" + ", ".join(_describe(c) for c in tree[2]) + ")"
+    if kind == "dataclass":
+        inner = ", ".join(f"{n}={_describe(c)}" for n, c in tree[2])
+        return f"{type(tree[1]).__name__}({inner})"
     inner = ", ".join(_describe(c) for c in tree[1])
-    return f"({inner})" if kind is tuple else f"[{inner}]"
+    if kind is tuple:
+        return f"({inner},)" if len(tree[1]) == 1 else f"({inner})"
+    return f"[{inner}]"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import autograd.numpy as anp
 import numpy as np
 import pytest
@@ -62,12 +60,12 @@ def test_keyword_argument_being_differentiated() -> None:
 
 
 def test_object_holding_boxes() -> None:
-    @dataclasses.dataclass
-    class State:
-        x: object
+    class State:  # neither a plain container nor a dataclass: autograd cannot see inside
+        def __init__(self, x):
+            self.x = x
 
     stage = checkpoint_stage()(lambda s, y: s.x * y)
-    with pytest.raises(TypeError, match="positional argument 0 is a State"):
+    with pytest.raises(TypeError, match="positional argument 0 is a State holding values being"):
         grad(lambda x: anp.sum(stage(State(x), 2.0)))(np.ones(2))
 
 
@@ -87,8 +85,8 @@ def _two_vjp_cases():
     return [
         (too_few, ValueError, "returned 1 cotangents for 2 positional arguments"),
         (not_a_tuple, TypeError, "returned a ndarray; it must return a tuple with one"),
-        (wrong_shape, ValueError, r"argument 1 .* shape \(5,\), the argument \(3,\)"),
-        (wrong_container, ValueError, "should be a tuple, got list"),
+        (wrong_shape, ValueError, r"argument 1 .* shape \(5,\) where the argument has shape \(3,"),
+        (wrong_container, ValueError, r"structured as \[\*, \*\], the argument as \(\*, \*\)"),
     ]
 
 

@@ -318,3 +318,55 @@ def test_higher_order_with_recompute() -> None:
         return scalar_fun(scalar_fun(x) * 0.5)
 
     assert abs(grad(grad(f))(0.3) - grad(grad(f_plain))(0.3)) < 1e-12
+
+
+@dataclasses.dataclass
+class Rod:
+    """A struct state, as `checkpoint_struct` users write them: arrays, a coefficient, metadata."""
+
+    T: Any
+    k: float
+    steps: int
+    label: str
+
+
+def laplacian(t):
+    return anp.roll(t, 1) - 2 * t + anp.roll(t, -1)
+
+
+def rod_step(rod, dt):
+    # builds a new instance from traced values; the stage boxes it for autograd
+    return Rod(
+        T=rod.T + dt * rod.k * laplacian(rod.T), k=rod.k, steps=rod.steps + 1, label=rod.label
+    )
+
+
+def rod_step_vjp(g, ans, rod, dt):
+    # T' = T + dt k L T with L symmetric (periodic): dT = g + dt k L g, dk = dt <g, L T>.
+    lt = laplacian(rod.T)
+    d_rod = Rod(
+        T=g.T + dt * rod.k * laplacian(g.T),
+        k=g.k + dt * anp.sum(g.T * lt),
+        steps=rod.steps,
+        label=rod.label,
+    )
+    return d_rod, rod.k * anp.sum(g.T * lt)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_dataclass_in_and_out(method: str) -> None:
+    stage = checkpoint_stage(rod_step_vjp if method == "analytic" else method)(rod_step)
+
+    def loss(step, rod, dt):
+        for _ in range(3):
+            rod = step(rod, dt)
+        assert rod.steps == 3 and rod.label == "rod"
+        return anp.sum(anp.sin(rod.T)) * rod.k
+
+    rod = Rod(T=RNG.standard_normal(6), k=0.7, steps=0, label="rod")
+    d_rod, d_dt = grad(lambda r, dt: loss(stage, r, dt), (0, 1))(rod, 0.1)
+    e_rod, e_dt = grad(lambda r, dt: loss(rod_step, r, dt), (0, 1))(rod, 0.1)
+    assert type(d_rod) is Rod
+    assert_close(d_rod.T, e_rod.T, RTOL[method])
+    assert_close(d_rod.k, e_rod.k, RTOL[method])
+    assert_close(d_dt, e_dt, RTOL[method])
