@@ -15,6 +15,7 @@ from typing import Any
 import autograd.numpy as anp
 import numpy as np
 import pytest
+import scipy.linalg
 from autograd import grad, make_jvp, make_vjp, value_and_grad
 from autograd.builtins import tuple as atuple
 
@@ -370,3 +371,31 @@ def test_dataclass_in_and_out(method: str) -> None:
     assert_close(d_rod.T, e_rod.T, RTOL[method])
     assert_close(d_rod.k, e_rod.k, RTOL[method])
     assert_close(d_dt, e_dt, RTOL[method])
+
+
+# --- an external library's routine with its adjoint ---------------------------------------------
+
+
+def lu_solve_stage(a, b):
+    """x = A^{-1} b by scipy's LU: autograd cannot trace this, only the user's VJP or fd can."""
+    return scipy.linalg.lu_solve(scipy.linalg.lu_factor(a), b)
+
+
+def lu_solve_vjp(g, ans, a, b):
+    # x = A^{-1} b: with lambda = A^{-T} g, db = lambda and dA = -lambda x^T.
+    lam = scipy.linalg.lu_solve(scipy.linalg.lu_factor(a), g, trans=1)
+    return -np.outer(lam, ans), lam
+
+
+@pytest.mark.parametrize("method", ["fd", "analytic"])
+def test_external_library_stage(method: str) -> None:
+    stage = checkpoint_stage(lu_solve_vjp if method == "analytic" else method)(lu_solve_stage)
+    a = np.eye(4) * 3 + RNG.standard_normal((4, 4)) * 0.3
+    b = RNG.standard_normal(4)
+
+    def loss(solve, a, b):
+        return anp.sum(anp.sin(solve(a * 1.1, anp.tanh(b))))
+
+    got = grad(lambda a, b: loss(stage, a, b), (0, 1))(a, b)
+    want = grad(lambda a, b: loss(anp.linalg.solve, a, b), (0, 1))(a, b)
+    assert_close(got, want, RTOL[method])

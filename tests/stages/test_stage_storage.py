@@ -202,3 +202,28 @@ def test_dataclass_fields_go_to_storage() -> None:
     assert put[0][3] == "stage body: inputs (Rod(T=leaf, k=leaf, steps=leaf, label=static),)"
     expected = grad(lambda t: anp.sum(body(body(Rod(t * 2.0, 0.5, 0, "rod"))).T))(t)
     np.testing.assert_allclose(pull(1.0), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["recompute", "fd", "analytic"])
+@pytest.mark.parametrize("copy", [False, True])
+def test_array_storage(method: str, copy: bool) -> None:
+    from ckpt_transform.storage.memory import ArrayStorage
+
+    adjoint = (
+        (lambda g, ans, x, c: (g * c * anp.cos(x), anp.sum(g * anp.sin(x))))
+        if (method == "analytic")
+        else method
+    )
+    stage = checkpoint_stage(adjoint, storage=ArrayStorage(copy=copy))(lambda x, c: anp.sin(x) * c)
+
+    def chain(f, x, c):
+        for _ in range(4):
+            x = f(x, c) + 0.1
+        return anp.sum(x**2)
+
+    x = np.linspace(-1, 1, 5)
+    got = grad(lambda x, c: chain(stage, x, c), (0, 1))(x, 1.2)
+    want = grad(lambda x, c: chain(stage.original, x, c), (0, 1))(x, 1.2)
+    tol = 1e-6 if method == "fd" else 1e-12
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=tol)
