@@ -20,6 +20,7 @@ from ckpt_transform.schemes.periodic import Periodic
 from ckpt_transform.schemes.revolve import Revolve
 from ckpt_transform.schemes.store_all import StoreAll
 from ckpt_transform.stages import checkpoint_stage
+from ckpt_transform.storage.hdf5 import HDF5Storage
 from ckpt_transform.storage.memory import ArrayStorage
 
 RNG = np.random.default_rng(5)
@@ -182,7 +183,9 @@ def test_stage_in_stage(outer_method: str, inner_method: str) -> None:
 # --- all together: stage(loop(stage)) inside a loop ----------------------------------------------
 
 
-@pytest.mark.parametrize("storage", [None, ArrayStorage()], ids=["memory", "ArrayStorage"])
+@pytest.mark.parametrize(
+    "storage", [None, ArrayStorage(), HDF5Storage()], ids=["memory", "ArrayStorage", "HDF5Storage"]
+)
 def test_stage_loop_stage_in_loop(storage) -> None:
     leaf_stage = checkpoint_stage("fd", storage=storage)(update)
 
