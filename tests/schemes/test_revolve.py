@@ -1,0 +1,354 @@
+"""Revolve: every schedule valid, and exactly as cheap as an independent dynamic program says.
+
+The reference for optimality is the dynamic program below, written from the recursion alone
+(reverse l steps from a stored, current state with s snapshots: advance j, reverse the right part
+with one snapshot fewer, restore, reverse the left part), independently of the closed form in
+`ckpt_transform.schemes.cost` and of the split rule in `ckpt_transform.schemes.revolve`.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import pytest
+from beartype.roar import BeartypeCallHintParamViolation
+
+from ckpt_transform.errors import CheckpointError
+from ckpt_transform.schemes.actions import (
+    Advance,
+    EndForward,
+    Free,
+    Record,
+    Restore,
+    Reverse,
+    Store,
+)
+from ckpt_transform.schemes.cost import revolve_evaluations, revolve_forward_steps
+from ckpt_transform.schemes.revolve import Revolve
+from ckpt_transform.schemes.validate import validate_schedule
+
+MAX_STEPS = 300
+MAX_SNAPSHOTS = 30
+
+
+@functools.cache
+def revolve_dp(max_steps: int = MAX_STEPS, max_snapshots: int = MAX_SNAPSHOTS) -> list[list[int]]:
+    """``F[s][l]``: fewest passive evaluations to reverse l steps with s snapshots.
+
+    The state at the start is current and held (it counts among the s snapshots); each step is
+    taped once, one at a time. ``F(1, s) = 0`` (record it at once); ``F(l, 1) = l (l - 1) / 2``
+    (from the start to each step, last first); otherwise
+    ``F(l, s) = min_j [j + F(l - j, s - 1) + F(j, s)]``. Row 0 is unused.
+    """
+    table = [[0] * (max_steps + 1) for _ in range(max_snapshots + 1)]
+    table[1] = [length * (length - 1) // 2 for length in range(max_steps + 1)]
+    for s in range(2, max_snapshots + 1):
+        prev, cur = table[s - 1], table[s]
+        for length in range(2, max_steps + 1):
+            cur[length] = min(j + prev[length - j] + cur[j] for j in range(1, length))
+    return table
+
+
+def replay(snapshots: int, steps: int):
+    return validate_schedule(
+        Revolve(snapshots).schedule(steps), steps, snapshots=snapshots, max_taped_steps=1
+    )
+
+
+# --- optimality ---------------------------------------------------------------------------
+
+
+def test_dynamic_program_small_values_by_hand():
+    dp = revolve_dp()
+    # s = 2, l = 3: advance 1, store, then [1, 3) with one snapshot (1 passive), restore, record
+    # [0, 1): 2 passive; splitting at 2 costs 2 + 0 + F(2, 2) = 3.
+    assert dp[2][3] == 2
+    # s = 2, l = 4: j = 1: 1 + F(3, 1) = 4; j = 2: 2 + F(2, 1) + F(2, 2) = 2 + 1 + 1 = 4.
+    assert dp[2][4] == 4
+    # Snapshots enough for every state: each step but the last advanced once.
+    assert dp[30][20] == 19
+
+
+def test_closed_form_equals_dynamic_program_on_the_whole_grid():
+    dp = revolve_dp()
+    for s in range(1, MAX_SNAPSHOTS + 1):
+        for steps in range(MAX_STEPS + 1):
+            assert revolve_forward_steps(steps, s) == dp[s][steps], (steps, s)
+
+
+@pytest.mark.parametrize(
+    ("steps", "snapshots", "evaluations"),
+    # The Griewank-Walther optimum, passive plus taped evaluations. By hand for the first:
+    # t = 2 (C(5, 3) = 10 >= 10 > C(4, 3)), P = 2 * 10 - C(5, 1) = 15, plus 10 taped = 25.
+    [
+        (10, 3, 25),
+        (50, 5, 172),
+        (100, 4, 474),
+        (500, 4, 3713),
+        (1000, 10, 4636),
+        (10000, 20, 47976),
+    ],
+)
+def test_pinned_counts(steps, snapshots, evaluations):
+    counts = replay(snapshots, steps)
+    assert counts.evaluations == evaluations
+    assert revolve_evaluations(steps, snapshots) == evaluations
+    assert counts.recorded_steps == steps
+    assert counts.max_snapshots <= snapshots
+
+
+def _check_grid(steps_values, snapshot_values):
+    dp = revolve_dp()
+    for s in snapshot_values:
+        for steps in steps_values:
+            counts = replay(s, steps)
+            # Every step taped exactly once, one at a time, and the passive evaluations the
+            # minimum. A total equal to the minimum also means every split was optimal: each
+            # part costs at least its own minimum, so no part may cost more.
+            assert counts.recorded_steps == steps, (steps, s)
+            assert counts.forward_steps == dp[s][steps], (steps, s)
+            assert counts.max_taped_steps == min(steps, 1)
+            assert counts.max_snapshots <= s
+            # The primal run ends by taping the last step, so the output costs nothing extra.
+            assert counts.primal_recorded_steps == min(steps, 1), (steps, s)
+
+
+def test_grid_few_snapshots_every_length():
+    _check_grid(range(MAX_STEPS + 1), (1, 2, 3))
+
+
+def test_grid_every_budget_short_loops():
+    _check_grid(range(61), range(1, MAX_SNAPSHOTS + 1))
+
+
+def test_grid_every_budget_sampled_lengths():
+    _check_grid(range(61, MAX_STEPS + 1, 13), range(4, MAX_SNAPSHOTS + 1, 3))
+
+
+@pytest.mark.slow
+def test_grid_whole():
+    _check_grid(range(MAX_STEPS + 1), range(1, MAX_SNAPSHOTS + 1))
+
+
+def test_first_split_is_optimal_for_every_length_and_budget():
+    # The first advance of the primal run is the split rule's j for (T, s); checked against the
+    # dynamic program for every pair: j + F(T - j, s - 1) + F(j, s) must be the minimum.
+    dp = revolve_dp()
+    for s in range(2, MAX_SNAPSHOTS + 1):
+        for steps in range(2, MAX_STEPS + 1):
+            plan = Revolve(s).plan(steps)
+            first = next(a for a in plan.forward() if isinstance(a, (Advance, Record)))
+            assert isinstance(first, Advance), (steps, s)
+            j = first.n1 - first.n0
+            assert 1 <= j < steps
+            assert j + dp[s - 1][steps - j] + dp[s][j] == dp[s][steps], (steps, s, j)
+
+
+@pytest.mark.parametrize(("steps", "snapshots"), [(12345, 2), (12345, 3), (20000, 7), (65536, 16)])
+def test_large_lengths_match_the_closed_form(steps, snapshots):
+    counts = replay(snapshots, steps)
+    assert counts.forward_steps == revolve_forward_steps(steps, snapshots)
+    assert counts.recorded_steps == steps
+
+
+@pytest.mark.slow
+def test_large_length_many_snapshots():
+    counts = replay(100, 10**5)
+    assert counts.forward_steps == revolve_forward_steps(10**5, 100)
+
+
+def test_one_snapshot_is_quadratic():
+    for steps in range(30):
+        counts = replay(1, steps)
+        assert counts.forward_steps == steps * (steps - 1) // 2
+        assert counts.max_snapshots == (1 if steps >= 2 else 0)
+
+
+def test_snapshots_beyond_steps_advance_each_step_once():
+    for steps in range(1, 40):
+        counts = replay(50, steps)
+        assert counts.forward_steps == steps - 1
+
+
+# --- golden orders, derived by hand from the recursion ------------------------------------
+
+
+def test_golden_five_steps_two_snapshots():
+    # T = 5, s = 2: t = 2 (C(3, 2) = 3 < 5 <= C(4, 2) = 6); j = max(5 - C(3, 1), C(2, 2)) = 2.
+    # Right part [2, 5) with one snapshot: from 2 to 4, 3, 2 in turn. Left part [0, 2) with two:
+    # t = 1, j = 1, its right part is the single step [1, 2) (recorded, no store).
+    expected = [
+        Store(n=0, slot=0),
+        Advance(n0=0, n1=2),
+        Store(n=2, slot=1),
+        Advance(n0=2, n1=4),
+        Record(n0=4, n1=5),
+        EndForward(n=5),
+        Reverse(n0=4, n1=5),
+        Restore(n=2, slot=1),
+        Advance(n0=2, n1=3),
+        Record(n0=3, n1=4),
+        Reverse(n0=3, n1=4),
+        Restore(n=2, slot=1),
+        Record(n0=2, n1=3),
+        Reverse(n0=2, n1=3),
+        Free(n=2, slot=1),
+        Restore(n=0, slot=0),
+        Advance(n0=0, n1=1),
+        Record(n0=1, n1=2),
+        Reverse(n0=1, n1=2),
+        Restore(n=0, slot=0),
+        Record(n0=0, n1=1),
+        Reverse(n0=0, n1=1),
+        Free(n=0, slot=0),
+    ]
+    assert list(Revolve(2).schedule(5)) == expected
+    # 2 + 2 + 1 + 1 = 6 passive = 2 * 5 - C(4, 1).
+    assert validate_schedule(expected, 5, snapshots=2).forward_steps == 6
+
+
+def test_golden_four_steps_one_snapshot():
+    expected = [
+        Store(n=0, slot=0),
+        Advance(n0=0, n1=3),
+        Record(n0=3, n1=4),
+        EndForward(n=4),
+        Reverse(n0=3, n1=4),
+        Restore(n=0, slot=0),
+        Advance(n0=0, n1=2),
+        Record(n0=2, n1=3),
+        Reverse(n0=2, n1=3),
+        Restore(n=0, slot=0),
+        Advance(n0=0, n1=1),
+        Record(n0=1, n1=2),
+        Reverse(n0=1, n1=2),
+        Restore(n=0, slot=0),
+        Record(n0=0, n1=1),
+        Reverse(n0=0, n1=1),
+        Free(n=0, slot=0),
+    ]
+    assert list(Revolve(1).schedule(4)) == expected
+
+
+def test_golden_trivial_lengths():
+    assert list(Revolve(3).schedule(0)) == [EndForward(n=0)]
+    # One step needs no checkpoint at all.
+    assert list(Revolve(3).schedule(1)) == [
+        Record(n0=0, n1=1),
+        EndForward(n=1),
+        Reverse(n0=0, n1=1),
+    ]
+
+
+# --- the plan protocol ---------------------------------------------------------------------
+
+
+def test_forward_is_the_primal_run():
+    for steps, s in itertools.product((1, 2, 7, 100), (1, 2, 5)):
+        forward = list(Revolve(s).plan(steps).forward())
+        assert all(isinstance(a, (Store, Advance, Record)) for a in forward)
+        assert forward[-1] == Record(n0=steps - 1, n1=steps)
+        assert sum(isinstance(a, Record) for a in forward) == 1
+        if steps >= 2:
+            assert forward[0] == Store(n=0, slot=0)
+
+
+def test_plans_are_fresh_and_independent():
+    scheme = Revolve(3)
+    first, second = scheme.plan(20), scheme.plan(20)
+    a = list(first.forward())
+    b = list(second.forward())
+    assert a == b
+    assert list(first.reverse(20)) == list(second.reverse(20))
+
+
+def test_while_loop_with_steps_plans_that_length():
+    scheme = Revolve(3, steps=20)
+    plan = scheme.plan(None)
+    actions = [*plan.forward(), EndForward(n=20), *plan.reverse(20)]
+    assert actions == list(Revolve(3).schedule(20))
+
+
+def test_reverse_for_another_length_names_both_numbers():
+    plan = Revolve(3, steps=20).plan(None)
+    list(plan.forward())
+    with pytest.raises(CheckpointError, match=r"20.*17|17.*20"):
+        list(plan.reverse(17))
+
+
+def test_reverse_before_the_primal_run_is_refused():
+    plan = Revolve(3).plan(10)
+    with pytest.raises(CheckpointError, match="before"):
+        plan.reverse(10)
+
+
+def test_steps_disagreeing_with_the_loop_names_both_numbers():
+    with pytest.raises(CheckpointError, match=r"500.*499"):
+        Revolve(4, steps=500).plan(499)
+    with pytest.raises(CheckpointError, match=r"500.*499"):
+        list(Revolve(4, steps=500).schedule(499))
+
+
+def test_steps_agreeing_with_the_loop():
+    assert list(Revolve(4, steps=30).schedule(30)) == list(Revolve(4).schedule(30))
+
+
+def test_while_loop_without_steps_says_what_to_pass():
+    with pytest.raises(CheckpointError, match="steps="):
+        Revolve(4).plan(None)
+
+
+# --- construction --------------------------------------------------------------------------
+
+
+def test_repr_and_attributes():
+    assert repr(Revolve(4, steps=500)) == "Revolve(snapshots=4, steps=500)"
+    assert repr(Revolve(4)) == "Revolve(snapshots=4)"
+    marker = object()
+    scheme = Revolve(snapshots=2, storage=marker)
+    assert scheme.storage is marker
+    assert scheme.snapshots == 2
+    assert scheme.steps is None
+    assert Revolve(2).storage is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"snapshots": 0}, ValueError, r"snapshots must be an int >= 1, got 0"),
+        ({"snapshots": -3}, ValueError, r"got -3"),
+        ({"snapshots": True}, TypeError, r"snapshots .*bool True"),
+        ({"snapshots": 4, "steps": -1}, ValueError, r"steps must be an int >= 0, got -1"),
+        ({"snapshots": 4, "steps": False}, TypeError, r"steps .*bool False"),
+        ({"snapshots": 4, "verbose": -1}, ValueError, r"verbose"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Revolve(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"snapshots": 4.0}, {"snapshots": "4"}, {"snapshots": 4, "steps": 2.5}]
+)
+def test_wrong_types_are_caught_at_construction(kwargs):
+    with pytest.raises(BeartypeCallHintParamViolation, match=r"snapshots|steps"):
+        Revolve(**kwargs)
+
+
+def test_bad_steps_given_to_plan():
+    with pytest.raises(ValueError, match="got -2"):
+        Revolve(2).plan(-2)
+
+
+def test_verbose_prints_the_plan(capsys):
+    plan = Revolve(3, verbose=1).plan(10)
+    out = capsys.readouterr().out
+    assert "10 steps" in out and "3 snapshots" in out and "15 passive" in out
+    list(plan.forward())
+    assert capsys.readouterr().out == ""
+    plan = Revolve(3, verbose=2).plan(10)
+    capsys.readouterr()
+    list(plan.forward())
+    assert "record   [9, 10)" in capsys.readouterr().out
