@@ -207,3 +207,33 @@ def test_stage_loop_stage_in_loop(storage) -> None:
         lambda x, c: plain_loop(plain_outer, x, 4, c),
         1e-6,
     )
+
+
+# --- the docs' example: an external solver with its adjoint as a loop's implicit step ----------
+
+
+def test_external_solver_stage_as_implicit_step() -> None:
+    import scipy.linalg
+
+    def solve_vjp(g, ans, a, b):
+        lam = scipy.linalg.lu_solve(scipy.linalg.lu_factor(a), g, trans=1)
+        return -np.outer(lam, ans), lam
+
+    @checkpoint_stage(solve_vjp)
+    def solve(a, b):
+        return scipy.linalg.lu_solve(scipy.linalg.lu_factor(a), b)
+
+    def step(t, i, a):
+        return solve(a, t)
+
+    a0 = np.eye(4) * 1.5 + RNG.standard_normal((4, 4)) * 0.2
+
+    def loss(step, t0, a):
+        return anp.sum(checkpointed_for(step, t0, 12, Revolve(3), params=(a,)) ** 2)
+
+    got = grad(lambda t0, a: loss(step, t0, a), (0, 1))(X0, a0)
+    want = grad(
+        lambda t0, a: anp.sum(plain_loop(lambda t, i, a: anp.linalg.solve(a, t), t0, 12, a) ** 2),
+        (0, 1),
+    )(X0, a0)
+    assert_grads_equal(got, want, 1e-12)
