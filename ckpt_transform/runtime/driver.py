@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import autograd.builtins as abuiltins
+import numpy as onp
 from autograd.core import make_jvp
 from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 
@@ -205,6 +206,13 @@ class _Loop:
             stats.steps = k
             self.scheme.plan(k)  # e.g. Revolve(steps=N) on a loop that ran k != N times
         bar.close()
+        if any(isbox(x) for x in flatten(state)[0]):
+            raise CheckpointError(
+                "the loop's state and params are not being differentiated, yet the step returned "
+                "traced values: the step reads a value being differentiated from a closure or a "
+                "global. Pass it through params=(...) so the loop is checkpointed (as it is, "
+                "autograd would tape every step)"
+            )
         return state
 
 
@@ -231,6 +239,7 @@ class _Run:
         self.s_leaves = s_leaves
         self.p_leaves = p_leaves
         self.n_s = len(self.s_diff)
+        self.data_idx = [i for i, x in enumerate(s_leaves) if _is_data(getval(x))]
         self.steps: int | None = None  # T, once the primal run has ended
         self.swept = False  # the reverse sweep has consumed the checkpoints
         self.session: Any = None
@@ -273,7 +282,7 @@ class _Run:
 
     # -- running steps ---------------------------------------------------------------------------
 
-    def _split(self, state: Any, n: int, *, traced: bool = False) -> tuple[list[Any], list[Any]]:
+    def _split(self, state: Any, n: int, *, trace: int | None = None) -> tuple[list, list]:
         """Flatten a step's output into (all leaves, differentiable leaves), checking it."""
         leaves, tdef = flatten(state)
         if tdef != self.s_def:
@@ -291,14 +300,16 @@ class _Run:
                     f"{type(getval(x)).__name__}, so its derivative cannot be carried; start it "
                     "as a float (e.g. 0.0 instead of 0)"
                 )
-        if not traced:
-            for i in self.s_diff:
-                if isbox(leaves[i]):
-                    raise CheckpointError(
-                        f"step {n} returned a traced value in {self.s_paths[i]} that it was not "
-                        "given: the step reads a value being differentiated from a closure or "
-                        "a global. Pass it through params=(...) so its gradient is computed"
-                    )
+        # A box from another trace than this segment's (or any box in a passive step) means the
+        # step read a traced value it was not given: its gradient would be lost.
+        for i in self.s_diff:
+            x = leaves[i]
+            if isbox(x) and (trace is None or x._trace != trace or isbox(x._value)):
+                raise CheckpointError(
+                    f"step {n} returned a traced value in {self.s_paths[i]} that it was not "
+                    "given: the step reads a value being differentiated from a closure or "
+                    "a global. Pass it through params=(...) so its gradient is computed"
+                )
         return leaves, [leaves[i] for i in self.s_diff]
 
     def _advance(self, n0: int, n1: int | None, bar: Any) -> int:
@@ -306,12 +317,14 @@ class _Run:
         loop, params = self.loop, self.params
         state, k = self.cur, n0
         stop = self._stop(n1)
+        leaves = self.cur_leaves
         while k < stop and (loop.cond is None or loop.cond(state, *params)):
             state = loop.step(state, loop.index(k), *params)
             k += 1
+            leaves, _ = self._split(state, k)
             bar.update()
         self.stats.forward_steps += k - n0
-        self.cur_leaves, _ = self._split(state, k)
+        self.cur_leaves = leaves
         self.cur = state
         return k
 
@@ -341,7 +354,7 @@ class _Run:
                 state = loop.step(state, loop.index(k), *params)
                 k += 1
                 bar.update()
-            leaves, d_leaves = self._split(state, k, traced=True)
+            leaves, d_leaves = self._split(state, k, trace=trace_of(x))
             out["k"], out["leaves"] = k, leaves
             return abuiltins.tuple(d_leaves)
 
@@ -375,6 +388,7 @@ class _Run:
         self.session = _open_session(scheme)
         self._finalizer = weakref.finalize(self, self.session.close)
         self.slot_bytes: dict[int, int] = {}
+        self.slot_objects: dict[int, list[Any]] = {}
         bar = _bar(loop.progress, "forward", known)
         n, ended = 0, False
         target = known if (loop.rng is not None or self.steps is not None) else None
@@ -424,22 +438,32 @@ class _Run:
         raise CheckpointError(f"the loop ran {n} iterations, not the number {scheme!r} plans for")
 
     def _slot_action(self, action: Any, n: int | None) -> None:
-        stats, session = self.stats, self.session
+        # Storage holds the numeric leaves (arrays and numbers); other leaves (a label, a
+        # function, None) stay here by reference, beside the slot.
+        stats, session, data = self.stats, self.session, self.data_idx
         if isinstance(action, Store):
             if n is not None and action.n != n:
                 raise CheckpointError(f"{action}: the current state is {n}")
-            nbytes = session.put(action.slot, action.n, self.cur_leaves, describe(self.s_def))
+            leaves = self.cur_leaves
+            nbytes = session.put(
+                action.slot, action.n, [leaves[i] for i in data], describe(self.s_def)
+            )
             self.slot_bytes[action.slot] = nbytes
+            self.slot_objects[action.slot] = leaves
             stats._stored(nbytes)
         elif isinstance(action, Restore):
-            step, leaves = session.get(action.slot)
+            step, stored = session.get(action.slot)
             if step != action.n:
                 raise CheckpointError(f"{action}: the slot holds the state at {step}")
-            self.cur_leaves = list(leaves)
-            self.cur = unflatten(self.s_def, self.cur_leaves)
+            leaves = list(self.slot_objects[action.slot])
+            for j, i in enumerate(data):
+                leaves[i] = stored[j]
+            self.cur_leaves = leaves
+            self.cur = unflatten(self.s_def, leaves)
         elif isinstance(action, Free):
             session.delete(action.slot)
             stats._freed(self.slot_bytes.pop(action.slot))
+            del self.slot_objects[action.slot]
         else:
             raise CheckpointError(f"{action} cannot be executed here")
 
@@ -480,6 +504,16 @@ class _Run:
         self.tapes.clear()
         if self.session is not None:
             self._finalizer()
+
+
+def _is_data(x: Any) -> bool:
+    """Leaves that checkpoint storage holds: numbers and arrays."""
+    return isinstance(x, (int, float, complex, onp.ndarray, onp.generic))
+
+
+def trace_of(x: Any) -> int | None:
+    """The trace a segment's input box belongs to (None when nothing is traced)."""
+    return x._trace if isbox(x) else None
 
 
 # -- the primitive -----------------------------------------------------------------------------
