@@ -38,7 +38,9 @@ __all__ = [
 
 
 def _check(name: str, value: int, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {least}, got {value!r}")
+    if value < least:
         raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
 
 
@@ -64,7 +66,7 @@ def beta(snapshots: int, repetitions: int) -> int:
     """
     _check("snapshots", snapshots, 0)
     if isinstance(repetitions, bool) or not isinstance(repetitions, int):
-        raise ValueError(f"repetitions must be an int, got {repetitions!r}")
+        raise TypeError(f"repetitions must be an int, got {repetitions!r}")
     if repetitions < 0:
         return 0
     return comb(snapshots + repetitions, snapshots)

@@ -29,9 +29,9 @@ beta(s, t - 1)`` (the left part reversed with t - 1 repetitions) and ``beta(s - 
 
     j = max(l - beta(s - 1, t), beta(s, t - 2)),
 
-clipped to ``[1, l - 1]`` (only needed for t = 1, where j = 1). Taking the least j puts as many
-steps as possible in the right part, which the primal run reaches first. The tests check this
-rule against an independent dynamic program for every l <= 300 and s <= 30.
+clipped to ``[1, l - 1]`` (only needed for t = 1, where j = 1); every j up to
+``min(beta(s, t - 1), l - beta(s - 1, t - 1))`` is optimal too. The tests check the rule against
+an independent dynamic program for every l <= 300 and s <= 30.
 
 The primal run (`Plan.forward`) is the chain of right parts from the input state: it advances to
 the successive split points, storing each, and ends by recording step T - 1, so the output is

@@ -102,19 +102,20 @@ def test_store_all():
 
 
 @pytest.mark.parametrize(
-    ("call", "match"),
+    ("call", "error", "match"),
     [
-        (lambda: beta(-1, 2), r"snapshots must be an int >= 0, got -1"),
-        (lambda: beta(2, 1.5), r"repetitions must be an int, got 1.5"),
-        (lambda: revolve_repetitions(-1, 2), r"steps must be an int >= 0, got -1"),
-        (lambda: revolve_forward_steps(5, 0), r"snapshots must be an int >= 1, got 0"),
-        (lambda: revolve_evaluations(True, 2), r"steps must be an int >= 0, got True"),
-        (lambda: periodic_period(5, 0), r"snapshots must be an int >= 1, got 0"),
-        (lambda: periodic_forward_steps(5, 0), r"period must be an int >= 1, got 0"),
-        (lambda: periodic_snapshots(-5, 2), r"steps must be an int >= 0, got -5"),
-        (lambda: store_all_evaluations(-1), r"steps must be an int >= 0, got -1"),
+        (lambda: beta(-1, 2), ValueError, r"snapshots must be an int >= 0, got -1"),
+        (lambda: beta(2, 1.5), TypeError, r"repetitions must be an int, got 1.5"),
+        (lambda: revolve_repetitions(-1, 2), ValueError, r"steps must be an int >= 0, got -1"),
+        (lambda: revolve_forward_steps(5, 0), ValueError, r"snapshots must be an int >= 1, got 0"),
+        (lambda: revolve_evaluations(True, 2), TypeError, r"steps must be an int >= 0, got True"),
+        (lambda: revolve_evaluations(5, "2"), TypeError, r"snapshots must be an int >= 1, got '2'"),
+        (lambda: periodic_period(5, 0), ValueError, r"snapshots must be an int >= 1, got 0"),
+        (lambda: periodic_forward_steps(5, 0), ValueError, r"period must be an int >= 1, got 0"),
+        (lambda: periodic_snapshots(-5, 2), ValueError, r"steps must be an int >= 0, got -5"),
+        (lambda: store_all_evaluations(-1), ValueError, r"steps must be an int >= 0, got -1"),
     ],
 )
-def test_bad_arguments(call, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_arguments(call, error, match):
+    with pytest.raises(error, match=match):
         call()

@@ -111,6 +111,23 @@ def test_unknown_length_ends_at_every_step():
             assert counts.max_snapshots == periodic_snapshots(steps, p, known_length=False)
 
 
+def test_unknown_length_driver_that_stops_right_at_the_end():
+    # A driver may also stop pulling actions as soon as an advance reaches the loop's end, never
+    # taking the store of the state T that follows; the reverse sweep must not free it then.
+    for p in range(1, 6):
+        for steps in range(1, 40):
+            plan = Periodic(period=p).plan(None)
+            taken = []
+            for action in plan.forward():
+                cut = isinstance(action, Advance) and action.n1 >= steps
+                taken.append(Advance(n0=action.n0, n1=steps) if cut else action)
+                if cut:
+                    break
+            actions = [*taken, EndForward(n=steps), *plan.reverse(steps)]
+            counts = validate_schedule(actions, steps)
+            assert counts.max_snapshots == (steps - 1) // p + 1
+
+
 # --- golden orders ---------------------------------------------------------------------------
 
 
