@@ -24,7 +24,12 @@ from ckpt_transform.schemes.actions import (
     Reverse,
     Store,
 )
-from ckpt_transform.schemes.cost import revolve_evaluations, revolve_forward_steps
+from ckpt_transform.schemes.cost import (
+    beta,
+    revolve_evaluations,
+    revolve_forward_steps,
+    revolve_repetitions,
+)
 from ckpt_transform.schemes.revolve import Revolve
 from ckpt_transform.schemes.validate import validate_schedule
 
@@ -143,6 +148,22 @@ def test_first_split_is_optimal_for_every_length_and_budget():
             j = first.n1 - first.n0
             assert 1 <= j < steps
             assert j + dp[s - 1][steps - j] + dp[s][j] == dp[s][steps], (steps, s, j)
+
+
+def test_optimal_splits_are_exactly_the_documented_range():
+    # By the dynamic program, the optimal first splits j for (l, s) are exactly the integers in
+    # [max(l - beta(s - 1, t), beta(s, t - 2)), min(beta(s, t - 1), l - beta(s - 1, t - 1))],
+    # clipped to [1, l - 1]; the split rule takes the least.
+    dp = revolve_dp()
+    for s in range(2, MAX_SNAPSHOTS + 1):
+        for length in range(2, MAX_STEPS + 1):
+            t = revolve_repetitions(length, s)
+            least = max(length - beta(s - 1, t), beta(s, t - 2), 1)
+            most = min(beta(s, t - 1), length - beta(s - 1, t - 1), length - 1)
+            optimal = [
+                j for j in range(1, length) if j + dp[s - 1][length - j] + dp[s][j] == dp[s][length]
+            ]
+            assert optimal == list(range(least, most + 1)), (length, s)
 
 
 @pytest.mark.parametrize(("steps", "snapshots"), [(12345, 2), (12345, 3), (20000, 7), (65536, 16)])
