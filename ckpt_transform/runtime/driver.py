@@ -484,10 +484,13 @@ class _Run:
                     if n0 != action.n0:
                         raise CheckpointError(f"{action}: no tape is held for this segment")
                     cot = vjp(tuple(adj))
+                    del vjp  # drop the tape now, not when the next segment replaces it
                     adj = list(cot[: self.n_s])
                     for j, c in enumerate(cot[self.n_s :]):
                         adj_p[j] = adj_p[j] + c
+                    del cot
                     stats.taped_now -= action.n1 - action.n0
+                    self.cur = self.cur_leaves = None  # the state after the segment: not needed
                     bar.update(action.n1 - action.n0)
                 elif isinstance(action, Advance):
                     self._advance(action.n0, action.n1, _NO_BAR)
