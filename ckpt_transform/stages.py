@@ -43,6 +43,7 @@ import dataclasses
 import functools
 import itertools
 import threading
+import types
 import warnings
 import weakref
 from collections.abc import Callable
@@ -52,7 +53,7 @@ import numpy as np
 from autograd import builtins as abuiltins
 from autograd.core import make_jvp, make_vjp, vspace
 from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
-from autograd.tracer import isbox
+from autograd.tracer import getval, isbox
 from autograd.util import subvals
 from beartype import BeartypeConf, beartype
 
@@ -111,12 +112,12 @@ def checkpoint_stage(
             Memory: no tape at all.
         ``"fd"``
             Central finite differences: two passive evaluations per scalar input, with step
-            ``h_i = eps**(1/3) * max(1, |x_i|)`` (``eps`` the machine epsilon of the inputs'
-            dtype) unless ``fd_step`` is given. Expect the O(h^2) truncation error plus the
-            O(eps/h) rounding error, about ``eps**(2/3)`` relative (~1e-10 in float64, ~1e-5 in
-            float32) for a smooth function with moderate derivatives; worse where the function is
-            not smooth. For stages whose body autograd cannot differentiate (a compiled library,
-            a black box).
+            ``h_i = eps**(1/3) * max(1, |x_i|)`` (``eps`` the machine epsilon of the coarser of
+            ``x_i``'s dtype and the output's) unless ``fd_step`` is given. Expect the O(h^2)
+            truncation error plus the O(eps/h) rounding error, about ``eps**(2/3)`` relative
+            (~1e-10 in float64, ~1e-5 in float32) for a smooth function with moderate
+            derivatives; worse where the function is not smooth. For stages whose body autograd
+            cannot differentiate (a compiled library, a black box).
         a function ``vjp(g, ans, *args, **kwargs)``
             The user's vector-Jacobian product: ``g`` is the cotangent of the output (same
             structure as ``ans``), ``ans`` the stage's output, ``args`` its positional inputs (and
@@ -278,15 +279,16 @@ def _stage_vjp_maker(argnums, ans, args, kwargs):
         raise NotImplementedError(_higher_order_message(spec))
     needs_ans = callable(spec.method)
     handle = spec.keeper.keep(stage_args, ans, needs_ans, boxed)
+    out_eps = _output_eps(ans)  # a number: what "fd" needs to know of the output, not the output
 
     def stage_vjp(g):
-        if not isinstance(spec.method, str) or spec.method != "recompute":
-            if _contains_box(g):
-                raise NotImplementedError(_higher_order_message(spec))
+        if spec.method != "recompute" and _contains_box(g):
+            raise NotImplementedError(_higher_order_message(spec))
         kept_args, kept_ans = handle.restore()
         if not spec.keep_inputs:
             release()  # freed as the reverse sweep passes; the locals live until we return
-        return _VJP_METHODS[_method_key(spec)](spec, diff, g, kept_ans, kept_args, kwargs)
+        method = _VJP_METHODS[_method_key(spec)]
+        return method(spec, diff, g, kept_ans, kept_args, kwargs, out_eps)
 
     # If the reverse sweep never runs, the inputs go when the recorded computation is dropped.
     release = weakref.finalize(stage_vjp, handle.release)
@@ -378,7 +380,9 @@ def _contains_box(value: Any) -> bool:
         return any(_contains_box(getattr(value, f.name)) for f in dataclasses.fields(value))
     # Any other object: look at its attributes, one level (enough to catch a plain struct).
     attributes = getattr(value, "__dict__", None)
-    if isinstance(attributes, dict) and not callable(value) and not isinstance(value, type):
+    if isinstance(attributes, dict) and not (
+        callable(value) or isinstance(value, (type, types.ModuleType))
+    ):
         return any(isbox(v) for v in attributes.values())
     return False
 
@@ -434,7 +438,7 @@ def _tangent_vector(leaves: Any, dtype: np.dtype) -> np.ndarray:
 # Adjoint methods: each returns the cotangents of the differentiated arguments, in order.
 
 
-def _vjp_recompute(spec, diff, g, ans, args, kwargs):
+def _vjp_recompute(spec, diff, g, ans, args, kwargs, out_eps=None):
     with _Quiet():
         # The recording of this stage alone; it lives only in this frame, so it is freed before
         # the outer sweep moves on to the previous stage. Its output value is not kept.
@@ -442,7 +446,7 @@ def _vjp_recompute(spec, diff, g, ans, args, kwargs):
     return tuple(pullback(g))
 
 
-def _vjp_forward(spec, diff, g, ans, args, kwargs):
+def _vjp_forward(spec, diff, g, ans, args, kwargs, out_eps=None):
     x = _Flat(tuple(args[i] for i in diff), spec, "an input")
     out = _Flat(g, spec, "the output")
     push = make_jvp(_of_diff_to_leaves(spec, diff, args, kwargs), tuple(args[i] for i in diff))
@@ -458,17 +462,22 @@ def _vjp_forward(spec, diff, g, ans, args, kwargs):
     return x.build(cot)
 
 
-def _vjp_fd(spec, diff, g, ans, args, kwargs):
+def _vjp_fd(spec, diff, g, ans, args, kwargs, out_eps=None):
     x = _Flat(tuple(args[i] for i in diff), spec, "an input")
     out = _Flat(g, spec, "the output")
     fun = _of_diff(spec, diff, args, kwargs)
     cot = np.zeros(x.size, dtype=np.result_type(x.dtype, out.dtype))
     for i in range(x.size):
         xi = x.vector[i]
-        h = spec.fd_step if spec.fd_step is not None else _fd_scale(x.dtype) * max(1, abs(xi))
+        if spec.fd_step is not None:
+            h = spec.fd_step
+        else:
+            # rounding error ~ eps |f| / h comes from the coarser of input element and output
+            h = max(x.eps[i], out_eps) ** (1 / 3) * max(1, abs(xi))
         plus, minus = x.vector.copy(), x.vector.copy()
-        plus[i], minus[i] = xi + h, xi - h
-        width = plus[i] - minus[i]  # the step actually taken, after rounding
+        # The step actually taken, after rounding to the element's own dtype.
+        plus[i], minus[i] = x.rounded(i, xi + h), x.rounded(i, xi - h)
+        width = plus[i] - minus[i]
         if width == 0:
             raise ValueError(
                 f"stage {spec.name}: fd_step={spec.fd_step!r} is below the resolution of input "
@@ -479,7 +488,7 @@ def _vjp_fd(spec, diff, g, ans, args, kwargs):
     return x.build(cot)
 
 
-def _vjp_user(spec, diff, g, ans, args, kwargs):
+def _vjp_user(spec, diff, g, ans, args, kwargs, out_eps=None):
     result = spec.method(g, ans, *args, **kwargs)
     return tuple(_checked_cotangents(spec, result, args, diff))
 
@@ -554,7 +563,8 @@ def _jvp_fd(spec, diff, gs, ans, args, kwargs):
     if spec.fd_step is not None:
         h = spec.fd_step / size
     else:
-        h = _fd_scale(x.dtype) * max(1.0, float(np.max(np.abs(x.vector)))) / size
+        eps = max(float(np.max(x.eps)), _output_eps(ans))  # no element below its resolution
+        h = eps ** (1 / 3) * max(1.0, float(np.max(np.abs(x.vector)))) / size
     fun = _of_diff(spec, diff, args, kwargs)
     difference = out.of(fun(x.build(x.vector + h * v))) - out.of(fun(x.build(x.vector - h * v)))
     return out.build(difference / (2 * h))
@@ -583,11 +593,17 @@ _JVP_METHODS = {
 }
 
 
-def _fd_scale(dtype: np.dtype) -> float:
-    """eps**(1/3): balances O(h^2) truncation against O(eps/h) rounding (Nocedal & Wright, 8.1)."""
-    return float(np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float64).eps) ** (
-        1 / 3
-    )
+def _output_eps(ans: Any) -> float:
+    """The coarsest machine epsilon among a stage output's floating leaves (float64's if none)."""
+    leaves, _ = tree_flatten(ans)
+    dtypes = [np.asarray(getval(leaf)).dtype for leaf in leaves if is_differentiable(leaf)]
+    return max([_eps_of(d) for d in dtypes] or [_eps_of(np.dtype(np.float64))])
+
+
+def _eps_of(dtype: np.dtype) -> float:
+    """Machine epsilon of a floating dtype (float64's for any other): h = eps**(1/3) balances
+    O(h^2) truncation against O(eps/h) rounding (Nocedal & Wright, section 8.1)."""
+    return float(np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float64).eps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,6 +633,17 @@ class _Flat:
         dtypes = [np.asarray(self.leaves[i]).dtype for i in self.diff]
         self.dtype = np.result_type(*dtypes, np.float32) if dtypes else np.dtype(np.float64)
         self.vector = self._concat(self.leaves)
+        # Each element's own leaf dtype: a float32 leaf is perturbed on its own scale even when a
+        # float64 leaf makes the flat vector float64.
+        sizes = [int(np.size(self.leaves[i])) for i in self.diff]
+        self.leaf_dtypes = dtypes
+        self.owner = np.repeat(np.arange(len(dtypes), dtype=np.intp), sizes)
+        self.eps = np.array([_eps_of(d) for d in dtypes] or [0.0])[self.owner]
+
+    def rounded(self, i: int, value: float) -> float:
+        """``value`` as element ``i`` holds it once put back into its leaf's dtype."""
+        dtype = self.leaf_dtypes[self.owner[i]]
+        return float(dtype.type(value)) if dtype.kind == "f" else float(value)
 
     @property
     def size(self) -> int:

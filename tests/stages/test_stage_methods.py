@@ -399,3 +399,16 @@ def test_external_library_stage(method: str) -> None:
     got = grad(lambda a, b: loss(stage, a, b), (0, 1))(a, b)
     want = grad(lambda a, b: loss(anp.linalg.solve, a, b), (0, 1))(a, b)
     assert_close(got, want, RTOL[method])
+
+
+def test_fd_mixed_precision_steps_each_element_on_its_own_scale() -> None:
+    """A float32 array next to a float64 float: steps on the scale of float32, the coarser of
+    the inputs' and of the output's (float32 too) precision."""
+    stage = checkpoint_stage("fd")(lambda x, c: anp.sin(x) * c)
+    x = np.linspace(0.1, 1.0, 4, dtype=np.float32)
+    gx, gc = grad(lambda x, c: anp.sum(stage(x, c)), (0, 1))(x, 1.5)
+    x64 = x.astype(np.float64)
+    # With float64's step (6e-6) on float32 values (or a float32 output) the rounding error would
+    # be ~eps32/h ~ 2%; float32's own step gives ~eps32**(2/3) ~ 2.5e-5.
+    np.testing.assert_allclose(gx, 1.5 * np.cos(x64), rtol=1e-4)
+    assert gc == pytest.approx(np.sum(np.sin(x64)), rel=1e-4)
