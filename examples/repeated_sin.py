@@ -20,7 +20,7 @@ import math
 import autograd.numpy as anp
 from autograd import value_and_grad
 
-from ckpt_transform.stages import checkpoint_stage
+from ckpt_transform import checkpoint_stage
 
 
 def repeated_sin(n, x):
