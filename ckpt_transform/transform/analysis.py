@@ -1,0 +1,672 @@
+"""Pass 3, analyse: which names the loop carries, which it only reads, and where they live.
+
+The loop body becomes ``state = step(state, i, *params)``. This pass decides what goes in
+``state`` and ``params``:
+
+* **carried state**: every variable the body assigns (plainly, by tuple or augmented assignment,
+  or by an element update ``x[i] = v``) whose value the next iteration or the code after the loop
+  may read: it is read in the body before being assigned on some path (*upward exposed*), or read
+  after the loop, or read by a while condition;
+* **struct fields**: every attribute the body assigns on a name it does not rebind
+  (``heat.Tnext = ...``); all such fields are state, since the caller sees the object;
+* **parameters**: names the body (or the while condition) only reads and that may hold traced
+  values: arguments and locals of the function, closure variables, and globals that are not
+  modules or callables; for a struct, its other fields, gathered at run time (helpers the body
+  calls may read fields the body never names);
+* **by name**: globals that are modules or callables, and builtins, which the step refers to
+  directly (they cannot carry gradients);
+* temporaries assigned in the body and not carried stay local to the step.
+
+"Upward exposed" is a forward pass over the body tracking the names *definitely* assigned so far
+(both branches of an ``if``; nothing from an inner loop's body, which may not run). Reading
+inside a nested function or lambda counts as reading where it is defined.
+
+It also rejects, with the line and a way out, what would silently compute something else:
+assigning the loop index, an element update through a second name for the same array, a
+carried variable with no value before the loop, a loop that carries nothing.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gast
+
+from ckpt_transform.transform.parse import FunctionSource, LoopChoice
+
+__all__ = ["Location", "LoopAnalysis", "Param", "Struct", "analyse", "reads"]
+
+_NESTED_FUNCTIONS = (gast.FunctionDef, gast.AsyncFunctionDef, gast.Lambda)
+_COMPREHENSIONS = (gast.ListComp, gast.SetComp, gast.GeneratorExp, gast.DictComp)
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    """A place the body writes: a variable ``x`` or a struct field ``heat.Tnext``."""
+
+    name: str
+    attr: str | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.attr is None else f"{self.name}.{self.attr}"
+
+
+@dataclass(frozen=True)
+class Struct:
+    """An object whose attributes the body assigns.
+
+    Attributes
+    ----------
+    name
+        The variable holding it.
+    fields
+        The attributes the body assigns, in order of first assignment: carried state.
+    rebindable
+        True when ``name`` is a local of the function, so that after the loop it can be rebound
+        to an updated (differentiable) object; False for a global or closure variable.
+    """
+
+    name: str
+    fields: tuple[str, ...]
+    rebindable: bool
+
+
+@dataclass(frozen=True)
+class Param:
+    """A value the step only reads, passed to it through ``params``.
+
+    ``origin`` is ``"argument"``, ``"local"``, ``"closure"``, ``"global"`` or ``"struct"`` (the
+    other fields of the struct ``name``).
+    """
+
+    name: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class LoopAnalysis:
+    """What the rewrite needs to know about the loop."""
+
+    kind: str  # "for" or "while"
+    index: str | None  # the for loop's variable
+    state: tuple[Location, ...]  # carried, in order of first assignment in the body
+    structs: tuple[Struct, ...]
+    params: tuple[Param, ...]  # in order of first reading (the while condition first)
+    by_name: tuple[str, ...]  # globals and builtins the step refers to directly
+    cond_structs: tuple[str, ...]  # structs the while condition reads
+    index_read_after: bool  # the for variable is read after the loop (it keeps its last value)
+
+
+# -- reading names ---------------------------------------------------------------------------
+
+
+def _arg_names(args: Any) -> set[str]:
+    names = {a.id for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
+    names.update(a.id for a in (args.vararg, args.kwarg) if a is not None)
+    return names
+
+
+def _arg_parts(args: Any) -> list[Any]:
+    """What a def or lambda evaluates where it is defined: defaults and annotations."""
+    parts = list(args.defaults) + [d for d in args.kw_defaults if d is not None]
+    for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+        if a is not None and getattr(a, "annotation", None) is not None:
+            parts.append(a.annotation)
+    return parts
+
+
+def reads(node: Any, bound: frozenset[str] = frozenset()) -> list[Any]:
+    """The ``Name`` nodes ``node`` reads, in source order, leaving out names that a nested scope
+    (lambda, def, comprehension) binds for itself."""
+    out: list[Any] = []
+    _reads(node, bound, out)
+    out.sort(key=lambda n: (n.lineno, n.col_offset))
+    return out
+
+
+def _reads(node: Any, bound: frozenset[str], out: list[Any]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _reads(item, bound, out)
+        return
+    if isinstance(node, gast.Name):
+        if isinstance(node.ctx, gast.Load) and node.id not in bound:
+            out.append(node)
+        if node.annotation is not None:
+            _reads(node.annotation, bound, out)
+        return
+    if isinstance(node, gast.Lambda):
+        _reads(_arg_parts(node.args), bound, out)
+        _reads(node.body, bound | _arg_names(node.args), out)
+        return
+    if isinstance(node, (gast.FunctionDef, gast.AsyncFunctionDef)):
+        _reads(node.decorator_list + _arg_parts(node.args), bound, out)
+        if node.returns is not None:
+            _reads(node.returns, bound, out)
+        inner = bound | _arg_names(node.args) | set(local_names(node.body))
+        _reads(node.body, frozenset(inner), out)
+        return
+    if isinstance(node, gast.ClassDef):
+        _reads(node.decorator_list + node.bases + [k.value for k in node.keywords], bound, out)
+        _reads(node.body, bound, out)
+        return
+    if isinstance(node, _COMPREHENSIONS):
+        generators = node.generators
+        _reads(generators[0].iter, bound, out)
+        inner = set(bound)
+        for gen in generators:
+            inner.update(_store_names(gen.target))
+        inner_bound = frozenset(inner)
+        for k, gen in enumerate(generators):
+            if k:
+                _reads(gen.iter, inner_bound, out)
+            _reads(gen.ifs, inner_bound, out)
+        elts = [node.key, node.value] if isinstance(node, gast.DictComp) else [node.elt]
+        _reads(elts, inner_bound, out)
+        return
+    if isinstance(node, gast.AST):
+        for field in node._fields:
+            value = getattr(node, field)
+            if isinstance(value, (gast.AST, list)):
+                _reads(value, bound, out)
+
+
+def _store_names(target: Any) -> list[str]:
+    return [
+        n.id
+        for n in gast.walk(target)
+        if isinstance(n, gast.Name) and isinstance(n.ctx, gast.Store)
+    ]
+
+
+def _walrus_names(node: Any) -> set[str]:
+    return {
+        n.target.id
+        for n in _walk_same_scope(node)
+        if isinstance(n, gast.NamedExpr) and isinstance(n.target, gast.Name)
+    }
+
+
+def _walk_same_scope(node: Any) -> Iterator[Any]:
+    """``gast.walk`` that does not enter nested functions (their bodies are another scope)."""
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        yield n
+        if isinstance(n, _NESTED_FUNCTIONS) and n is not node:
+            continue
+        todo.extend(gast.iter_child_nodes(n))
+
+
+def statements(stmts: list[Any]) -> Iterator[Any]:
+    """Every statement in ``stmts`` at any depth, not entering nested functions or classes."""
+    for stmt in stmts:
+        yield stmt
+        if isinstance(stmt, (gast.FunctionDef, gast.AsyncFunctionDef, gast.ClassDef)):
+            continue
+        for field in ("body", "orelse", "finalbody"):
+            yield from statements(getattr(stmt, field, None) or [])
+        for handler in getattr(stmt, "handlers", None) or []:
+            yield from statements(handler.body)
+        for case in getattr(stmt, "cases", None) or []:
+            yield from statements(case.body)
+
+
+def local_names(body: list[Any]) -> list[str]:
+    """Names a function body binds (its locals, by Python's rules), in order of appearance."""
+    names: list[str] = []
+    declared: set[str] = set()
+    for stmt in statements(body):
+        if isinstance(stmt, (gast.Global, gast.Nonlocal)):
+            declared.update(stmt.names)
+        names.extend(_statement_binds(stmt))
+    seen: set[str] = set()
+    return [n for n in names if not (n in seen or seen.add(n)) and n not in declared]
+
+
+def _statement_binds(stmt: Any) -> list[str]:
+    """Names a single statement binds (its own targets; walrus targets anywhere in it)."""
+    names: list[str] = []
+    if isinstance(stmt, gast.Assign):
+        for t in stmt.targets:
+            names.extend(_store_names(t))
+    elif isinstance(stmt, (gast.AugAssign, gast.AnnAssign)):
+        names.extend(_store_names(stmt.target))
+    elif isinstance(stmt, (gast.For, gast.AsyncFor)):
+        names.extend(_store_names(stmt.target))
+    elif isinstance(stmt, (gast.With, gast.AsyncWith)):
+        for item in stmt.items:
+            if item.optional_vars is not None:
+                names.extend(_store_names(item.optional_vars))
+    elif isinstance(stmt, (gast.Import, gast.ImportFrom)):
+        names.extend((a.asname or a.name).split(".")[0] for a in stmt.names)
+    elif isinstance(stmt, (gast.FunctionDef, gast.AsyncFunctionDef, gast.ClassDef)):
+        names.append(stmt.name)
+    elif isinstance(stmt, (gast.Try, gast.TryStar)):
+        names.extend(h.name.id for h in stmt.handlers if isinstance(h.name, gast.Name))
+    elif isinstance(stmt, gast.Match):
+        for case in stmt.cases:
+            names.extend(_pattern_names(case.pattern))
+    elif isinstance(stmt, gast.Delete):
+        for t in stmt.targets:
+            names.extend(n.id for n in gast.walk(t) if isinstance(n, gast.Name))
+    if not isinstance(stmt, (gast.FunctionDef, gast.AsyncFunctionDef, gast.ClassDef)):
+        names.extend(sorted(_walrus_in_statement(stmt)))
+    return names
+
+
+def _walrus_in_statement(stmt: Any) -> set[str]:
+    """Walrus targets in the expressions of ``stmt`` itself (not in its nested statements)."""
+    names: set[str] = set()
+    for field in stmt._fields:
+        if field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            continue
+        value = getattr(stmt, field)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, gast.AST):
+                names |= _walrus_names(item)
+    return names
+
+
+def _pattern_names(pattern: Any) -> list[str]:
+    names: list[str] = []
+    for n in gast.walk(pattern):
+        if isinstance(n, (gast.MatchAs, gast.MatchStar)) and n.name is not None:
+            names.append(n.name)
+        elif isinstance(n, gast.MatchMapping) and n.rest is not None:
+            names.append(n.rest)
+    return names
+
+
+# -- definite assignment and upward-exposed reads ---------------------------------------------
+
+
+class _Flow:
+    """A forward pass that records reads of names not definitely assigned before them."""
+
+    def __init__(self) -> None:
+        self.exposed: dict[str, Any] = {}
+
+    def _read(self, node: Any, defined: frozenset[str]) -> None:
+        for name in reads(node):
+            if name.id not in defined:
+                self.exposed.setdefault(name.id, name)
+
+    def block(self, stmts: list[Any], defined: frozenset[str]) -> frozenset[str]:
+        for stmt in stmts:
+            defined = self.statement(stmt, defined)
+        return defined
+
+    def statement(self, s: Any, defined: frozenset[str]) -> frozenset[str]:
+        if isinstance(s, gast.If):
+            self._read(s.test, defined)
+            defined |= _walrus_names(s.test)
+            return self.block(s.body, defined) & self.block(s.orelse, defined)
+        if isinstance(s, (gast.For, gast.AsyncFor)):
+            self._read(s.iter, defined)
+            defined |= _walrus_names(s.iter)
+            self.block(s.body, defined | set(_store_names(s.target)))
+            self.block(s.orelse, defined)
+            return defined
+        if isinstance(s, gast.While):
+            self._read(s.test, defined)
+            defined |= _walrus_names(s.test)
+            self.block(s.body, defined)
+            self.block(s.orelse, defined)
+            return defined
+        if isinstance(s, (gast.With, gast.AsyncWith)):
+            for item in s.items:
+                self._read(item.context_expr, defined)
+                defined |= _walrus_names(item.context_expr)
+                if item.optional_vars is not None:
+                    self._read(item.optional_vars, defined)
+                    defined |= set(_store_names(item.optional_vars))
+            return self.block(s.body, defined)
+        if isinstance(s, (gast.Try, gast.TryStar)):
+            after = self.block(s.orelse, self.block(s.body, defined))
+            for h in s.handlers:
+                if h.type is not None:
+                    self._read(h.type, defined)
+                name = {h.name.id} if isinstance(h.name, gast.Name) else set()
+                after &= self.block(h.body, defined | name)
+            return after | self.block(s.finalbody, defined)
+        if isinstance(s, gast.Match):
+            self._read(s.subject, defined)
+            for case in s.cases:
+                inner = defined | set(_pattern_names(case.pattern))
+                for n in gast.walk(case.pattern):
+                    if isinstance(n, gast.MatchValue):
+                        self._read(n.value, inner)
+                if case.guard is not None:
+                    self._read(case.guard, inner)
+                self.block(case.body, inner)
+            return defined  # no case may match: nothing is definitely assigned
+        self._read(s, defined)
+        if isinstance(s, gast.AugAssign) and isinstance(s.target, gast.Name):
+            # `x += v` reads x although its target node is a Store
+            if s.target.id not in defined:
+                self.exposed.setdefault(s.target.id, s.target)
+        if isinstance(s, gast.AnnAssign) and s.value is None:
+            return defined
+        return defined | set(_statement_binds(s))
+
+
+# -- writes in the body -------------------------------------------------------------------------
+
+
+def target_location(source: FunctionSource, target: Any) -> Location:
+    """The location an assignment target writes (an element update writes its array)."""
+    if isinstance(target, gast.Name):
+        return Location(target.id)
+    if isinstance(target, gast.Attribute):
+        if isinstance(target.value, gast.Name):
+            return Location(target.value.id, target.attr)
+        raise source.error(
+            f"the checkpointed loop assigns the attribute {_text(target)} at "
+            f"{source.where(target)}; only attributes of a variable (`heat.T = ...`) can be "
+            "carried from one iteration to the next. Instead, give the inner object a name before "
+            f"the loop (`inner = {_text(target.value)}`) and assign `inner.{target.attr} = ...`.",
+            target,
+        )
+    if isinstance(target, gast.Subscript):
+        base = target.value
+        while isinstance(base, gast.Subscript):
+            base = base.value
+        if isinstance(base, (gast.Name, gast.Attribute)):
+            return target_location(source, base)
+        raise source.error(
+            f"the checkpointed loop writes an element of {_text(target.value)} at "
+            f"{source.where(target)}; element updates are rewritten into functional updates of "
+            "a variable or of an attribute of a variable. Instead, give the array a name "
+            f"(`a = {_text(base)}`), update `a[...] = ...`, and store it back if needed.",
+            target,
+        )
+    raise source.error(
+        f"unexpected assignment target {_text(target)} at {source.where(target)}.", target
+    )
+
+
+def _text(node: Any) -> str:
+    from ckpt_transform.transform.codegen import expression_text
+
+    return expression_text(node)
+
+
+def _targets(stmt: Any) -> list[Any]:
+    """The assignment targets of one statement, tuples and starred unpacked."""
+    if isinstance(stmt, gast.Assign):
+        raw = list(stmt.targets)
+    elif isinstance(stmt, (gast.AugAssign, gast.AnnAssign)):
+        raw = [stmt.target] if not (isinstance(stmt, gast.AnnAssign) and stmt.value is None) else []
+    elif isinstance(stmt, (gast.For, gast.AsyncFor)):
+        raw = [stmt.target]
+    elif isinstance(stmt, (gast.With, gast.AsyncWith)):
+        raw = [i.optional_vars for i in stmt.items if i.optional_vars is not None]
+    else:
+        raw = []
+    out: list[Any] = []
+    while raw:
+        t = raw.pop(0)
+        if isinstance(t, (gast.Tuple, gast.List)):
+            raw[:0] = list(t.elts)
+        elif isinstance(t, gast.Starred):
+            raw.insert(0, t.value)
+        else:
+            out.append(t)
+    return out
+
+
+@dataclass
+class _Writes:
+    variables: dict[str, Any]  # name -> first target node writing it
+    fields: dict[Location, Any]  # struct field -> first target node
+    element_updates: dict[Location, Any]  # array location -> first element-update target
+
+
+def _body_writes(source: FunctionSource, body: list[Any]) -> _Writes:
+    found: list[tuple[Any, Location, bool]] = []
+    for stmt in statements(body):
+        for target in _targets(stmt):
+            if isinstance(target, (gast.Name, gast.Attribute, gast.Subscript)):
+                loc = target_location(source, target)
+                found.append((target, loc, isinstance(target, gast.Subscript)))
+        for name in _statement_binds(stmt):
+            if not any(loc == Location(name) for _, loc, _ in found):
+                found.append((stmt, Location(name), False))
+    found.sort(key=lambda item: (item[0].lineno, item[0].col_offset))
+    writes = _Writes({}, {}, {})
+    for node, loc, element in found:
+        if loc.attr is None:
+            writes.variables.setdefault(loc.name, node)
+        else:
+            writes.fields.setdefault(loc, node)
+        if element:
+            writes.element_updates.setdefault(loc, node)
+    return writes
+
+
+# -- the pass -------------------------------------------------------------------------------------
+
+
+def _is_by_name(value: Any) -> bool:
+    """Values a step may refer to directly: they are never traced and carry no gradient."""
+    return isinstance(value, types.ModuleType) or callable(value)
+
+
+def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
+    """Classify the names of the chosen loop; raise `TransformError` for what cannot work."""
+    fdef = source.node
+    node = loop.node
+    function = source.function
+    pre = fdef.body[: loop.position]
+    post = fdef.body[loop.position + 1 :]
+    kind = "for" if loop.is_for else "while"
+    index = node.target.id if loop.is_for else None
+    body = node.body
+
+    arguments = _arg_names(fdef.args)
+    function_locals = arguments | set(local_names(fdef.body))
+    closure = set(function.__code__.co_freevars)
+
+    writes = _body_writes(source, body)
+    if index is not None and index in writes.variables:
+        bad = writes.variables[index]
+        raise source.error(
+            f"the loop variable {index} is assigned inside the checkpointed loop at "
+            f"{source.where(bad)}; the driver passes each iteration its own {index}. Instead of "
+            f"assigning {index}, use another name (`j = {index} + 1`).",
+            bad,
+        )
+
+    # Upward-exposed reads of the body, and reads after the loop.
+    flow = _Flow()
+    flow.block(body, frozenset({index} if index else ()))
+    exposed = flow.exposed
+    cond_reads = reads(node.test) if kind == "while" else []
+    cond_names = {n.id for n in cond_reads}
+    read_after = {n.id for n in reads(post)}
+    for stmt in pre:  # functions defined before the loop may read its results when called after
+        for child in gast.walk(stmt):
+            if isinstance(child, _NESTED_FUNCTIONS):
+                read_after |= {n.id for n in reads(child)}
+
+    # Structs: attributes assigned on a name the body does not rebind.
+    struct_fields: dict[str, list[str]] = {}
+    for loc in writes.fields:
+        struct_fields.setdefault(loc.name, []).append(loc.attr)  # type: ignore[arg-type]
+    carried_vars = [
+        name
+        for name in writes.variables
+        if name != index and (name in exposed or name in read_after or name in cond_names)
+    ]
+    for name in list(struct_fields):
+        if name in writes.variables:
+            if name in carried_vars:
+                attr_node = writes.fields[Location(name, struct_fields[name][0])]
+                raise source.error(
+                    f"{name} is both rebound (at {source.where(writes.variables[name])}) and "
+                    f"has attributes assigned (at {source.where(attr_node)}) in the "
+                    "checkpointed loop, so it is unclear whether the loop carries the object or "
+                    f"its fields. Instead, either only assign attributes of {name}, or build a "
+                    f"new object each iteration (`{name} = replace({name}, ...)`).",
+                    attr_node,
+                )
+            del struct_fields[name]  # a temporary of the body: ordinary code
+        elif name == index:
+            raise source.error(
+                f"the loop variable {index} has attributes assigned in the checkpointed loop; "
+                "instead, use another name.",
+                writes.fields[Location(name, struct_fields[name][0])],
+            )
+    structs = tuple(
+        Struct(name, tuple(fields), name in function_locals)
+        for name, fields in struct_fields.items()
+    )
+    struct_names = set(struct_fields)
+
+    state = [Location(n) for n in carried_vars]
+    state += [loc for loc in writes.fields if loc.name in struct_names]
+    first_write = {Location(n): writes.variables[n] for n in carried_vars}
+    first_write.update({loc: writes.fields[loc] for loc in writes.fields})
+    state.sort(key=lambda loc: (first_write[loc].lineno, first_write[loc].col_offset))
+    if not state:
+        raise source.error(
+            f"the checkpointed loop at {source.where(node)} assigns no variable that the next "
+            "iteration or the code after it reads, and no attribute of an object: there is no "
+            "state to checkpoint. Instead, assign the values the loop computes to variables "
+            "used after it (or to attributes of an object).",
+            node,
+        )
+
+    # Every carried variable needs a value before the loop.
+    defined_before = _Flow().block(pre, frozenset(arguments))
+    for loc in state:
+        if loc.attr is None and loc.name not in defined_before:
+            written = first_write[loc]
+            why = (
+                "read after the loop"
+                if loc.name in read_after
+                else "read by the loop condition"
+                if loc.name in cond_names
+                else f"read at {source.where(exposed[loc.name])} before it is assigned"
+            )
+            raise source.error(
+                f"{loc.name} is carried by the checkpointed loop (assigned at "
+                f"{source.where(written)}, {why}) but may have no value before the loop at "
+                f"{source.where(node)}; the checkpointed loop starts from the values its "
+                f"variables hold before it. Instead of leaving {loc.name} unset, give it a value "
+                "of the same kind before the loop (e.g. `y = 0.0` or `y = np.zeros_like(x)`).",
+                written,
+            )
+
+    _check_aliases(source, pre, body, writes)
+
+    # Parameters: what the condition and the body read but do not assign.
+    params: list[Param] = []
+    by_name: list[str] = []
+    seen: set[str] = set()
+    cond_structs: list[str] = []
+    glob = function.__globals__
+    for name_node in cond_reads + reads(body):
+        name = name_node.id
+        if name in struct_names and name_node in cond_reads and name not in cond_structs:
+            cond_structs.append(name)
+        if name in seen or name == index or name in writes.variables:
+            continue
+        seen.add(name)
+        if name in struct_names:
+            params.append(Param(name, "struct"))
+        elif name in function_locals:
+            params.append(Param(name, "argument" if name in arguments else "local"))
+        elif name in closure:
+            params.append(Param(name, "closure"))
+        elif name in glob:
+            if _is_by_name(glob[name]):
+                by_name.append(name)
+            else:
+                params.append(Param(name, "global"))
+        else:
+            by_name.append(name)  # a builtin, or a global defined after the decoration
+    return LoopAnalysis(
+        kind=kind,
+        index=index,
+        state=tuple(state),
+        structs=structs,
+        params=tuple(params),
+        by_name=tuple(by_name),
+        cond_structs=tuple(cond_structs),
+        index_read_after=index is not None and index in read_after,
+    )
+
+
+def _alias_pairs(stmt: Any) -> list[tuple[Location, Location, bool, Any, Any]]:
+    """``(target, source, is_view, target node, value node)`` for each assignment in ``stmt`` that
+    makes a second name for an object (``a = b``, ``a = b[1:]``, ``a, c = b, d``)."""
+    if not isinstance(stmt, gast.Assign):
+        return []
+    pairs: list[tuple[Any, Any]] = []
+    value = stmt.value
+    for target in stmt.targets:
+        if isinstance(target, (gast.Tuple, gast.List)) and isinstance(
+            value, (gast.Tuple, gast.List)
+        ):
+            if len(target.elts) == len(value.elts):
+                pairs.extend(zip(target.elts, value.elts))
+        else:
+            pairs.append((target, value))
+    assigned = {_ref(t) for t, _ in pairs}
+    out = []
+    for target, value in pairs:
+        source, view = value, False
+        while isinstance(source, gast.Subscript):
+            source, view = source.value, True
+        ref_t, ref_s = _ref(target), _ref(source)
+        if ref_t is None or ref_s is None or ref_t == ref_s:
+            continue
+        if ref_s in assigned and not view:
+            continue  # a swap or rotation: the names still hold distinct objects
+        out.append((ref_t, ref_s, view, target, value))
+    return out
+
+
+def _ref(node: Any) -> Location | None:
+    if isinstance(node, gast.Name):
+        return Location(node.id)
+    if isinstance(node, gast.Attribute) and isinstance(node.value, gast.Name):
+        return Location(node.value.id, node.attr)
+    return None
+
+
+def _check_aliases(
+    source: FunctionSource, pre: list[Any], body: list[Any], writes: _Writes
+) -> None:
+    """An element update through one of two names for the same array would only change one.
+
+    In the plain loop ``last = nxt`` followed by ``nxt[i] = v`` changes ``last`` too; the
+    rewritten update builds a new array for ``nxt`` and leaves ``last`` alone. Rather than compute
+    something else silently, ask for an explicit copy.
+    """
+    updated = writes.element_updates
+    if not updated:
+        return
+    for stmt in statements(pre + body):
+        for ref_t, ref_s, view, target, value in _alias_pairs(stmt):
+            if ref_t in updated:
+                other, mine = ref_s, ref_t
+            elif ref_s in updated and not view:
+                other, mine = ref_t, ref_s
+            else:
+                continue
+            how = "a view of" if view else "the same array as"
+            raise source.error(
+                f"`{_text(stmt)}` at {source.where(stmt)} makes {ref_t} {how} {ref_s}, and "
+                f"`{mine}[...] = ...` at {source.where(updated[mine])} updates it element by "
+                f"element. In the plain loop that write changes both {mine} and {other}; in the "
+                "checkpointed loop element updates build a new array, so only "
+                f"{mine} would change. Instead of sharing the array, copy it: "
+                f"`{ref_t} = np.array({_text(value)})`.",
+                target,
+            )
