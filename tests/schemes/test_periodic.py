@@ -82,8 +82,9 @@ def test_snapshots_grid_sampled():
 
 
 @pytest.mark.slow
-def test_snapshots_grid_whole():
-    _check_snapshots_grid(range(1, 31), range(301))
+def test_snapshots_grid_rest():
+    # With test_snapshots_grid_short_loops: every (steps in 0..300, snapshots in 1..30).
+    _check_snapshots_grid(range(1, 31), range(61, 301))
 
 
 def test_period_grid_every_remainder():
@@ -92,8 +93,9 @@ def test_period_grid_every_remainder():
 
 
 @pytest.mark.slow
-def test_period_grid_whole():
-    _check_period_grid(range(1, 31), range(301))
+def test_period_grid_rest():
+    # With test_period_grid_every_remainder: every (steps in 0..300, period in 1..30).
+    _check_period_grid(range(1, 31), range(61, 301))
 
 
 def test_unknown_length_ends_at_every_step():
