@@ -82,8 +82,8 @@ class Revolve(Scheme):
     storage
         Where checkpoints live (in memory when None).
     verbose
-        0: quiet; 1: print the planned counts when a run is planned; 2: also print each action
-        as it is planned.
+        0: quiet; 1: print the planned counts when a run starts; 2: also print each action as
+        it is planned.
 
     Notes
     -----
@@ -186,13 +186,6 @@ class _RevolvePlan(Plan):
         self.verbose = verbose
         self._actions = _revolve_actions(steps, snapshots)
         self._forward_done = steps == 0
-        if verbose >= 1:
-            t = revolve_repetitions(steps, snapshots)
-            passive = revolve_forward_steps(steps, snapshots)
-            print(
-                f"Revolve: {steps} steps, {snapshots} snapshots: repetition number {t}, "
-                f"{passive} passive + {steps} taped step evaluations"
-            )
 
     def _echo(self, actions: Iterator[Action]) -> Iterator[Action]:
         for action in actions:
@@ -201,6 +194,14 @@ class _RevolvePlan(Plan):
 
     def forward(self) -> Iterator[Action]:
         """The primal run: store the split points, advance, record step T - 1."""
+        if self.verbose >= 1:  # here, not in plan(): a plan may be made only to check a length
+            steps, snapshots = self.steps, self.snapshots
+            t = revolve_repetitions(steps, snapshots)
+            passive = revolve_forward_steps(steps, snapshots)
+            print(
+                f"Revolve: {steps} steps, {snapshots} snapshots: repetition number {t}, "
+                f"{passive} passive + {steps} taped step evaluations"
+            )
         actions = self._forward()
         return self._echo(actions) if self.verbose >= 2 else actions
 

@@ -366,11 +366,15 @@ def test_bad_steps_given_to_plan():
 
 def test_verbose_prints_the_plan(capsys):
     plan = Revolve(3, verbose=1).plan(10)
+    assert capsys.readouterr().out == ""  # planning only to check a length prints nothing
+    list(plan.forward())
     out = capsys.readouterr().out
     assert "10 steps" in out and "3 snapshots" in out and "15 passive" in out
-    list(plan.forward())
-    assert capsys.readouterr().out == ""
+    assert "record" not in out
     plan = Revolve(3, verbose=2).plan(10)
-    capsys.readouterr()
     list(plan.forward())
     assert "record   [9, 10)" in capsys.readouterr().out
+    list(plan.reverse(10))
+    assert "reverse  [0, 1)" in capsys.readouterr().out
+    list(Revolve(3).schedule(10))
+    assert capsys.readouterr().out == ""
