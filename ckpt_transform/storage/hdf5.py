@@ -330,9 +330,13 @@ def _check_ours(path: str) -> None:
         with h5py.File(path, "r") as f:
             fmt = f.attrs.get("format")
     except Exception as exc:
-        raise _foreign(
-            path, f"cannot be opened as HDF5 (corrupted, or in use by another process: {exc})"
-        ) from exc
+        if _errno_of(exc) in (errno.EAGAIN, errno.EWOULDBLOCK) or "unable to lock" in str(exc):
+            raise CheckpointError(
+                f"HDF5Storage: {path!r} is in use by another process (it holds HDF5's lock on "
+                "the file), and two runs cannot share one file. Wait for the other run to end, "
+                "or choose another path (or path=None for a temporary file)"
+            ) from exc
+        raise _foreign(path, f"cannot be opened as HDF5 (it may be damaged: {exc})") from exc
     if isinstance(fmt, bytes):
         fmt = fmt.decode("utf-8", "replace")
     if fmt != FORMAT_NAME:

@@ -703,6 +703,28 @@ def test_two_sessions_on_one_path(tmp_path: Path) -> None:
         second.put(0, 0, [1.0], "(a,)")
 
 
+def test_path_in_use_by_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "busy.h5"
+    script = (
+        "import sys\n"
+        "from ckpt_transform.errors import CheckpointError\n"
+        "from ckpt_transform.storage.hdf5 import HDF5Storage\n"
+        "try:\n"
+        "    HDF5Storage(sys.argv[1]).session()\n"
+        "except CheckpointError as exc:\n"
+        "    print(exc)\n"
+    )
+    with HDF5Storage(path).session() as s:
+        s.put(0, 0, [np.arange(3.0)], "(x,)")
+        s.flush()
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert "is in use by another process" in done.stdout and str(path) in done.stdout
+        np.testing.assert_array_equal(s.get(0)[1][0], np.arange(3.0))
+
+
 def test_two_temporary_sessions_at_once_are_independent() -> None:
     storage = HDF5Storage()
     with storage.session() as a, storage.session() as b:
