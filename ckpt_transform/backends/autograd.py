@@ -194,12 +194,27 @@ def _replace_vjp(argnum: int, ans: Any, args: tuple, kwargs: dict) -> Callable[[
 defvjp_argnum(_replace_fields, _replace_vjp)
 
 
+def _replace_jvp(argnum: int, g: Any, ans: Any, args: tuple, kwargs: dict) -> Any:
+    names = args[1]
+    vs = vspace(ans)
+    if argnum == 0:  # the untouched fields move with the tangent of obj
+        return _copy_with(g, {n: vs.shape[n].zeros() for n in names if n in vs.shape})
+    name = names[argnum - 2]
+    return _copy_with(vs.zeros(), {name: g})
+
+
+defjvp_argnum(_replace_fields, _replace_jvp)
+
+
 def dataclass_replace(obj: Any, **fields: Any) -> Any:
     """A copy of dataclass ``obj`` with ``fields`` replaced, differentiable in both.
 
     Unlike `dataclasses.replace` it works on a traced (boxed) dataclass, on frozen dataclasses and
     on fields with ``init=False``, and keeps attributes set outside the fields.
     """
+    if not isbox(obj):
+        # A plain instance (its fields may hold traced values, each traced on its own).
+        return _copy_with(obj, fields)
     names = tuple(fields)
     return _replace_fields(obj, names, *(fields[n] for n in names))
 
