@@ -1,0 +1,305 @@
+"""A schedule as text: one row per action, with a timeline over the loop's steps.
+
+Each row shows the action (as `str(action)` reads it), the running count of step evaluations,
+and a strip over the positions 0..T of the loop: position n stands for step n (which maps the
+state at n to the state at n + 1) and for the state at n itself (T has no step, only the output
+state). The marks:
+
+====  =====================================================================
+``-``  a step run passively (`Advance`)
+``=``  a step run with a tape (`Record`)
+``<``  a step whose adjoint is pulled back (`Reverse`)
+``S``  the state stored in a checkpoint slot (`Store`)
+``R``  the state restored from its slot (`Restore`)
+``F``  the checkpoint freed (`Free`)
+``o``  a checkpoint held (under the action's own marks, which win)
+``.``  a step not yet reversed
+blank  a step already reversed (its adjoint is known)
+``|``  the primal run ends here (the reverse sweep starts)
+====  =====================================================================
+
+When T + 1 positions do not fit in the width, several positions share a column (a *bucket*);
+a column then shows its strongest mark, in the order ``S R F |`` > ``<`` > ``=`` > ``-`` > ``o`` >
+``.`` > blank, and the header says how many steps a column holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from beartype import beartype
+
+from ckpt_transform.schemes.actions import (
+    Action,
+    Advance,
+    EndForward,
+    Free,
+    Record,
+    Restore,
+    Reverse,
+    Store,
+)
+from ckpt_transform.schemes.base import Scheme
+from ckpt_transform.viz.summary import ScheduleTotals, schedule_totals
+
+__all__ = ["LEGEND", "format_totals", "timeline"]
+
+# Strength of each mark when several fall into one column; higher wins.
+_RANK = {" ": 0, ".": 1, "o": 2, "-": 3, "=": 4, "<": 5, "S": 6, "R": 6, "F": 6, "|": 6}
+
+LEGEND = (
+    "legend: - passive step (advance)   = taped step (record)   < step reversed (reverse)\n"
+    "        S store   R restore   F free   o checkpoint held   . not yet reversed\n"
+    "        (blank) already reversed   | primal run ends, reverse sweep starts"
+)
+
+
+@beartype
+def timeline(
+    scheme: Scheme,
+    steps: int,
+    *,
+    width: int = 64,
+    max_rows: int | None = None,
+    legend: bool = True,
+    totals: bool = True,
+    snapshots: int | None = None,
+) -> str:
+    """The action table of ``scheme`` over ``steps`` steps, with an ASCII timeline and totals.
+
+    Parameters
+    ----------
+    scheme
+        Any scheme: ``Revolve(3)``, ``Periodic(period=5)``, ``OnlineR2(4)``, ``StoreAll()``.
+    steps
+        T >= 1, the loop's length.
+    width
+        Columns of the timeline strip (>= 8). When T + 1 positions do not fit, each column
+        holds ``ceil((T + 1) / width)`` of them and the header says so.
+    max_rows
+        Show at most this many action rows (the first and last halves, with a line saying how many
+        are left out); None or 0 shows every row. The totals always count every action.
+    legend
+        Print the legend of the marks under the table.
+    totals
+        Print the totals (passive, taped and total evaluations, the most snapshots and taped steps
+        held) against the optimum under the table.
+    snapshots
+        The memory budget the optimum is computed for; the scheme's own by default (see
+        `ckpt_transform.viz.schedule_totals`).
+
+    Returns
+    -------
+    str
+        The whole text, lines joined by newlines, with no trailing newline.
+
+    Examples
+    --------
+    >>> from ckpt_transform.schemes.revolve import Revolve
+    >>> print(timeline(Revolve(2), 3, legend=False, totals=False))
+    Revolve(snapshots=2) over 3 steps: 15 actions
+    step axis: one column per step, positions 0..3
+    <BLANKLINE>
+     #  evals  action                      0 2
+     0      0  store    state 0 -> slot 0  S...
+     1      1  advance  [0, 1)             -...
+     2      1  store    state 1 -> slot 1  oS..
+     3      2  advance  [1, 2)             o-..
+     4      3  record   [2, 3)             oo=.
+     5      3  primal run ends             oo.|
+     6      3  reverse  [2, 3)             oo<
+     7      3  restore  state 1 <- slot 1  oR
+     8      4  record   [1, 2)             o=
+     9      4  reverse  [1, 2)             o<
+    10      4  free     slot 1 (state 1)   oF
+    11      4  restore  state 0 <- slot 0  R
+    12      5  record   [0, 1)             =
+    13      5  reverse  [0, 1)             <
+    14      5  free     slot 0 (state 0)   F
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    if width < 8:
+        raise ValueError(f"width must be an int >= 8 columns, got {width!r}")
+    if max_rows is not None and max_rows < 0:
+        raise ValueError(f"max_rows must be an int >= 0 (0: every row), got {max_rows!r}")
+    actions = list(scheme.schedule(steps))
+    summary = schedule_totals(scheme, steps, snapshots=snapshots, actions=actions)
+
+    bucket = -(-(steps + 1) // width)
+    ncols = steps // bucket + 1
+    rows = _rows(actions, steps, bucket, ncols)
+
+    texts = ["primal run ends" if isinstance(a, EndForward) else str(a) for a in actions]
+    index_w = len(str(len(actions) - 1))
+    evals_w = max(len("evals"), len(str(summary.evaluations)))
+    text_w = max(len("action"), *(len(t) for t in texts))
+    axis = (
+        f"step axis: one column per step, positions 0..{steps}"
+        if bucket == 1
+        else f"step axis compressed: one column = {bucket} steps (positions 0..{steps} in "
+        f"{ncols} columns)"
+    )
+    out = [f"{summary.scheme} over {steps} steps: {len(actions)} actions", axis, ""]
+    lead = f"{'#':>{index_w}}  {'evals':>{evals_w}}  {'action':<{text_w}}  "
+    out.append(lead + _ruler(steps, bucket, ncols))
+
+    shown = range(len(actions))
+    cut: tuple[int, int] | None = None
+    if max_rows and len(actions) > max_rows:
+        head = (max_rows + 1) // 2
+        tail = max_rows - head
+        cut = (head, len(actions) - tail)
+    for i in shown:
+        if cut is not None and cut[0] <= i < cut[1]:
+            if i == cut[0]:
+                left = cut[1] - cut[0]
+                out.append(
+                    f"{'':>{index_w}}  {'':>{evals_w}}  ... {left} actions not shown "
+                    f"(#{cut[0]} to #{cut[1] - 1}) ..."
+                )
+            continue
+        evals, cells = rows[i]
+        line = f"{i:>{index_w}}  {evals:>{evals_w}}  {texts[i]:<{text_w}}  {cells}"
+        out.append(line.rstrip())
+    if legend:
+        out += ["", LEGEND]
+    if totals:
+        out += ["", format_totals(summary)]
+    return "\n".join(out)
+
+
+def format_totals(summary: ScheduleTotals) -> str:
+    """The totals block of `timeline`: what the schedule costs, against the optimum.
+
+    Parameters
+    ----------
+    summary
+        From `ckpt_transform.viz.schedule_totals`.
+
+    Returns
+    -------
+    str
+    """
+    c = summary.counts
+    T = summary.steps
+    pairs: list[tuple[str, str]] = [
+        (
+            "passive step evaluations (advance)",
+            f"{c.forward_steps}   (primal run {c.primal_forward_steps}, reverse sweep "
+            f"{c.forward_steps - c.primal_forward_steps})",
+        ),
+        (
+            "taped step evaluations (record)",
+            f"{c.recorded_steps}   (primal run {c.primal_recorded_steps}, reverse sweep "
+            f"{c.recorded_steps - c.primal_recorded_steps})",
+        ),
+        ("total step evaluations", f"{c.evaluations}   = {summary.recomputation:.2f} x {T} steps"),
+    ]
+    if summary.optimum is not None:
+        ratio = c.evaluations / summary.optimum if summary.optimum else 1.0
+        note = ""
+        if c.max_taped_steps > 1:
+            note = f"   (it holds up to {c.max_taped_steps} taped steps at once, the optimum 1)"
+        pairs += [
+            (
+                f"optimum, {summary.snapshots} snapshots",
+                f"{summary.optimum}   (binomial checkpointing's proven minimum P(T, s) + T,",
+            ),
+            ("", "one taped step held at a time)"),
+            ("this schedule / optimum", f"{ratio:.3f}{note}"),
+        ]
+    else:
+        pairs.append(("optimum", "no snapshot budget to compare with"))
+    if summary.online_bound is not None:
+        pairs.append(
+            (
+                "best possible online",
+                f"{summary.online_bound}   (the least any plan can do without knowing T in "
+                f"advance)",
+            )
+        )
+    budget = f" of {summary.snapshots}" if summary.snapshots is not None else ""
+    pairs += [
+        ("snapshots held at most", f"{c.max_snapshots}{budget}"),
+        ("taped steps held at most", str(c.max_taped_steps)),
+    ]
+    w = max(len(k) for k, _ in pairs)
+    return "\n".join(["totals"] + [f"  {k:<{w}}  {v}" for k, v in pairs])
+
+
+def _ruler(steps: int, bucket: int, ncols: int) -> str:
+    """Tick labels over the strip: multiples of a round number, far enough apart to read."""
+    room = len(str(steps)) + 1
+    spacing = 1
+    for base in _round_numbers():
+        if base // bucket >= room or base >= steps:
+            spacing = base
+            break
+    line = [" "] * (ncols + room)
+    ticks = list(range(0, steps + 1, spacing))
+    if ticks[-1] != steps and (steps - ticks[-1]) // bucket >= room:
+        ticks.append(steps)
+    for t in ticks:
+        label = str(t)
+        col = t // bucket
+        line[col : col + len(label)] = label
+    return "".join(line).rstrip()
+
+
+def _round_numbers():
+    k = 1
+    while True:
+        for m in (1, 2, 5):
+            yield m * k
+        k *= 10
+
+
+def _rows(actions: Sequence[Action], steps: int, bucket: int, ncols: int) -> list[tuple[int, str]]:
+    """For each action: the step evaluations so far (after it) and its strip of marks."""
+    held: dict[int, int] = {}  # slot -> state
+    front: int | None = None  # positions >= front are reversed (None: the primal run)
+    evals = 0
+    out = []
+    for action in actions:
+        marks: dict[int, str] = {}
+
+        def mark(n: int, ch: str, marks: dict[int, str] = marks) -> None:
+            col = n // bucket
+            if _RANK[ch] > _RANK[marks.get(col, " ")]:
+                marks[col] = ch
+
+        if isinstance(action, Reverse):
+            front = action.n0
+        elif isinstance(action, EndForward):
+            front = steps
+        for n in held.values():
+            mark(n, "o")
+        if isinstance(action, (Advance, Record)):
+            evals += action.n1 - action.n0
+            ch = "-" if isinstance(action, Advance) else "="
+            for n in range(action.n0, action.n1):
+                mark(n, ch)
+        elif isinstance(action, Reverse):
+            for n in range(action.n0, action.n1):
+                mark(n, "<")
+        elif isinstance(action, Store):
+            held[action.slot] = action.n
+            mark(action.n, "S")
+        elif isinstance(action, Restore):
+            mark(action.n, "R")
+        elif isinstance(action, Free):
+            held.pop(action.slot, None)
+            mark(action.n, "F")
+        elif isinstance(action, EndForward):
+            mark(action.n, "|")
+        cells = []
+        for col in range(ncols):
+            ch = marks.get(col)
+            if ch is None:
+                # A column is blank once every position in it is reversed.
+                done = front is not None and col * bucket >= front
+                ch = " " if done else "."
+            cells.append(ch)
+        out.append((evals, "".join(cells)))
+    return out
