@@ -110,7 +110,7 @@ class FunctionSource:
         first = min([stmt.lineno] + [d.lineno for d in decorators]) + self._line_shift
         last = (stmt.end_lineno or stmt.lineno) + self._line_shift
         lines = [self._file_text(k) for k in range(first, last + 1)]
-        if not lines or lines[0][:col].strip():
+        if not lines or _chars(lines[0], col).strip():
             return None
         if not docstring:
             for node in gast.walk(stmt):
@@ -121,7 +121,7 @@ class FunctionSource:
                 if isinstance(node, gast.Constant) and multiline:
                     if isinstance(node.value, (str, bytes)):
                         return None
-        end = stmt.end_col_offset
+        end = len(_chars(lines[-1], stmt.end_col_offset))
         rest = lines[-1][end:]
         lines[-1] = lines[-1][:end] + (rest if rest.strip().startswith("#") else "")
         out = []
@@ -150,13 +150,20 @@ class FunctionSource:
 
     def error(self, message: str, node: Any) -> TransformError:
         """A `TransformError` pointing at ``node`` in the user's file."""
+        line = self.source_line(node)
+        col = getattr(node, "col_offset", None)
         return TransformError(
             message,
             filename=self.filename,
             lineno=self.file_line(node),
-            col_offset=getattr(node, "col_offset", None),
-            source_line=self.source_line(node),
+            col_offset=None if col is None else len(_chars(line, col)),  # characters, not bytes
+            source_line=line,
         )
+
+
+def _chars(line: str, byte_offset: int) -> str:
+    """The start of ``line`` up to an ast column, which counts UTF-8 bytes, not characters."""
+    return line.encode("utf-8")[:byte_offset].decode("utf-8", errors="ignore")
 
 
 def read_function(function: Any) -> FunctionSource:
