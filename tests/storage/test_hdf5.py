@@ -394,6 +394,36 @@ def test_freed_slot_is_overwritten_in_place(tmp_path: Path) -> None:
         np.testing.assert_array_equal(f["slot_0/leaf_0"][()], big + 19)
 
 
+@pytest.mark.parametrize("background", [False, True])
+def test_rewriting_a_slot_with_other_leaf_counts_keeps_the_attributes_true(
+    tmp_path: Path, background: bool
+) -> None:
+    # The checksums attribute changes shape with the number of leaves, so it is replaced; HDF5
+    # must not replace an attribute that is still open (it then keeps serving the old one).
+    path = tmp_path / "counts.h5"
+    rng = np.random.default_rng(1)
+    for count in (1, 3, 2, 4, 1):
+        leaves = [rng.standard_normal(5) for _ in range(count)]
+        with HDF5Storage(path, keep=True, background=background).session() as s:
+            for step in range(3):  # the same slot, rewritten: the last write stands
+                s.put(0, step, [np.zeros(5)] * (1 + step), "x")
+                s.flush()
+                s.delete(0)
+            s.put(0, 10, leaves, f"{count} leaves")
+            s.flush()
+            for a, b in zip(leaves, s.get(0)[1]):
+                assert_same_leaf(a, b)
+        with h5py.File(path, "r") as f:
+            g = f["slot_0"]
+            assert g.attrs["leaves"] == count and g.attrs["step"] == 10
+            assert g.attrs["structure"] == f"{count} leaves"
+            assert sorted(g) == [f"leaf_{i}" for i in range(count)]
+            sums = g.attrs["checksums"]
+            assert sums.shape == (count, 2)
+            for i, leaf in enumerate(leaves):
+                assert tuple(int(v) for v in sums[i]) == reference_checksum(leaf)
+
+
 def test_earlier_checkpoint_file_of_ours_is_overwritten(tmp_path: Path) -> None:
     path = kept_file(tmp_path / "again.h5")
     with HDF5Storage(path, keep=True).session() as s:
@@ -770,7 +800,7 @@ def test_leaf_it_cannot_hold(leaf: Any, named: str) -> None:
 
 @pytest.mark.parametrize("background", [False, True])
 @pytest.mark.parametrize(
-    "where", ["write_direct", "create_dataset"], ids=["writing data", "making a dataset"]
+    "where", ["_write_leaf", "create_dataset"], ids=["writing data", "making a dataset"]
 )
 @pytest.mark.parametrize(
     "error",
@@ -795,7 +825,15 @@ def test_disk_full(
     def full(*args: Any, **kwargs: Any) -> None:
         raise error
 
-    monkeypatch.setattr(h5py.Dataset if where == "write_direct" else h5py.Group, where, full)
+    # h5py's errors are OSErrors, with errno set or only the C library's text; the data is
+    # written with h5py's low-level call (through _write_leaf), new datasets made by h5py.Group.
+    if where == "create_dataset":
+        monkeypatch.setattr(h5py.Group, "create_dataset", full)
+    else:
+        s.put(0, 6, [np.zeros(1000)], "(x,)")  # the dataset exists: the next put rewrites it
+        s.flush()
+        s.delete(0)
+        monkeypatch.setattr(hdf5_module, "_write_leaf", full)
     with pytest.raises(CheckpointError) as info:
         s.put(0, 7, [np.ones(1000)], "(x,)")
         s.flush()  # with a background write, the error comes at the next call
@@ -803,6 +841,38 @@ def test_disk_full(
     assert s.path in message and "disk is full" in message and "slot 0 (step 7)" in message
     s.close()
     assert list(temporary_files_in_tmp_path.iterdir()) == []
+
+
+def test_file_size_limit_of_the_operating_system(tmp_path: Path) -> None:
+    """A real write failure inside HDF5: the file may not grow past 1 MB (RLIMIT_FSIZE)."""
+    script = (
+        "import resource, signal, sys\n"
+        "import numpy as np\n"
+        "from ckpt_transform.errors import CheckpointError\n"
+        "from ckpt_transform.storage.hdf5 import HDF5Storage\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of the process\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))\n"
+        "for background in (False, True):\n"
+        "    s = HDF5Storage(sys.argv[1], background=background).session()\n"
+        "    try:\n"
+        "        s.put(0, 3, [np.ones(10**6)], '(x,)')\n"
+        "        s.flush()\n"
+        "        print('no error')\n"
+        "    except CheckpointError as exc:\n"
+        "        print(exc)\n"
+        "    s.close()\n"
+    )
+    path = tmp_path / "limited.h5"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert "writing slot 0 (step 3)" in line and str(path) in line
+        assert "ulimit -f" in line
+    assert not path.exists()
 
 
 def test_disk_full_when_creating_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
