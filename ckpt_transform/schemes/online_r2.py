@@ -1,0 +1,560 @@
+"""Online checkpointing for loops of unknown length (Stumm & Walther's r = 2, then onwards).
+
+The plan never learns the loop's length in advance: its forward iterator is endless, and the
+driver simply stops consuming it when the loop ends. Everything it decides is therefore decided
+at a state n knowing only that the loop has run n steps so far.
+
+Conventions (those of `ckpt_transform.schemes`): c snapshots, the loop's input state counted
+among them; ``beta(s, t) = C(s + t, s)`` (``beta(s, -1) = 0``) is the most steps that s snapshots
+reverse when no step is run passively more than t times (Griewank & Walther, Algorithm 799,
+https://doi.org/10.1145/347837.347846).
+
+How a run costs
+---------------
+When the loop ends at T, the plan holds checkpoints at ``0 = p_0 < p_1 < ... < p_{k-1} < T``.
+They cut the loop into segments; segment j, ``[p_j, p_{j+1})`` (``p_k = T``), is reversed with
+the ``c - j`` slots that are not held by checkpoints to its left (its own included), by binomial
+(offline) reversal, at the optimal cost ``R(L, s) = (t + 1) L - beta(s + 1, t - 1)`` evaluations for
+L steps and s slots (t the least integer with ``beta(s, t) >= L``; one taped evaluation per step
+included). The run's total is ``T + sum_j R(L_j, c - j)``: the primal run evaluates every step once
+(the last one too: the loop's end is only known after it).
+
+``R(., s)`` is convex: its increments are ``t + 1`` on ``beta(s, t - 1) < L <= beta(s, t)``. So the
+least total for T steps over all placements is T plus the T smallest increments of all segments
+(`online_lower_bound`), reached exactly when, for one level tau, every segment j has a length in
+``[beta(c - j, tau - 1), beta(c - j, tau)]``. With every segment at the top of its range
+(``L_j = beta(c - j, tau)``) the loop has ``beta(c, tau + 1) - 1`` steps: that placement is the
+only optimal one there, and it is also the only optimal one at the start of level tau + 1.
+
+What the plan does
+------------------
+*Level 0* (n < c): store every state; T <= c steps are each evaluated twice, the least possible.
+
+*Level 1* (Stumm & Walther's online algorithm with r = 2, Algorithm I of the paper): fixed
+checkpoints ``q_0 = 0`` and ``q_k = q_{k-1} + c - k + 2`` (k = 1..c-1); at ``q_k`` the state is
+stored in place of the newest checkpoint that is not fixed, and the next ``c - k - 1`` states are
+stored each in place of the oldest one that is not fixed. Every segment then stays within
+``beta(c - j, 1) = c - j + 1`` steps, so up to ``T = beta(c, 2) - 1`` steps no step is evaluated
+more than three times (primal run, one recomputation, the taped run): repetition number 2. The
+paper counts the loop's end as known one step earlier (its Figure 2.2 shows one step more for the
+same checkpoints); here the last step has run passively when the end is found, so the r = 2 range
+is ``T <= beta(c, 2) - 1`` and at ``T = beta(c, 2)`` one step is evaluated four times.
+
+*Levels tau >= 2* (past the r = 2 range; this placement is ours): at the start of level tau
+(``n = beta(c, tau) - 1``) the checkpoints are the unique optimal placement, and the level's end
+placement ``P_j = sum_{i<j} beta(c - i, tau)`` is taken as fixed targets: each ``P_j`` is stored
+when reached, in place of a checkpoint that is not fixed, and kept to the level's end
+(``beta(c, tau + 1) - 1``, where the placement is optimal again). Between targets a state is
+stored, in place of a checkpoint that is not fixed, exactly when that lowers the total the run
+would cost if the loop ended one step later; the checkpoint replaced is the one whose removal
+costs least. Checkpoint positions and costs are measured in docs/online_r2.md; the placement is
+optimal at every level's start and end, and within a fraction of a percent of
+`online_lower_bound` in between for c >= 10.
+
+The reverse sweep reverses the segments right to left by binomial reversal, each with the slots
+its left neighbours leave free, freeing each checkpoint once its segment is done.
+
+Deciding costs O(1) per step and O(c) per stored state, so the driver is consulted only at
+stores (one `Advance` spans the steps between).
+
+References
+----------
+P. Stumm and A. Walther, "New algorithms for optimal online checkpointing", SIAM J. Sci. Comput.
+32(2), 836-854, 2010. https://doi.org/10.1137/080742439
+
+Q. Wang, P. Moin and G. Iaccarino, "Minimal repetition dynamic checkpointing algorithm for
+unsteady adjoint calculation", SIAM J. Sci. Comput. 31(4), 2549-2567, 2009.
+https://doi.org/10.1137/080727890
+
+A. Griewank and A. Walther, "Algorithm 799: Revolve: an implementation of checkpointing for the
+reverse or adjoint mode of computational differentiation", ACM Trans. Math. Softw. 26(1), 19-45,
+2000. https://doi.org/10.1145/347837.347846
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator
+from math import comb, isqrt
+
+from beartype import beartype
+
+from ckpt_transform.schemes.actions import (
+    Action,
+    Advance,
+    Free,
+    Record,
+    Restore,
+    Reverse,
+    Store,
+)
+from ckpt_transform.schemes.base import Plan, Scheme
+
+__all__ = ["OnlineR2", "Online_r2", "online_lower_bound", "reversal_cost"]
+
+
+# -- binomial arithmetic -----------------------------------------------------------------------
+
+_ROWS: dict[int, list[int]] = {}  # s -> [beta(s, 0), beta(s, 1), ...], grown on demand
+
+
+def _repetitions(length: int, s: int) -> int:
+    """The least t >= 0 with ``beta(s, t) >= length`` (length >= 1, s >= 1)."""
+    if s == 1:
+        return length - 1
+    if s == 2:
+        # (t + 1)(t + 2) / 2 >= length; start from the real root and correct rounding.
+        t = max(0, (isqrt(8 * length + 1) - 3) // 2)
+        while (t + 1) * (t + 2) // 2 < length:
+            t += 1
+        return t
+    row = _ROWS.get(s)
+    if row is None:
+        row = _ROWS[s] = [1]
+    while row[-1] < length:
+        row.append(comb(s + len(row), s))
+    return bisect_left(row, length)
+
+
+def reversal_cost(length: int, slots: int) -> int:
+    """Step evaluations to reverse ``length`` steps from a checkpoint, with ``slots`` slots.
+
+    Binomial (offline) reversal: the checkpoint's slot is one of the ``slots``; every step is
+    taped once, and ``R = (t + 1) length - beta(slots + 1, t - 1)`` in all, t the least integer
+    with ``beta(slots, t) >= length`` (Griewank & Walther 2000,
+    https://doi.org/10.1145/347837.347846). Nothing of the segment is current beforehand: its
+    first sweep is included.
+
+    Parameters
+    ----------
+    length
+        Steps of the segment, >= 0 (0 costs nothing).
+    slots
+        Checkpoint slots the segment may use, its first state's included, >= 1.
+
+    Returns
+    -------
+    int
+    """
+    if length <= 0:
+        return 0
+    if slots == 1:
+        return length * (length + 1) // 2
+    t = _repetitions(length, slots)
+    return (t + 1) * length - (comb(slots + t, slots + 1) if t >= 1 else 0)
+
+
+def _split(length: int, s: int) -> int:
+    """Where an optimal binomial reversal of ``length >= 2`` steps with ``s >= 2`` slots stores.
+
+    The cost of storing after j steps, ``j + R(j, s) + R(length - j, s - 1)``, is convex in j, so
+    the least j whose increment is not negative is optimal. On ``beta(s, u - 1) <= j <
+    beta(s, u)`` that increment is ``1 + (u + 1) - (t' + 1)``, t' the repetitions of the right
+    part, and it is >= 0 iff ``length - j <= beta(s - 1, u + 1)``; the first u where that happens
+    is ``t - 1`` (t the repetitions of the whole), giving the least such j below.
+    """
+    t = _repetitions(length, s)
+    j = length - comb(s + t - 1, s - 1)  # length - beta(s - 1, t)
+    if t >= 2:
+        j = max(j, comb(s + t - 2, s))  # beta(s, t - 2)
+    return min(max(j, 1), length - 1)
+
+
+def online_lower_bound(steps: int, snapshots: int) -> int:
+    """The fewest step evaluations any plan can reach, for a loop whose end is found at ``steps``.
+
+    Every step runs once in the primal run (the last one too: its end is found after it), and the
+    reverse sweep costs at least ``sum_j R(L_j, snapshots - j)`` over the segments the checkpoints
+    held at the end cut the loop into. By convexity of R that sum is least for the ``steps``
+    smallest increments of all segments: ``snapshots`` increments of 1, then
+    ``beta(snapshots, u + 1) - beta(snapshots, u)`` increments of ``u + 1`` for u = 1, 2, ...
+
+    Parameters
+    ----------
+    steps
+        T >= 0.
+    snapshots
+        c >= 1, the loop's input state included.
+
+    Returns
+    -------
+    int
+    """
+    if steps <= 0:
+        return 0
+    total, left, u = steps, steps, 0
+    while left > 0:
+        count = (
+            snapshots
+            if u == 0
+            else comb(snapshots + u + 1, snapshots) - comb(snapshots + u, snapshots)
+        )
+        take = min(count, left)
+        total += take * (u + 1)
+        left -= take
+        u += 1
+    return total
+
+
+# -- the scheme ----------------------------------------------------------------------------------
+
+
+class OnlineR2(Scheme):
+    """Online checkpointing for loops whose length is not known in advance (``while`` loops).
+
+    Stumm & Walther's online algorithm with repetition number r = 2 while the loop is short
+    enough for it, then a placement of our own that keeps the total of step evaluations close to
+    the least any online plan can reach, for any length, within the same snapshot budget.
+
+    Parameters
+    ----------
+    snapshots
+        How many states may be held at once, the loop's input state included (>= 1).
+        ``OnlineR2(1)`` keeps only the input and recomputes quadratically.
+    storage
+        Where checkpoints live (in memory when None).
+
+    Notes
+    -----
+    Up to ``T = (c + 1)(c + 2) / 2 - 1`` steps for c snapshots, no step is evaluated more than
+    three times in all (primal run, one recomputation, the taped run) and the total is the least
+    possible, ``3 T - c`` (for T >= c). Past that range the plan goes on for any length; see the
+    module docstring and docs/online_r2.md for what it does there and what it costs. The plan
+    ignores a known length (a ``for`` loop): it decides as if the loop could stop at any step.
+
+    References
+    ----------
+    P. Stumm and A. Walther, "New algorithms for optimal online checkpointing", SIAM J. Sci.
+    Comput. 32(2), 836-854, 2010. https://doi.org/10.1137/080742439
+
+    Q. Wang, P. Moin and G. Iaccarino, "Minimal repetition dynamic checkpointing algorithm for
+    unsteady adjoint calculation", SIAM J. Sci. Comput. 31(4), 2549-2567, 2009.
+    https://doi.org/10.1137/080727890
+
+    Examples
+    --------
+    >>> from ckpt_transform.schemes.online_r2 import OnlineR2
+    >>> for action in OnlineR2(2).schedule(4):
+    ...     print(action)
+    store    state 0 -> slot 0
+    advance  [0, 1)
+    store    state 1 -> slot 1
+    advance  [1, 3)
+    free     slot 1 (state 1)
+    store    state 3 -> slot 1
+    advance  [3, 4)
+    -- primal run ends at state 4; reverse sweep --
+    restore  state 3 <- slot 1
+    record   [3, 4)
+    reverse  [3, 4)
+    free     slot 1 (state 3)
+    restore  state 0 <- slot 0
+    advance  [0, 1)
+    store    state 1 -> slot 1
+    advance  [1, 2)
+    record   [2, 3)
+    reverse  [2, 3)
+    restore  state 1 <- slot 1
+    record   [1, 2)
+    reverse  [1, 2)
+    free     slot 1 (state 1)
+    restore  state 0 <- slot 0
+    record   [0, 1)
+    reverse  [0, 1)
+    free     slot 0 (state 0)
+    """
+
+    online = True
+
+    @beartype
+    def __init__(self, snapshots: int, *, storage: object | None = None) -> None:
+        if isinstance(snapshots, bool):
+            raise TypeError(f"OnlineR2 snapshots must be an int >= 1, got the bool {snapshots!r}")
+        if snapshots < 1:
+            raise ValueError(
+                f"OnlineR2 snapshots must be an int >= 1 (the loop's input state counts as one), "
+                f"got {snapshots!r}"
+            )
+        self.snapshots = snapshots
+        self.storage = storage
+
+    def __repr__(self) -> str:
+        args = [f"snapshots={self.snapshots}"]
+        if self.storage is not None:
+            args.append(f"storage={self.storage!r}")
+        return f"OnlineR2({', '.join(args)})"
+
+    def plan(self, steps: int | None) -> Plan:
+        """A fresh plan; a known length (``steps``) is accepted and not used.
+
+        Raises
+        ------
+        ValueError
+            When ``steps`` is neither None nor an int >= 0.
+        """
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps < 0
+        ):
+            raise ValueError(f"the number of steps must be an int >= 0 or None, got {steps!r}")
+        return _OnlinePlan(self.snapshots)
+
+
+#: The name Checkpointing.jl users know.
+Online_r2 = OnlineR2
+
+
+class _OnlinePlan(Plan):
+    """One run: the checkpoints held, as the forward actions yielded so far leave them.
+
+    Invariants: ``pos`` is sorted and ``pos[0] == 0`` once the forward run has begun;
+    ``slot[i]`` holds the state at ``pos[i]``; ``fixed[i]`` says that ``pos[i]`` may not be
+    replaced in the current level. Every list change happens just before the action that makes
+    it is yielded, so whatever the driver has taken is what these lists say.
+    """
+
+    def __init__(self, snapshots: int) -> None:
+        self.c = snapshots
+        self.pos: list[int] = []
+        self.slot: list[int] = []
+        self.fixed: list[bool] = []
+        self.free_slots = list(range(snapshots - 1, -1, -1))  # pop() gives the lowest
+        self.reached: int | None = 0  # the end of the last span yielded (None: open-ended)
+        self._inner: list[int] | None = None
+        self._gain: list[int] = []
+        self._memo: dict[tuple[int, int], int] = {}
+        self.started = False
+        self.reversed = False
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def forward(self) -> Iterator[Action]:
+        """Endless: store, advance, store, ...; the driver stops when the loop ends."""
+        if self.started:
+            raise RuntimeError("a plan's forward sweep can be walked only once")
+        self.started = True
+        yield self._store(0, fixed=True)
+        if self.c == 1:
+            self.reached = None
+            yield Advance(n0=0, n1=None)
+            return
+        n = 0
+        for m, drop in self._stores():
+            # State m is where the next checkpoint goes (drop: the index of the one it replaces).
+            self.reached = m
+            yield Advance(n0=n, n1=m)
+            if drop is not None:
+                yield self._free(drop)
+            yield self._store(m, fixed=False)
+            n = m
+
+    def _store(self, n: int, *, fixed: bool) -> Store:
+        slot = self.free_slots.pop()
+        self.pos.append(n)  # n is beyond every held checkpoint
+        self.slot.append(slot)
+        self.fixed.append(fixed)
+        return Store(n=n, slot=slot)
+
+    def _free(self, i: int) -> Free:
+        n, slot = self.pos.pop(i), self.slot.pop(i)
+        del self.fixed[i]
+        self.free_slots.append(slot)
+        return Free(n=n, slot=slot)
+
+    def _stores(self) -> Iterator[tuple[int, int | None]]:
+        """The store events in order: (state, index of the checkpoint it replaces or None).
+
+        Each event is applied (by `forward`) before the next is computed.
+        """
+        c = self.c
+        # Level 0: the first c states, into free slots.
+        for n in range(1, c):
+            yield n, None
+        # Level 1: Stumm & Walther's r = 2 algorithm (the module docstring). Fixed checkpoints
+        # q_k; the others ("temporaries") are replaced newest-first at q_k, then oldest-first.
+        q = 0
+        for k in range(1, c):
+            q += c - k + 2
+            newest = max(i for i in range(1, c) if not self.fixed[i])
+            yield q, newest
+            self.fixed[-1] = True
+            for m in range(1, c - k):
+                oldest = min(i for i in range(1, c) if not self.fixed[i])
+                yield q + m, oldest
+        # Levels 2, 3, ...: fixed targets at the level's end placement, greedy in between.
+        tau = 2
+        while True:
+            yield from self._level(tau)
+            tau += 1
+
+    def _level(self, tau: int) -> Iterator[tuple[int, int | None]]:
+        """Store events of level tau, for decisions at the states [beta(c, tau) - 1, end)."""
+        c = self.c
+        start = comb(c + tau, c) - 1
+        end = comb(c + tau + 1, c) - 1  # the next level starts deciding here
+        # Targets P_1 < ... < P_{c-1}: the optimal placement at the level's end.
+        targets, p = [], 0
+        for j in range(1, c):
+            p += comb(c - j + 1 + tau, tau)  # beta(c - j + 1, tau)
+            targets.append(p)
+        fixed = self.fixed
+        for i in range(1, c):
+            fixed[i] = False
+        ti = 0  # the next target is targets[ti]
+        pos = self.pos
+        n = max(start, pos[-1] + 1)
+        if self._inner is None:
+            self._inner = [0] * (c - 1)
+            self._gain = [0] * (c - 1)
+            self._update_inner(1)
+        best, best_i = self._best_inner()
+        while n < end:
+            # Invariant: c checkpoints held, all before n; replacing pos[best_i] is the cheapest
+            # inner option, at best + (what the last segment adds), see _update_inner.
+            if best_i is None and fixed[-1]:
+                # Nothing may be replaced: nothing happens before the next target.
+                n = targets[ti] if ti < len(targets) else end
+                continue
+            target = ti < len(targets) and n == targets[ti]
+            x = n - pos[-1]  # the last segment [pos[-1], n) so far
+            # Relative costs at T = n + 1 (the total minus what all options share):
+            value = None if target else (x + 1) * (x + 2) // 2  # no store: last is x + 1 long
+            choice = None
+            if best_i is not None:
+                v = best + self._cost(x, 2) + 1
+                if value is None or v < value:
+                    value, choice = v, best_i
+            if not fixed[-1]:
+                left = pos[-1] - pos[-2]
+                v = self._cost(left + x, 2) - self._cost(left, 2) + 1
+                if value is None or v < value:
+                    value, choice = v, c - 1
+            if choice is not None:
+                yield n, choice
+                if target:
+                    fixed[-1] = True
+                    ti += 1
+                # Segments left of the replaced checkpoint's left neighbour are unchanged.
+                self._update_inner(max(1, choice - 1))
+                best, best_i = self._best_inner()
+            n += 1
+
+    def _best_inner(self) -> tuple[int, int | None]:
+        """The cheapest inner checkpoint not fixed to replace (smallest index on ties)."""
+        c, inner, fixed = self.c, self._inner, self.fixed
+        best, best_i = 0, None
+        for i in range(1, c - 1):
+            if not fixed[i] and (best_i is None or inner[i] < best):
+                best, best_i = inner[i], i
+        return (best + self._gain[c - 2], best_i) if best_i is not None else (0, None)
+
+    def _update_inner(self, first: int) -> None:
+        """Refresh what replacing an inner checkpoint costs, from index ``first`` on.
+
+        Replacing ``pos[i]`` (``1 <= i <= c - 2``) merges segments i - 1 and i and gives one
+        more slot to every segment right of them; with ``L_j = pos[j+1] - pos[j]`` its cost
+        relative to the other options is ``D_i = A_i + sum_{j=i+1}^{c-2} G_j``, where
+        ``A_i = R(L_{i-1} + L_i, c-i+1) - R(L_{i-1}, c-i+1) - R(L_i, c-i)`` and
+        ``G_j = R(L_j, c-j+1) - R(L_j, c-j)``. Kept as ``inner[i] = A_i - gain[i]`` with
+        ``gain[i] = G_1 + ... + G_i``, so that ``D_i = inner[i] + gain[c-2]``: both depend only
+        on segments 0..i, and a store that changes segments from i - 1 on leaves the entries
+        left of it as they are. Neither depends on the current state.
+        """
+        c, pos, inner, gain = self.c, self.pos, self._inner, self._gain
+        memo = self._memo
+        get = memo.get
+        for i in range(first, c - 1):
+            left, right, s = pos[i] - pos[i - 1], pos[i + 1] - pos[i], c - i
+            # Every length here is >= 1, so every cost is >= 1 and `or` only fills a miss.
+            r_right_more = get((right, s + 1)) or self._fill(right, s + 1)
+            r_right = get((right, s)) or self._fill(right, s)
+            r_left = get((left, s + 1)) or self._fill(left, s + 1)
+            r_both = get((left + right, s + 1)) or self._fill(left + right, s + 1)
+            g = gain[i] = gain[i - 1] + r_right_more - r_right
+            inner[i] = r_both - r_left - r_right - g
+
+    def _cost(self, length: int, slots: int) -> int:
+        return self._memo.get((length, slots)) or self._fill(length, slots)
+
+    def _fill(self, length: int, slots: int) -> int:
+        value = self._memo[length, slots] = reversal_cost(length, slots)
+        return value
+
+    # -- reverse -------------------------------------------------------------------------------
+
+    def reverse(self, steps: int) -> Iterator[Action]:
+        """Reverse every step, last first, from the checkpoints the forward actions left."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+        if self.reversed:
+            raise RuntimeError("a plan's reverse sweep can be walked only once")
+        if self.reached is not None and steps > self.reached:
+            raise ValueError(
+                f"the loop cannot have ended at state {steps}: the forward actions taken stop "
+                f"at state {self.reached}"
+            )
+        if self.pos and self.pos[-1] > steps:
+            raise ValueError(
+                f"the loop cannot have ended at state {steps}: the forward actions taken "
+                f"stored state {self.pos[-1]}"
+            )
+        self.reversed = True
+        return self._reverse(steps)
+
+    def _reverse(self, T: int) -> Iterator[Action]:
+        c, pos, slot = self.c, self.pos, self.slot
+        free = self.free_slots
+        # The state T may have been stored if the loop ended right where a store was planned;
+        # it is of no use for reversing steps before T.
+        while pos and pos[-1] >= T:
+            yield self._free(len(pos) - 1)
+        if T == 0:
+            return
+        # Segments right to left, each an explicit-stack binomial reversal (O(1) per action at
+        # any depth). A frame (n0, n1, s, slot, own): reverse [n0, n1) with s slots, the state
+        # n0 held in `slot`; `own`: free that slot when the frame is done.
+        frames = [
+            (pos[j], pos[j + 1] if j + 1 < len(pos) else T, c - j, slot[j], True)
+            for j in range(len(pos))
+        ]
+        current: int | None = T  # the driver's current state (none after a Reverse)
+        while frames:
+            n0, n1, s, sl, own = frames.pop()
+            length = n1 - n0
+            if current != n0:
+                yield Restore(n=n0, slot=sl)
+            if length == 1:
+                yield Record(n0=n0, n1=n1)
+                yield Reverse(n0=n0, n1=n1)
+                current = None
+                if own:
+                    yield self._release(n0, sl)
+                continue
+            if s == 1:
+                # One slot: from n0 to step n1 - 1, tape it, reverse it; the rest stays pending.
+                yield Advance(n0=n0, n1=n1 - 1)
+                yield Record(n0=n1 - 1, n1=n1)
+                yield Reverse(n0=n1 - 1, n1=n1)
+                current = None
+                frames.append((n0, n1 - 1, 1, sl, own))
+                continue
+            m = n0 + _split(length, s)
+            yield Advance(n0=n0, n1=m)
+            frames.append((n0, m, s, sl, own))
+            if n1 - m == 1:  # a single step right of the split: tape it straight away
+                yield Record(n0=m, n1=n1)
+                yield Reverse(n0=m, n1=n1)
+                current = None
+                continue
+            new = free.pop()
+            yield Store(n=m, slot=new)
+            frames.append((m, n1, s - 1, new, True))
+            current = m
+
+    def _release(self, n: int, sl: int) -> Free:
+        """Free the slot of a checkpoint whose segment has been reversed."""
+        if self.pos and self.pos[-1] == n and self.slot[-1] == sl:
+            self.pos.pop()
+            self.slot.pop()
+            self.fixed.pop()
+        self.free_slots.append(sl)
+        return Free(n=n, slot=sl)
