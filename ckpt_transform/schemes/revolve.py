@@ -248,13 +248,13 @@ def _revolve_actions(steps: int, snapshots: int) -> Iterator[Action]:
         # length >= 2 it is held in `slot` (slots above `slot` are free, s - 1 of them are ours);
         # t >= the least t with beta(s, t) >= length; nothing of the part is taped.
         while length >= 2 and s >= 2:
-            while t > 0 and comb(s + t - 1, s) >= length:  # beta(s, t - 1) >= length
-                t -= 1  # t was not the least
-            j = length - comb(s + t - 1, s - 1)  # length - beta(s - 1, t)
-            if t >= 2:
-                j = max(j, comb(s + t - 2, s))  # beta(s, t - 2)
-            if j < 1:  # only for t = 1: length <= s + 1
+            if length <= s + 1:  # t = 1 (length <= beta(s, 1)): the rule clips to j = 1
                 j = 1
+            else:  # t >= 2
+                while comb(s + t - 1, s) >= length:  # beta(s, t - 1) >= length:
+                    t -= 1  # t was not the least (this stops at t >= 2)
+                # max(length - beta(s - 1, t), beta(s, t - 2))
+                j = max(length - comb(s + t - 1, s - 1), comb(s + t - 2, s))
             right = length - j
             yield Advance(n0=n0, n1=n0 + j)
             if right >= 2:
