@@ -10,11 +10,12 @@ deviation σ. We recover D by least squares,
 
     J(D) = ½ Σ_k ((T_final(D)[x_k] - observed_k) / σ)²,
 
-minimised with scipy.optimize.minimize (L-BFGS-B, bounds [D_MIN, D_MAX]), its ``jac`` being the
-derivative dJ/dD computed by reverse mode through the checkpointed loop (Revolve: a few states
-kept instead of every step's). The statistical error to expect from the noise is
-``σ / |dT_sensors/dD|`` (the Gauss-Newton standard error; dT/dD by forward mode through the same
-loop); the script prints the recovered D, its error and that standard error.
+minimised with scipy.optimize.minimize (L-BFGS-B, bounds [D_MIN, D_MAX]). Its ``jac`` is dJ/dD
+by reverse mode through the solver's loop, written as a plain loop and checkpointed by
+``checkpoint_struct(Revolve(...))``: a few states are kept instead of every step's. The
+statistical error to expect from the noise is ``σ / |dT_sensors/dD|`` (the Gauss-Newton standard
+error; dT/dD by forward mode through the same loop); the script prints the recovered D, its error
+and that standard error.
 
 Run: ``python examples/fit_diffusion.py [--n N] [--steps T] [--noise SIGMA] [--snapshots S]``
 """
@@ -27,17 +28,30 @@ import autograd.numpy as np
 from autograd import make_jvp, value_and_grad
 from scipy.optimize import minimize
 
-from ckpt_transform import Revolve, checkpointed_for
+from ckpt_transform import Revolve
+from ckpt_transform.api import checkpoint_struct
 
 D_MIN, D_MAX = 1e-3, 1.0
 D_TRUE = 0.37
 D_GUESS = 0.05
 
 
-def diffuse(T: np.ndarray, i: int, lam: float) -> np.ndarray:
+def diffuse(T: np.ndarray, lam: float) -> np.ndarray:
     """One explicit step; the two end values stay as they are."""
     interior = T[1:-1] + lam * (T[:-2] - 2 * T[1:-1] + T[2:])
     return np.concatenate([T[:1], interior, T[-1:]])
+
+
+def final_temperature(T0: np.ndarray, D: float, dt: float, dx: float, steps: int) -> np.ndarray:
+    """The temperature after ``steps`` steps: the solver, written as a plain loop.
+
+    `Experiment` decorates it with ``checkpoint_struct(scheme)``.
+    """
+    lam = D * dt / dx**2
+    T = T0
+    for _ in range(steps):
+        T = diffuse(T, lam)
+    return T
 
 
 class Experiment:
@@ -48,7 +62,7 @@ class Experiment:
         self.dx = self.x[1] - self.x[0]
         self.dt = 0.4 * self.dx**2 / D_MAX  # λ = 0.4 D / D_MAX <= 0.4
         self.steps = steps
-        self.scheme = scheme
+        self.model = checkpoint_struct(scheme)(final_temperature)
         # a smooth hump and a sharper bump, both zero at the ends
         self.T0 = (
             np.sin(np.pi * self.x)
@@ -59,18 +73,10 @@ class Experiment:
         rng = np.random.default_rng(1)
         exact = self.predict(D_TRUE)
         self.observed = exact + noise * rng.standard_normal(exact.shape)
-        self.last_stats = None  # RunStats of the latest run of the loop
 
     def predict(self, D: float) -> np.ndarray:
         """Temperatures at the sensors after ``steps`` steps with diffusion coefficient D."""
-        lam = D * self.dt / self.dx**2
-        T = checkpointed_for(
-            diffuse, self.T0, self.steps, self.scheme, params=(lam,), report=self._keep
-        )
-        return T[self.sensors]
-
-    def _keep(self, stats) -> None:
-        self.last_stats = stats
+        return self.model(self.T0, D, self.dt, self.dx, self.steps)[self.sensors]
 
     def misfit(self, D: float) -> float:
         r = (self.predict(D) - self.observed) / self.sigma
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def fun(p: np.ndarray) -> tuple[float, np.ndarray]:
         value, d = misfit_and_grad(float(p[0]))
-        last.update(D=float(p[0]), J=float(value), dJ=float(d), stats=exp.last_stats)
+        last.update(D=float(p[0]), J=float(value), dJ=float(d), stats=exp.model.stats)
         return float(value), np.array([d])
 
     # One look at the gradient before trusting it: against a central difference.
