@@ -8,9 +8,10 @@ is integrated to ``t_end`` with the Bogacki-Shampine 3(2) embedded Runge-Kutta p
 standard step-size controller (Hairer, Nørsett & Wanner, *Solving Ordinary Differential Equations
 I*, 2nd ed., Springer 1993, section II.4): each iteration of the loop tries one step of size h,
 accepts it when the estimated error is within the tolerance, and picks the next h from that error.
-How many iterations the loop runs is known only when it ends, so the checkpointing scheme is
-`OnlineR2` (Stumm & Walther, https://doi.org/10.1137/080742439), which decides where to keep
-checkpoints without knowing the length in advance.
+The integrator is written as a plain ``while t < t_end`` loop (`integrate`) and checkpointed
+with ``checkpoint_struct(OnlineR2(...))``. How many iterations the loop runs is known only when it
+ends, so the scheme is `OnlineR2` (Stumm & Walther, https://doi.org/10.1137/080742439), which
+decides where to keep checkpoints without knowing the length in advance.
 
 We differentiate ``y1(t_end)`` with respect to μ and check the derivative against plain autograd
 (which tapes every iteration) and against central finite differences.
@@ -39,12 +40,11 @@ Comput. 32(2), 836-854, 2010. https://doi.org/10.1137/080742439
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 import autograd.numpy as np
 from autograd import grad
 
-from ckpt_transform import checkpointed_while
+from ckpt_transform.api import checkpoint_struct
 from ckpt_transform.schemes.cost import revolve_evaluations
 from ckpt_transform.schemes.online_r2 import OnlineR2, online_lower_bound
 
@@ -55,7 +55,9 @@ B1, B2, B3 = 2 / 9, 1 / 3, 4 / 9
 E1, E2, E3, E4 = 7 / 24, 1 / 4, 1 / 3, 1 / 8
 
 # Step-size controller: h_new = h * clip(SAFETY * err^(-1/3), SHRINK, GROW); 1/3 = 1/(q + 1)
-# with q = 2 the order of the embedded formula.
+# with q = 2 the order of the embedded formula. The clip is written with np.minimum/np.maximum:
+# these constants reach the loop as parameters, and autograd's np.clip has no derivative with
+# respect to its bounds.
 SAFETY, SHRINK, GROW = 0.9, 0.2, 5.0
 
 
@@ -75,53 +77,30 @@ def bs32(y: np.ndarray, h: float, mu: float) -> tuple[np.ndarray, np.ndarray]:
     return y3, y2
 
 
-def make_step(t_end: float, rtol: float, atol: float) -> Callable[..., tuple]:
-    """The loop body: try one step from the state ``(t, y, h, accepted, rejected)``."""
+def integrate(mu, t_end, rtol, atol, h0):
+    """``y(t_end)`` and the numbers of accepted and rejected steps: the integrator as written.
 
-    def attempt(state: tuple, i: int, mu: float) -> tuple:
-        t, y, h, accepted, rejected = state
+    `main` decorates it with ``checkpoint_struct(OnlineR2(...))``; undecorated it is the plain
+    loop, which autograd differentiates by taping every iteration.
+    """
+    t, y, h = 0.0, np.array([2.0, 0.0]), h0
+    accepted = rejected = 0
+    while t < t_end:
         last = t + h >= t_end  # this step reaches the end: shorten it to land on t_end
         if last:
             h = t_end - t
         y_high, y_low = bs32(y, h, mu)
         scale = atol + rtol * np.maximum(np.abs(y), np.abs(y_high))
         err = np.sqrt(np.mean(((y_high - y_low) / scale) ** 2))
-        factor = np.clip(SAFETY * np.maximum(err, 1e-10) ** (-1 / 3), SHRINK, GROW)
-        if err <= 1.0:
+        factor = np.minimum(GROW, np.maximum(SHRINK, SAFETY * np.maximum(err, 1e-10) ** (-1 / 3)))
+        if err <= 1.0:  # accept the step
             t = t_end if last else t + h
-            return (t, y_high, h * factor, accepted + 1, rejected)
-        return (t, y, h * factor, accepted, rejected + 1)
-
-    return attempt
-
-
-def not_done(t_end: float) -> Callable[..., bool]:
-    def cond(state: tuple, mu: float) -> bool:
-        return state[0] < t_end
-
-    return cond
-
-
-def initial_state(h0: float) -> tuple:
-    return (0.0, np.array([2.0, 0.0]), h0, 0, 0)
-
-
-def solve(mu, scheme, t_end, rtol, atol, h0, report=None):
-    """The final state ``(t, y, h, accepted, rejected)``, checkpointed by ``scheme``."""
-    step = make_step(t_end, rtol, atol)
-    return checkpointed_while(
-        not_done(t_end), step, initial_state(h0), scheme, params=(mu,), report=report
-    )
-
-
-def solve_plain(mu, t_end, rtol, atol, h0):
-    """The same loop as plain Python: autograd tapes every iteration."""
-    step = make_step(t_end, rtol, atol)
-    state, i = initial_state(h0), 0
-    while state[0] < t_end:
-        state = step(state, i, mu)
-        i += 1
-    return state
+            y = y_high
+            accepted += 1
+        else:
+            rejected += 1
+        h = h * factor
+    return y, accepted, rejected
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,37 +116,37 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--t-end, --rtol, --atol and --h0 must be positive")
     opts = (args.t_end, args.rtol, args.atol, args.h0)
     scheme = OnlineR2(args.snapshots)
+    checkpointed = checkpoint_struct(scheme)(integrate)
 
-    def y1_end(mu, report=None):
-        return solve(mu, scheme, *opts, report=report)[1][0]
+    def y1_end(mu):
+        return checkpointed(mu, *opts)[0][0]
 
     def y1_end_plain(mu):
-        return solve_plain(mu, *opts)[1][0]
+        return integrate(mu, *opts)[0][0]
 
     mu = args.mu
-    _, y, _, accepted, rejected = solve(mu, scheme, *opts)
+    y, accepted, rejected = checkpointed(mu, *opts)
     print(f"Van der Pol, μ = {mu}, y(0) = (2, 0), to t = {args.t_end}")
     print(f"  Bogacki-Shampine 3(2), rtol = {args.rtol:g}, atol = {args.atol:g}")
     print(f"  steps taken: {accepted} accepted + {rejected} rejected = {accepted + rejected}")
     print(f"  y(t_end) = ({y[0]:.10f}, {y[1]:.10f})")
 
-    runs = []
-    d_mu = grad(y1_end)(mu, runs.append)
-    stats = runs[-1]
+    d_mu = grad(y1_end)(mu)
+    stats = checkpointed.stats
     d_plain = grad(y1_end_plain)(mu)
     eps = 1e-6 * max(1.0, abs(mu))
-    lo, hi = solve(mu - eps, scheme, *opts), solve(mu + eps, scheme, *opts)
-    fd = (hi[1][0] - lo[1][0]) / (2 * eps)
+    lo, hi = integrate(mu - eps, *opts), integrate(mu + eps, *opts)
+    fd = (hi[0][0] - lo[0][0]) / (2 * eps)
     print("d y1(t_end) / dμ:")
     print(f"  reverse mode, {scheme!r:<24} {d_mu:.12e}")
     print(f"  plain autograd{'':<24} {d_plain:.12e}")
     print(f"  central difference, ε = {eps:<14.0e} {fd:.12e}")
     print(f"  relative difference from plain autograd {abs(d_mu - d_plain) / abs(d_plain):.1e}")
     print(f"  relative difference from the difference {abs(d_mu - fd) / abs(fd):.1e}")
-    same = (lo[3], lo[4]) == (accepted, rejected) == (hi[3], hi[4])
+    same = lo[1:] == (accepted, rejected) == hi[1:]
     print(
-        f"  accepted/rejected at μ - ε, μ, μ + ε: {lo[3]}/{lo[4]}, {accepted}/{rejected}, "
-        f"{hi[3]}/{hi[4]} ({'the same piece' if same else 'DIFFERENT pieces: decisions changed'})"
+        f"  accepted/rejected at μ - ε, μ, μ + ε: {lo[1]}/{lo[2]}, {accepted}/{rejected}, "
+        f"{hi[1]}/{hi[2]} ({'the same piece' if same else 'DIFFERENT pieces: decisions changed'})"
     )
 
     print("checkpointing (the length was not known in advance):")
