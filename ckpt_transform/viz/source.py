@@ -276,11 +276,9 @@ def side_by_side(function: Callable[..., Any], *, width: int | None = None) -> s
             (head if k == 0 else " " * (digits + 1)) + c.ljust(column) for k, c in enumerate(chunks)
         ]
 
-    out = [
-        f"{'original: ' + label:<{lw + 1 + column}}   generated: {function.__name__}"
-        f".generated_source",
-        "-" * width,
-    ]
+    left_head = f"original: {label}"[: lw + 1 + column]
+    right_head = f"generated: {function.__name__}.generated_source"[: rw + 1 + column]
+    out = [f"{left_head:<{lw + 1 + column}}   {right_head}", "-" * width]
 
     def emit(i: int | None, j: int | None, mark: str) -> None:
         a = cells(None if i is None else first + i, None if i is None else left[i], lw)

@@ -1,0 +1,185 @@
+"""The action table and its timeline, checked against the actions' own meaning."""
+
+from __future__ import annotations
+
+import doctest
+import re
+
+import pytest
+
+import ckpt_transform.viz.ascii as ascii_view
+from ckpt_transform.schemes.actions import (
+    Advance,
+    EndForward,
+    Free,
+    Record,
+    Restore,
+    Reverse,
+    Store,
+)
+from ckpt_transform.schemes.cost import revolve_evaluations
+from ckpt_transform.schemes.online_r2 import OnlineR2
+from ckpt_transform.schemes.periodic import Periodic
+from ckpt_transform.schemes.revolve import Revolve
+from ckpt_transform.schemes.store_all import StoreAll
+from ckpt_transform.schemes.validate import validate_schedule
+from ckpt_transform.viz import timeline
+
+SCHEMES = [Revolve(2), Revolve(3), Periodic(period=4), Periodic(3), OnlineR2(3), StoreAll()]
+
+
+def _table(text: str) -> list[tuple[int, int, str, str]]:
+    """(index, evals, action text, strip) for every action row of a timeline."""
+    lines = text.splitlines()
+    header = next(i for i, x in enumerate(lines) if re.match(r"\s*#\s+evals\s+action", x))
+    strip_at = lines[header].index("action") + len("action")
+    # The strip starts two spaces after the widest action text; find it from the ruler's "0".
+    strip_at = lines[header].index("0", strip_at)
+    rows = []
+    for line in lines[header + 1 :]:
+        if not line.strip():
+            break
+        m = re.match(r"\s*(\d+)\s+(\d+)  ", line)
+        if m is None:
+            continue  # the "... not shown ..." line
+        rows.append((int(m[1]), int(m[2]), line[m.end() : strip_at].rstrip(), line[strip_at:]))
+    return rows
+
+
+def _totals(text: str) -> dict[str, int]:
+    found = {}
+    for key in (
+        "passive step evaluations (advance)",
+        "taped step evaluations (record)",
+        "total step evaluations",
+        "snapshots held at most",
+        "taped steps held at most",
+    ):
+        m = re.search(rf"^  {re.escape(key)}\s+(\d+)", text, re.M)
+        assert m, key
+        found[key] = int(m[1])
+    m = re.search(r"^  optimum, (\d+) snapshots\s+(\d+)", text, re.M)
+    if m:
+        found["optimum snapshots"], found["optimum"] = int(m[1]), int(m[2])
+    return found
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=repr)
+@pytest.mark.parametrize("steps", [1, 3, 10, 23])
+def test_totals_equal_the_mock_executor(scheme, steps):
+    counts = validate_schedule(scheme.schedule(steps), steps)
+    totals = _totals(timeline(scheme, steps))
+    assert totals["passive step evaluations (advance)"] == counts.forward_steps
+    assert totals["taped step evaluations (record)"] == counts.recorded_steps
+    assert totals["total step evaluations"] == counts.evaluations
+    assert totals["snapshots held at most"] == counts.max_snapshots
+    assert totals["taped steps held at most"] == counts.max_taped_steps
+    own = getattr(scheme, "snapshots", None) or counts.max_snapshots
+    if own:
+        assert totals["optimum snapshots"] == own
+        assert totals["optimum"] == revolve_evaluations(steps, own)
+    else:  # StoreAll, or a Periodic(period=p) loop no longer than p: nothing held
+        assert "optimum" not in totals
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=repr)
+def test_one_row_per_action_with_the_marks_it_means(scheme):
+    steps = 23  # 24 positions: one column each at the default width
+    actions = list(scheme.schedule(steps))
+    rows = _table(timeline(scheme, steps))
+    assert [r[0] for r in rows] == list(range(len(actions)))
+    held: dict[int, int] = {}
+    evals = 0
+    front = None
+    for action, (_, shown_evals, text, strip) in zip(actions, rows):
+        strip = strip.ljust(steps + 1)
+        assert len(strip) == steps + 1
+        if isinstance(action, EndForward):
+            assert text == "primal run ends"
+            front = steps
+        else:
+            assert text == str(action)
+        own: set[int] = set()
+        if isinstance(action, (Advance, Record)):
+            evals += action.n1 - action.n0
+            ch = "-" if isinstance(action, Advance) else "="
+            own = set(range(action.n0, action.n1))
+            assert all(strip[n] == ch for n in own)
+            assert strip.count(ch) == len(own)
+        elif isinstance(action, Reverse):
+            front = action.n0
+            own = set(range(action.n0, action.n1))
+            assert all(strip[n] == "<" for n in own) and strip.count("<") == len(own)
+        elif isinstance(action, (Store, Restore, Free, EndForward)):
+            if isinstance(action, Store):
+                held[action.slot] = action.n
+            if isinstance(action, Free):
+                del held[action.slot]
+            ch = {Store: "S", Restore: "R", Free: "F", EndForward: "|"}[type(action)]
+            own = {action.n}
+            assert strip[action.n] == ch
+        assert shown_evals == evals
+        for n, ch in enumerate(strip):
+            if n in own:
+                continue
+            if n in held.values():
+                assert ch == "o", (action, strip)
+            elif front is not None and n >= front:
+                assert ch == " ", (action, strip)
+            else:
+                assert ch == ".", (action, strip)
+
+
+def test_long_loops_are_compressed_and_say_so():
+    steps, width = 1000, 64
+    text = timeline(Revolve(10), steps, width=width, max_rows=20)
+    bucket = -(-(steps + 1) // width)  # 16
+    assert f"step axis compressed: one column = {bucket} steps" in text
+    rows = _table(text)
+    assert all(len(r[3]) <= steps // bucket + 1 for r in rows)
+    # The primal run's first advance [0, 285) covers the columns of positions 0..284.
+    first = next(r for r in rows if r[2].startswith("advance"))
+    assert first[2] == "advance  [0, 285)"
+    assert first[3].rstrip(".") == "-" * (284 // bucket + 1)
+    short = timeline(Revolve(3), 20)
+    assert "one column per step, positions 0..20" in short
+
+
+def test_max_rows_keeps_the_first_and_last_and_counts_the_rest():
+    scheme, steps = Revolve(5), 100
+    n = len(list(scheme.schedule(steps)))
+    rows = _table(timeline(scheme, steps, max_rows=30))
+    assert [r[0] for r in rows] == [*range(15), *range(n - 15, n)]
+    assert f"... {n - 30} actions not shown (#15 to #{n - 16}) ..." in timeline(
+        scheme, steps, max_rows=30
+    )
+    assert len(_table(timeline(scheme, steps, max_rows=0))) == n
+    assert len(_table(timeline(scheme, steps))) == n
+
+
+def test_legend_names_every_mark_the_strip_uses():
+    text = timeline(Revolve(3), 20)
+    marks = set("".join(r[3] for r in _table(text))) - {" "}
+    for ch in marks:
+        assert re.search(rf"(^|\s){re.escape(ch)} \w", ascii_view.LEGEND), ch
+    assert "(blank) already reversed" in ascii_view.LEGEND
+
+
+def test_options_to_leave_parts_out():
+    bare = timeline(Revolve(3), 20, legend=False, totals=False)
+    assert "legend:" not in bare and "totals" not in bare
+    assert "legend:" in timeline(Revolve(3), 20) and "\ntotals\n" in timeline(Revolve(3), 20)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"steps must be an int >= 1, got 0"):
+        timeline(Revolve(2), 0)
+    with pytest.raises(ValueError, match=r"width must be an int >= 8 columns, got 7"):
+        timeline(Revolve(2), 10, width=7)
+    with pytest.raises(ValueError, match=r"max_rows must be an int >= 0"):
+        timeline(Revolve(2), 10, max_rows=-1)
+
+
+def test_docstring_example():
+    failures, tried = doctest.testmod(ascii_view)
+    assert tried >= 1 and failures == 0
