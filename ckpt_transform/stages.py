@@ -55,8 +55,8 @@ from autograd.core import make_jvp, make_vjp, vspace
 from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 from autograd.tracer import getval, isbox
 from autograd.util import subvals
-from beartype import BeartypeConf, beartype
 
+from ckpt_transform._checks import typechecked
 from ckpt_transform.backends.autograd import dataclass_replace, is_differentiable
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.runtime.tree import describe, leaf_paths
@@ -74,7 +74,7 @@ _ALLOWED = "'recompute', 'forward', 'fd', or a function vjp(g, ans, *args)"
 _INDEPENDENT = "Output seems independent of input."
 
 
-@beartype(conf=BeartypeConf(is_pep484_tower=True))
+@typechecked
 def checkpoint_stage(
     adjoint: str | Callable[..., Any] = "recompute",
     *,
@@ -151,7 +151,7 @@ def checkpoint_stage(
     ValueError
         ``adjoint`` a string other than the three method names, ``fd_step <= 0``, or ``fd_step``
         given with a method other than ``"fd"``.
-    beartype.roar.BeartypeCallHintParamViolation
+    TypeError
         An argument of the wrong type (``adjoint`` neither a string nor callable).
 
     Notes

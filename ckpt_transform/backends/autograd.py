@@ -213,8 +213,17 @@ def dataclass_replace(obj: Any, **fields: Any) -> Any:
     on fields with ``init=False``, and keeps attributes set outside the fields.
     """
     if not isbox(obj):
-        # A plain instance (its fields may hold traced values, each traced on its own).
-        return _copy_with(obj, fields)
+        # A plain instance whose fields may hold traced values: pass every traced field through
+        # the primitive too, so the result is one traced dataclass holding no boxes inside (as
+        # autograd.builtins.tuple does for a tuple of traced values).
+        fields = {
+            **{
+                f.name: getattr(obj, f.name)
+                for f in dataclasses.fields(obj)
+                if isbox(getattr(obj, f.name, None))
+            },
+            **fields,
+        }
     names = tuple(fields)
     return _replace_fields(obj, names, *(fields[n] for n in names))
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from beartype import beartype
-
+from ckpt_transform._checks import typechecked
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.schemes.actions import (
     Action,
@@ -91,7 +90,7 @@ class Periodic(Scheme):
     free     slot 0 (state 0)
     """
 
-    @beartype
+    @typechecked
     def __init__(
         self,
         snapshots: int | None = None,

@@ -43,8 +43,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from math import comb
 
-from beartype import beartype
-
+from ckpt_transform._checks import typechecked
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.schemes.actions import (
     Action,
@@ -120,7 +119,7 @@ class Revolve(Scheme):
     free     slot 0 (state 0)
     """
 
-    @beartype
+    @typechecked
     def __init__(
         self,
         snapshots: int,

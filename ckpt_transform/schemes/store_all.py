@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from beartype import beartype
-
+from ckpt_transform._checks import typechecked
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.schemes.actions import Action, Record, Reverse
 from ckpt_transform.schemes.base import Plan, Scheme
@@ -43,7 +42,7 @@ class StoreAll(Scheme):
     reverse  [0, 3)
     """
 
-    @beartype
+    @typechecked
     def __init__(self, *, storage: object | None = None) -> None:
         self.storage = storage
 

@@ -139,7 +139,7 @@ def validate_schedule(
             if action.n != steps:
                 raise fail(i, action, f"the primal run must end at state {steps}")
             if current != steps:
-                raise fail(i, action, f"the primal run left state {_state(current)} current")
+                raise fail(i, action, f"the primal run left {_state(current)} current")
             primal = (forward, recorded)
         else:
             raise fail(i, action, f"unknown action type {type(action).__name__}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from beartype.roar import BeartypeCallHintParamViolation
 
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.schemes.actions import (
@@ -300,7 +299,7 @@ def test_bad_arguments(kwargs, error, match):
 
 @pytest.mark.parametrize("kwargs", [{"snapshots": 2.0}, {"period": "3"}])
 def test_wrong_types_are_caught_at_construction(kwargs):
-    with pytest.raises(BeartypeCallHintParamViolation):
+    with pytest.raises(TypeError):
         Periodic(**kwargs)
 
 

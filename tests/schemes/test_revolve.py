@@ -12,7 +12,6 @@ import functools
 import itertools
 
 import pytest
-from beartype.roar import BeartypeCallHintParamViolation
 
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.schemes.actions import (
@@ -355,7 +354,7 @@ def test_bad_arguments(kwargs, error, match):
     "kwargs", [{"snapshots": 4.0}, {"snapshots": "4"}, {"snapshots": 4, "steps": 2.5}]
 )
 def test_wrong_types_are_caught_at_construction(kwargs):
-    with pytest.raises(BeartypeCallHintParamViolation, match=r"snapshots|steps"):
+    with pytest.raises(TypeError, match=r"snapshots|steps"):
         Revolve(**kwargs)
 
 

@@ -6,7 +6,6 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 from autograd import grad, jacobian, make_vjp
-from beartype.roar import BeartypeCallHintParamViolation
 
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.stages import checkpoint_stage
@@ -22,7 +21,7 @@ def test_unknown_method_names_the_allowed_ones() -> None:
 
 
 def test_adjoint_of_wrong_type() -> None:
-    with pytest.raises(BeartypeCallHintParamViolation):
+    with pytest.raises(TypeError):
         checkpoint_stage(3)
 
 
