@@ -5,8 +5,14 @@ Each of the 500 steps replaces the interior by ``T + λ (T[i-1] - 2 T[i] + T[i+1
 We differentiate the total heat at the end, sum(T_final), with respect to the initial field and to
 λ, keeping at most 4 states instead of all 500, and check the result against plain autograd.
 
-Run: ``python examples/heat.py [--steps N] [--snapshots S] [--out heat.png]``
+The loop is written as in the seed: ``@checkpoint_struct`` on ``sumheat``, whose loop updates the
+fields of the struct ``heat``; the decorator rewrites that loop into one checkpointed call (run
+with ``--show-source`` to read the code it generates).
+
+Run: ``python examples/heat.py [--steps N] [--snapshots S] [--out heat.png] [--show-source]``
 """
+
+# ruff: noqa: B007  (the time loop does not read its index, as in the seed)
 
 from __future__ import annotations
 
@@ -16,7 +22,8 @@ from dataclasses import dataclass
 import autograd.numpy as np
 from autograd import grad
 
-from ckpt_transform import Revolve, checkpointed_for
+from ckpt_transform import Revolve
+from ckpt_transform.api import checkpoint_struct
 from ckpt_transform.schemes.cost import revolve_evaluations
 
 
@@ -30,25 +37,51 @@ class Heat:
 
 
 def advance(heat: Heat) -> np.ndarray:
-    """The next field: interior points diffuse, the two boundary values stay as they are."""
+    """The next field: interior points diffuse, the two boundary values stay as they are.
+
+    The seed's Julia ``advance`` writes ``next[i]`` into ``heat.Tnext`` in place; a function the
+    checkpointed loop calls must instead return a new array (autograd cannot differentiate
+    in-place writes, and the loop keeps earlier states to run it again from them).
+    """
     last, lam = heat.Tlast, heat.λ
     interior = last[1:-1] + lam * (last[:-2] - 2 * last[1:-1] + last[2:])
     return np.concatenate([last[:1], interior, last[-1:]])
 
 
-def heat_step(heat: Heat, i: int) -> Heat:
+SCHEME = Revolve(4)  # the seed's choice: 4 snapshots for 500 steps
+
+
+@checkpoint_struct(SCHEME)
+def sumheat(heat: Heat, tsteps: int) -> float:
+    for i in range(1, tsteps + 1):
+        heat.Tlast = heat.Tnext  # Tlast .= Tnext
+        heat.Tnext = advance(heat)
+    return np.sum(heat.Tnext)
+
+
+def heat(scheme: Revolve, tsteps: int, n: int = 100, lam: float = 0.5) -> tuple:
+    """The seed's ``heat(scheme, tsteps)``: the final struct, its gradient and the run's figures.
+
+    As with Enzyme's ``Duplicated(heat, dheat)``, differentiating with respect to the struct
+    leaves ``heat`` at the loop's final state and returns ``dheat``, a ``Heat`` of gradients.
+    """
+    # sumheat.original is the undecorated function: decorating it again runs the same loop
+    # under another scheme.
+    run = sumheat if scheme is SCHEME else checkpoint_struct(scheme)(sumheat.original)
+    state = initial(n, lam, tsteps)
+    dheat = grad(run)(state, tsteps)
+    return state, dheat, run.stats
+
+
+def heat_step(heat: Heat) -> Heat:
+    """One step with the struct rebuilt instead of updated: what plain autograd differentiates."""
     heat = Heat(heat.Tnext, heat.Tnext, heat.n, heat.λ, heat.tsteps)  # Tlast .= Tnext
     return Heat(advance(heat), heat.Tlast, heat.n, heat.λ, heat.tsteps)
 
 
-def sumheat(heat: Heat, scheme: Revolve, tsteps: int, report=None) -> float:
-    heat = checkpointed_for(heat_step, heat, range(1, tsteps + 1), scheme, report=report)
-    return np.sum(heat.Tnext)
-
-
 def sumheat_plain(heat: Heat, tsteps: int) -> float:
     for i in range(1, tsteps + 1):
-        heat = heat_step(heat, i)
+        heat = heat_step(heat)
     return np.sum(heat.Tnext)
 
 
@@ -64,19 +97,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--snapshots", type=int, default=4)
     parser.add_argument("--out", default="heat.png", help="picture to write ('' for none)")
+    parser.add_argument(
+        "--show-source", action="store_true", help="print the code @checkpoint_struct generated"
+    )
     args = parser.parse_args()
 
-    heat = initial(args.n, 0.5, args.steps)
-    scheme = Revolve(args.snapshots)
-    runs = []
-    value = sumheat(heat, scheme, args.steps)
-    dheat = grad(sumheat)(heat, scheme, args.steps, runs.append)
-    stats = runs[-1]
-
-    final = heat
-    for i in range(1, args.steps + 1):
-        final = heat_step(final, i)
-    print(f"1D heat equation: n = {args.n}, λ = {heat.λ}, {args.steps} steps, {scheme!r}")
+    if args.show_source:
+        print(sumheat.generated_source)
+    scheme = SCHEME if args.snapshots == SCHEME.snapshots else Revolve(args.snapshots)
+    final, dheat, stats = heat(scheme, args.steps, args.n)
+    value = float(np.sum(final.Tnext))
+    print(f"1D heat equation: n = {args.n}, λ = {final.λ}, {args.steps} steps, {scheme!r}")
     print(f"final field: sum {value:.6f}, min {final.Tnext.min():.4f}, max {final.Tnext.max():.4f}")
     print("  T[0:8]   =", np.array2string(final.Tnext[:8], precision=4))
     print("gradient of sum(T_final):")
@@ -84,7 +115,7 @@ def main() -> None:
     print("  d/dT0[1:9]  =", np.array2string(dheat.Tnext[1:9], precision=4))
     print(f"  d/dλ        = {float(dheat.λ):.10f}")
 
-    oracle = grad(sumheat_plain)(heat, args.steps)
+    oracle = grad(sumheat_plain)(initial(args.n, 0.5, args.steps), args.steps)
     err = max(
         np.max(np.abs(dheat.Tnext - oracle.Tnext)) / np.max(np.abs(oracle.Tnext)),
         abs(dheat.λ - oracle.λ) / abs(oracle.λ),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,9 +50,20 @@ def checkpointed_for(
     report: Callable[[Any], None] | None = None,
     progress: bool = False,
 ) -> Any:
-    """`ckpt_transform.runtime.driver.checkpointed_for` with a guarded step."""
+    """`ckpt_transform.runtime.driver.checkpointed_for` with a guarded step.
+
+    Read-only parameters that are plain objects holding traced values travel as their fields
+    (see `_pack`), so they receive gradients like dataclasses do.
+    """
+    packed = tuple(_pack(p) for p in params)
     return driver.checkpointed_for(
-        _guarded(step), state, steps, scheme, params=params, report=report, progress=progress
+        _guarded(step, any(_is_packed(p) for p in packed)),
+        state,
+        steps,
+        scheme,
+        params=packed,
+        report=report,
+        progress=progress,
     )
 
 
@@ -65,10 +77,68 @@ def checkpointed_while(
     report: Callable[[Any], None] | None = None,
     progress: bool = False,
 ) -> Any:
-    """`ckpt_transform.runtime.driver.checkpointed_while` with a guarded step."""
+    """`ckpt_transform.runtime.driver.checkpointed_while` with a guarded step (see above)."""
+    packed = tuple(_pack(p) for p in params)
+    unpack = any(_is_packed(p) for p in packed)
     return driver.checkpointed_while(
-        cond, _guarded(step), state, scheme, params=params, report=report, progress=progress
+        _unpacking(cond) if unpack else cond,
+        _guarded(step, unpack),
+        state,
+        scheme,
+        params=packed,
+        report=report,
+        progress=progress,
     )
+
+
+# -- read-only plain objects ----------------------------------------------------------------------
+
+
+class _Marker:
+    def __repr__(self) -> str:
+        return "<object fields>"
+
+
+_PACKED = _Marker()
+
+
+def _pack(value: Any) -> Any:
+    """A plain object (not a dataclass) holding traced values, as ``(marker, class, fields)``.
+
+    The driver differentiates tuples, dicts and dataclasses but carries other objects unchanged;
+    a read-only object whose fields hold traced values (a configuration built inside the function
+    being differentiated) would hide them. Its fields travel instead, and the step gets a view.
+    """
+    if (
+        isinstance(value, (type, types.ModuleType, types.FunctionType, types.MethodType))
+        or dataclasses.is_dataclass(value)
+        or isbox(value)
+        or not hasattr(value, "__dict__")
+    ):
+        return value
+    fields = vars(value)
+    if not any(isbox(v) for v in fields.values()):
+        return value
+    return (_PACKED, type(value), dict(fields))
+
+
+def _is_packed(value: Any) -> bool:
+    return type(value) is tuple and len(value) == 3 and value[0] is _PACKED
+
+
+def _unpack(value: Any) -> Any:
+    return struct_view((value[1], value[2])) if _is_packed(value) else value
+
+
+def _unpacking(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def unpacked(state: Any, *params: Any) -> Any:
+        return fn(state, *(_unpack(p) for p in params))
+
+    return unpacked
+
+
+# -- in-place writes ------------------------------------------------------------------------------
 
 
 _IN_PLACE_HINT = (
@@ -103,9 +173,13 @@ def _any_box(value: Any) -> bool:
     return False
 
 
-def _guarded(step: Callable[..., Any]) -> Callable[..., Any]:
+def _guarded(step: Callable[..., Any], unpack: bool = False) -> Callable[..., Any]:
+    """``step`` reporting in-place writes clearly (and rebuilding packed objects if asked)."""
+
     @functools.wraps(step)
     def guarded(*args: Any) -> Any:
+        if unpack:
+            args = (*args[:2], *(_unpack(p) for p in args[2:]))
         try:
             return step(*args)
         except (TypeError, ValueError) as error:
