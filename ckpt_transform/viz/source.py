@@ -33,9 +33,18 @@ __all__ = [
 ]
 
 _HOW_TO_DECORATE = (
-    "decorate it: `from ckpt_transform import checkpoint_struct, Revolve`, then put "
-    "`@checkpoint_struct(Revolve(4))` on the line above `def {name}(...)`"
+    "decorate it: `{imports}`, then put `@checkpoint_struct(Revolve(4))` on the line above "
+    "`def {name}(...)`"
 )
+
+
+def _imports() -> str:
+    """The import line that works in this installation."""
+    import ckpt_transform
+
+    if hasattr(ckpt_transform, "checkpoint_struct"):
+        return "from ckpt_transform import Revolve, checkpoint_struct"
+    return "from ckpt_transform import Revolve; from ckpt_transform.api import checkpoint_struct"
 
 
 class SourceError(LookupError):
@@ -86,21 +95,34 @@ def load_function(spec: str) -> Callable[..., Any]:
     for i, part in enumerate(name.split(".")):
         if not hasattr(obj, part):
             where = path_text if i == 0 else ".".join(name.split(".")[:i])
-            found = sorted(
-                n
-                for n, v in vars(obj).items()
-                if callable(v) and not n.startswith("_") and not inspect.isclass(v)
-            )
-            hint = f"; its functions: {', '.join(found)}" if found else ""
-            raise SourceError(f"{part!r} is not defined in {where}{hint}")
+            raise SourceError(f"{part!r} is not defined in {where}{_known(obj, module)}")
         obj = getattr(obj, part)
     if not hasattr(obj, "generated_source") or not hasattr(obj, "original"):
         kind = "function" if callable(obj) else type(obj).__name__
+        how = _HOW_TO_DECORATE.format(imports=_imports(), name=name.rsplit(".", 1)[-1])
         raise SourceError(
             f"{name} in {path_text} is a {kind} not decorated with checkpoint_struct, so it has "
-            f"no generated source; {_HOW_TO_DECORATE.format(name=name.rsplit('.', 1)[-1])}"
+            f"no generated source; {how}"
         )
     return obj
+
+
+def _known(scope: Any, module: Any) -> str:
+    """The functions defined in ``scope`` (a module or class of the file), decorated first."""
+    decorated, other = [], []
+    for key, value in vars(scope).items():
+        value = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+        if key.startswith("_") or not inspect.isfunction(value):
+            continue
+        if getattr(value, "__module__", None) != module.__name__:
+            continue  # imported, not defined in the file
+        (decorated if hasattr(value, "generated_source") else other).append(key)
+    parts = []
+    if decorated:
+        parts.append(f"decorated with checkpoint_struct: {', '.join(sorted(decorated))}")
+    if other:
+        parts.append(f"other functions: {', '.join(sorted(other))}")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _import_path(path: Path) -> Any:
@@ -269,8 +291,7 @@ def side_by_side(function: Callable[..., Any], *, width: int | None = None) -> s
     def cells(number: int | None, text: str | None, digits: int) -> list[str]:
         if text is None:
             return []
-        text = text.expandtabs(4)
-        chunks = [text[k : k + column] for k in range(0, len(text), column)] or [""]
+        chunks = _wrap(text.expandtabs(4), column)
         head = f"{number:>{digits}} "
         return [
             (head if k == 0 else " " * (digits + 1)) + c.ljust(column) for k, c in enumerate(chunks)
@@ -330,3 +351,18 @@ def side_by_side(function: Callable[..., Any], *, width: int | None = None) -> s
     for i in alone[shown:]:
         emit(i, None, "<")
     return "\n".join(out)
+
+
+def _wrap(text: str, column: int) -> list[str]:
+    """``text`` in pieces of at most ``column`` characters, broken at spaces where possible."""
+    if len(text) <= column:
+        return [text]
+    pieces = textwrap.wrap(
+        text,
+        column,
+        expand_tabs=False,
+        replace_whitespace=False,
+        drop_whitespace=False,
+        break_on_hyphens=False,
+    )
+    return [p.rstrip() for p in pieces] or [""]

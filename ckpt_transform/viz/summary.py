@@ -240,18 +240,17 @@ def cost_table(steps: int, snapshots: int) -> str:
     out += [fmt(line) for line in body]
     out += [
         "",
-        f"optimum: {optimum} evaluations ({optimum / steps:.2f} per step), the proven minimum "
-        f"P(T, s) + T",
-        f"  for {snapshots} snapshots and one taped step held at a time (binomial checkpointing, "
-        f"Griewank & Walther 2000).",
+        f"optimum: {optimum} evaluations ({optimum / steps:.2f} per step) with {snapshots} "
+        f"snapshots and one taped step held at a time:",
+        "  binomial checkpointing's proven minimum P(T, s) + T (Griewank & Walther 2000).",
         "passive: steps run without a tape; taped: steps run with one (each step once);",
         "recomputation: evaluations / steps; snapshots, taped held: the most held at once.",
     ]
     online = [r for r in rows if r.online_bound is not None]
     for r in online:
         out.append(
-            f"{r.scheme} does not know T in advance; no such plan can do better than "
-            f"{r.online_bound} evaluations here."
+            f"{r.scheme} plans without knowing T: the least any such plan can do here is "
+            f"{r.online_bound}."
         )
     if online_scheme() is None:
         out.append("(OnlineR2 is not available in this installation.)")

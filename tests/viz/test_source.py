@@ -112,8 +112,15 @@ def test_dotted_names_and_neighbour_imports(tmp_path):
         ("{file}:", r"expected FILE\.py:FUNCTION"),
         ("{dir}/missing.py:heat", r"file '.*missing\.py' does not exist"),
         ("{dir}:heat", r"is a directory"),
-        ("{file}:nothing", r"'nothing' is not defined in .*heat_model\.py; its functions: .*heat"),
-        ("{file}:Model.walk", r"'walk' is not defined in Model"),
+        (
+            "{file}:nothing",
+            r"'nothing' is not defined in .*heat_model\.py \(decorated with checkpoint_struct: "
+            r"heat; other functions: plain\)$",
+        ),
+        (
+            "{file}:Model.walk",
+            r"'walk' is not defined in Model \(decorated with checkpoint_struct: run\)$",
+        ),
         (
             "{file}:plain",
             r"plain in .* is a function not decorated with checkpoint_struct.*"
