@@ -123,6 +123,17 @@ def test_schedule_plot(capsys, tmp_path, monkeypatch):
     assert image.shape[0] > 500 and image.shape[1] > 500 and image[..., :3].std() > 0.1
 
 
+def test_schedule_plot_without_matplotlib(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    path = tmp_path / "schedule.png"
+    code, out, err = run(
+        capsys, "schedule", "revolve", "--steps", "5", "--snapshots", "2", "--plot", str(path)
+    )
+    assert code == 1 and not path.exists()
+    assert "total step evaluations" in out  # the table is printed first
+    assert "pip install matplotlib" in _one_error_line(err, "schedule")
+
+
 def test_cost(capsys):
     steps, s = 60, 4
     code, out, err = run(capsys, "cost", "--steps", str(steps), "--snapshots", str(s))

@@ -101,7 +101,7 @@ def _geometry(actions: list[Any], steps: int) -> _Geometry:
 
 def _evaluation_bars(ax: Any, g: _Geometry, steps: int) -> None:
     """Under the picture: how many times each step was run, passively and with a tape."""
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator, MultipleLocator
 
     passive = [0] * steps
     taped = [0] * steps
@@ -115,7 +115,10 @@ def _evaluation_bars(ax: Any, g: _Geometry, steps: int) -> None:
     ax.bar(centres, taped, width=width, bottom=passive, color=_TAPED, label="taped")
     top = max(p + t for p, t in zip(passive, taped))
     ax.set_ylim(0, top + 0.5)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(top, 5)))
+    if top <= 6:
+        ax.yaxis.set_major_locator(MultipleLocator(1))
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
     ax.set_ylabel("runs of\nstep n")
     ax.grid(True, axis="y", color="0.9", lw=0.6)
     ax.set_axisbelow(True)
@@ -215,7 +218,7 @@ def plot_schedule(
         from matplotlib.collections import LineCollection
         from matplotlib.lines import Line2D
         from matplotlib.patches import Patch, Polygon
-        from matplotlib.ticker import MaxNLocator
+        from matplotlib.ticker import MaxNLocator, MultipleLocator
     except ImportError as error:  # pragma: no cover - depends on the installation
         raise ImportError(
             "plot_schedule draws with matplotlib, which is not installed: pip install matplotlib"
@@ -276,7 +279,12 @@ def plot_schedule(
     pad = max(0.5, steps / 50)
     ax.set_xlim(-pad, steps + pad)
     ax.set_ylim(g.end + max(1.0, g.end / 50), -max(1.0, g.end / 50))  # time runs down
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    if steps <= 20:
+        ax.xaxis.set_major_locator(MultipleLocator(1))  # every state labelled
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+        if steps <= 50:
+            ax.xaxis.set_minor_locator(MultipleLocator(1))  # a tick at every state
     ax.set_ylabel("time, running down: steps run so far\n(forward or reverse, one unit each)")
     ax.set_title(_title(summary), fontsize=10)
     ax.grid(True, color="0.92", lw=0.6, zorder=-1)

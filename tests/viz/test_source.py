@@ -230,6 +230,12 @@ def test_highlight():
         highlight(source, language="c")
 
 
+def test_highlight_without_pygments_is_plain(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pygments", None)  # import pygments now fails
+    source = "def f(x):\n    return x + 1\n"
+    assert highlight(source, color=True) == source
+
+
 def test_color_only_on_a_terminal(monkeypatch):
     class Tty(io.StringIO):
         def isatty(self):
