@@ -355,6 +355,63 @@ def test_read_only_plain_object_receives_gradients(make_scheme):
     assert float(got[1]) == pytest.approx(float(want[1]), rel=RTOL)
 
 
+@dataclass
+class Clock:
+    t: float
+    y: np.ndarray
+    t_end: float
+
+
+def run_clock(clock, dt):
+    while clock.t < clock.t_end - 0.5 * dt:
+        clock.y = clock.y * (1.0 - dt * np.cos(clock.y))
+        clock.t = clock.t + dt
+    return np.sum(clock.y)
+
+
+def run_clock_functional(t, y, t_end, dt):
+    clock = Clock(t, y, t_end)
+    while clock.t < clock.t_end - 0.5 * dt:
+        clock = Clock(clock.t, clock.y * (1.0 - dt * np.cos(clock.y)), clock.t_end)
+        clock = Clock(clock.t + dt, clock.y, clock.t_end)
+    return np.sum(clock.y)
+
+
+@pytest.mark.parametrize("make_scheme", while_schemes(25))
+def test_struct_in_a_while_condition(make_scheme):
+    f = checkpoint_struct(make_scheme())(run_clock)
+    y0 = onp.array([0.5, 1.5])
+    clock = Clock(0.0, y0, 2.5)
+    assert f(clock, 0.1) == pytest.approx(run_clock(Clock(0.0, y0, 2.5), 0.1), rel=RTOL)
+    assert clock.t == pytest.approx(2.5) and f.stats.steps == 25
+    d = grad(f)(Clock(0.0, y0, 2.5), 0.1)
+    assert type(d) is Clock
+    assert_close(d.y, grad(run_clock_functional, 1)(0.0, y0, 2.5, 0.1))
+
+
+class Counter:
+    def __init__(self, value):
+        self.value = value
+
+
+COUNTER = Counter(1.0)
+
+
+def double_global(n):
+    for i in range(n):
+        COUNTER.value = COUNTER.value * 2.0
+    return COUNTER.value
+
+
+def test_struct_held_in_a_global_is_updated_in_place():
+    f = checkpoint_struct(Revolve(2))(double_global)
+    assert "_ckpt.struct_set(COUNTER" in f.generated_source
+    COUNTER.value = 1.0
+    assert f(5) == 32.0 and COUNTER.value == 32.0
+    COUNTER.value = 1.0
+    assert double_global(5) == 32.0
+
+
 # -- what the caller sees -------------------------------------------------------------------------
 
 

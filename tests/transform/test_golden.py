@@ -10,8 +10,10 @@ user's statements as written, and tracebacks and inspect show it.
 from __future__ import annotations
 
 import inspect
+import io
 import linecache
 import os
+import pdb
 import re
 import subprocess
 import sys
@@ -127,3 +129,15 @@ def test_decorated_function_keeps_the_original_metadata():
     assert inspect.signature(fn) == inspect.signature(fn.original)
     assert fn.stats is None or fn.stats.steps >= 0
     assert not hasattr(fn, "__wrapped__")
+
+
+def test_pdb_lists_the_generated_code():
+    out = io.StringIO()
+    debugger = pdb.Pdb(stdin=io.StringIO("list\ncontinue\n"), stdout=out, nosigint=True)
+    debugger.use_rawinput = False
+    result = debugger.runcall(golden_cases.oscillator, 1.0, 0.0, 1.0, 0.1, 3)
+    shown = out.getvalue()
+    assert "<ckpt_transform generated: oscillator at golden_cases.py:" in shown
+    assert "->\t        t = 0.0" in shown
+    assert "_ckpt.checkpointed_for(" in shown
+    assert result == golden_cases.oscillator.original(1.0, 0.0, 1.0, 0.1, 3)
