@@ -6,8 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from beartype import beartype
-
+from ckpt_transform._checks import typechecked
 from ckpt_transform.runtime import support
 from ckpt_transform.schemes.base import Scheme
 from ckpt_transform.transform.pipeline import transform_function
@@ -49,7 +48,7 @@ def _check_scheme(scheme: Any) -> None:
     )
 
 
-@beartype
+@typechecked
 def checkpoint_struct(
     scheme: Any,
     *,
@@ -99,7 +98,7 @@ def checkpoint_struct(
         ``return`` or ``yield`` in the loop, a loop ``else``, ``global`` writes, a ``for`` loop
         not over ``range``, unreadable source), pointing at the line in the user's file.
     TypeError
-        When ``scheme`` is not a checkpointing scheme.
+        When ``scheme`` is not a checkpointing scheme, or an option has the wrong type.
 
     Notes
     -----
@@ -124,6 +123,11 @@ def checkpoint_struct(
     ...     return np.sum(heat.Tnext)
     """
     _check_scheme(scheme)
+    if isinstance(loop, bool):
+        raise TypeError(
+            f"loop must be the position of a top-level loop (0, 1, ...) or the name of a for "
+            f"loop's variable, got {loop!r}"
+        )
 
     def decorate(function: F) -> F:
         reporter = _Reporter()

@@ -69,7 +69,7 @@ def transform_function(
     show("analyse", _describe(info))
 
     rewritten = rewrite.rewrite(source, chosen, info, progress=progress)
-    show("rewrite", codegen.expression_text(rewritten.module))
+    show("rewrite", codegen.generate(rewritten, []))
 
     text = codegen.generate(
         rewritten, codegen.header(source, info, rewritten, codegen.scheme_text(scheme), chosen.node)
