@@ -563,6 +563,7 @@ def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
             )
 
     _check_aliases(source, pre, body, writes)
+    _check_stale_closures(source, pre, body, {loc.name for loc in state if loc.attr is None})
 
     # Parameters: what the condition and the body read but do not assign.
     params: list[Param] = []
@@ -600,6 +601,42 @@ def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
         cond_structs=tuple(cond_structs),
         index_read_after=index is not None and index in read_after,
     )
+
+
+def _check_stale_closures(
+    source: FunctionSource, pre: list[Any], body: list[Any], carried: set[str]
+) -> None:
+    """A function defined before the loop that reads a carried variable would see a stale value.
+
+    In the plain loop ``rhs = lambda: -k * y`` reads the current ``y`` through its closure cell;
+    inside the step ``y`` is the step's own variable and the cell still holds the value from
+    before the loop.
+    """
+    defined: dict[str, Any] = {}
+    for stmt in statements(pre):
+        if isinstance(stmt, (gast.FunctionDef, gast.AsyncFunctionDef)):
+            defined[stmt.name] = stmt
+        elif isinstance(stmt, gast.Assign) and isinstance(stmt.value, gast.Lambda):
+            for target in stmt.targets:
+                if isinstance(target, gast.Name):
+                    defined[target.id] = stmt.value
+    if not defined:
+        return
+    used = {n.id for n in reads(body)}
+    for name, node in defined.items():
+        if name not in used:
+            continue
+        stale = sorted({n.id for n in reads(node)} & carried)
+        if stale:
+            var = stale[0]
+            raise source.error(
+                f"{name}, defined at {source.where(node)} before the checkpointed loop, reads "
+                f"{', '.join(stale)}, which the loop carries; called inside the loop it would see "
+                f"the value {var} had before the loop, not the current one (the loop body becomes "
+                f"a step function with its own {var}). Instead of reading {var} from the "
+                f"enclosing function, pass it as an argument: `{name}({var}, ...)`.",
+                node,
+            )
 
 
 def _alias_pairs(stmt: Any) -> list[tuple[Location, Location, bool, Any, Any]]:

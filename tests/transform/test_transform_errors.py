@@ -396,6 +396,31 @@ def test_swapping_two_buffers_is_not_an_alias():
     onp.testing.assert_array_equal(f(x0, 0.25, 5), swap_buffers(x0, 0.25, 5))
 
 
+def stale_closure(y, k, dt, n):
+    rhs = lambda: -k * y  # <- error  # noqa: E731
+    for i in range(n):
+        y = y + dt * rhs()
+    return y
+
+
+def test_function_defined_before_the_loop_reading_a_carried_variable_is_rejected():
+    check(stale_closure, "rhs", "reads y", "pass it as an argument")
+
+
+def fresh_closure(y, k, dt, n):
+    def rhs(y):
+        return -k * y
+
+    for i in range(n):
+        y = y + dt * rhs(y)
+    return y
+
+
+def test_function_defined_before_the_loop_taking_the_state_as_argument_is_fine():
+    f = checkpoint_struct(Revolve(2))(fresh_closure)
+    assert f(1.0, 0.5, 0.1, 4) == fresh_closure(1.0, 0.5, 0.1, 4)
+
+
 def carried_but_unset(x, n):
     for i in range(n):
         y = 2.0 * x  # <- error
