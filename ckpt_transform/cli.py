@@ -210,6 +210,7 @@ def _run_schedule(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         if not os.path.isdir(folder):
             parser.error(f"--plot {args.plot!r}: the folder {folder!r} does not exist")
     budget = args.snapshots if args.scheme == "storeall" else None
+    actions = list(scheme.schedule(args.steps))
     print(
         timeline(
             scheme,
@@ -217,24 +218,21 @@ def _run_schedule(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             width=args.width,
             max_rows=args.max_rows,
             snapshots=budget,
+            actions=actions,
         )
     )
-    if args.max_rows and args.max_rows < _action_count(scheme, args.steps):
+    if args.max_rows and args.max_rows < len(actions):
         print(f"\n(--max-rows {args.max_rows}: pass --max-rows 0 to see every action)")
     if args.plot is not None:
         try:
             from ckpt_transform.viz.plot import plot_schedule
 
-            plot_schedule(scheme, args.steps, path=args.plot, snapshots=budget)
+            plot_schedule(scheme, args.steps, path=args.plot, snapshots=budget, actions=actions)
         except ImportError as error:
             print(f"{PROG} schedule: error: {error}", file=sys.stderr)
             return 1
         print(f"\npicture written to {args.plot}")
     return 0
-
-
-def _action_count(scheme: Scheme, steps: int) -> int:
-    return sum(1 for _ in scheme.schedule(steps))
 
 
 def _run_cost(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -25,7 +25,7 @@ a column then shows its strongest mark, in the order ``S R F |`` > ``<`` > ``=``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from beartype import beartype
 
@@ -64,6 +64,7 @@ def timeline(
     legend: bool = True,
     totals: bool = True,
     snapshots: int | None = None,
+    actions: Sequence[Action] | None = None,
 ) -> str:
     """The action table of ``scheme`` over ``steps`` steps, with an ASCII timeline and totals.
 
@@ -87,6 +88,8 @@ def timeline(
     snapshots
         The memory budget the optimum is computed for; the scheme's own by default (see
         `ckpt_transform.viz.schedule_totals`).
+    actions
+        The schedule, when already made (``list(scheme.schedule(steps))``); made here otherwise.
 
     Returns
     -------
@@ -123,12 +126,12 @@ def timeline(
         raise ValueError(f"width must be an int >= 8 columns, got {width!r}")
     if max_rows is not None and max_rows < 0:
         raise ValueError(f"max_rows must be an int >= 0 (0: every row), got {max_rows!r}")
-    actions = list(scheme.schedule(steps))
+    if actions is None:
+        actions = list(scheme.schedule(steps))
     summary = schedule_totals(scheme, steps, snapshots=snapshots, actions=actions)
 
     bucket = -(-(steps + 1) // width)
     ncols = steps // bucket + 1
-    rows = _rows(actions, steps, bucket, ncols)
 
     texts = ["primal run ends" if isinstance(a, EndForward) else str(a) for a in actions]
     index_w = len(str(len(actions) - 1))
@@ -150,6 +153,8 @@ def timeline(
         head = (max_rows + 1) // 2
         tail = max_rows - head
         cut = (head, len(actions) - tail)
+    hidden = cut or (0, 0)
+    rows = _rows(actions, steps, bucket, ncols, lambda i: not hidden[0] <= i < hidden[1])
     for i in shown:
         if cut is not None and cut[0] <= i < cut[1]:
             if i == cut[0]:
@@ -255,44 +260,50 @@ def _round_numbers():
         k *= 10
 
 
-def _rows(actions: Sequence[Action], steps: int, bucket: int, ncols: int) -> list[tuple[int, str]]:
-    """For each action: the step evaluations so far (after it) and its strip of marks."""
+def _rows(
+    actions: Sequence[Action],
+    steps: int,
+    bucket: int,
+    ncols: int,
+    wanted: Callable[[int], bool],
+) -> dict[int, tuple[int, str]]:
+    """For each wanted action index: the step evaluations so far (after it) and its strip.
+
+    Every action updates the bookkeeping (checkpoints held, the reverse front, evaluations); only
+    the wanted ones are drawn, so a long schedule shown in part costs little more than its replay.
+    """
     held: dict[int, int] = {}  # slot -> state
     front: int | None = None  # positions >= front are reversed (None: the primal run)
     evals = 0
-    out = []
-    for action in actions:
-        marks: dict[int, str] = {}
-
-        def mark(n: int, ch: str, marks: dict[int, str] = marks) -> None:
-            col = n // bucket
-            if _RANK[ch] > _RANK[marks.get(col, " ")]:
-                marks[col] = ch
-
-        if isinstance(action, Reverse):
+    out: dict[int, tuple[int, str]] = {}
+    for i, action in enumerate(actions):
+        if isinstance(action, (Advance, Record)):
+            evals += action.n1 - action.n0
+        elif isinstance(action, Reverse):
             front = action.n0
         elif isinstance(action, EndForward):
             front = steps
-        for n in held.values():
-            mark(n, "o")
-        if isinstance(action, (Advance, Record)):
-            evals += action.n1 - action.n0
-            ch = "-" if isinstance(action, Advance) else "="
-            for n in range(action.n0, action.n1):
-                mark(n, ch)
-        elif isinstance(action, Reverse):
-            for n in range(action.n0, action.n1):
-                mark(n, "<")
         elif isinstance(action, Store):
             held[action.slot] = action.n
-            mark(action.n, "S")
-        elif isinstance(action, Restore):
-            mark(action.n, "R")
         elif isinstance(action, Free):
             held.pop(action.slot, None)
-            mark(action.n, "F")
-        elif isinstance(action, EndForward):
-            mark(action.n, "|")
+        if not wanted(i):
+            continue
+        marks: dict[int, str] = {}
+
+        def mark(col: int, ch: str, marks: dict[int, str] = marks) -> None:
+            if _RANK[ch] > _RANK[marks.get(col, " ")]:
+                marks[col] = ch
+
+        for n in held.values():
+            mark(n // bucket, "o")
+        if isinstance(action, (Advance, Record, Reverse)):
+            ch = "-" if isinstance(action, Advance) else "=" if isinstance(action, Record) else "<"
+            for col in range(action.n0 // bucket, (action.n1 - 1) // bucket + 1):
+                mark(col, ch)
+        elif isinstance(action, (Store, Restore, Free, EndForward)):
+            ch = {Store: "S", Restore: "R", Free: "F", EndForward: "|"}[type(action)]
+            mark(action.n // bucket, ch)
         cells = []
         for col in range(ncols):
             ch = marks.get(col)
@@ -301,5 +312,5 @@ def _rows(actions: Sequence[Action], steps: int, bucket: int, ncols: int) -> lis
                 done = front is not None and col * bucket >= front
                 ch = " " if done else "."
             cells.append(ch)
-        out.append((evals, "".join(cells)))
+        out[i] = (evals, "".join(cells))
     return out

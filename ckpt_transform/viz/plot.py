@@ -20,12 +20,14 @@ gradient is known shaded red) and draws every action of a scheme's plan:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from beartype import beartype
 
 from ckpt_transform.schemes.actions import (
+    Action,
     Advance,
     EndForward,
     Free,
@@ -63,7 +65,7 @@ class _Geometry:
     end: float = 0.0
 
 
-def _geometry(actions: list[Any], steps: int) -> _Geometry:
+def _geometry(actions: Sequence[Action], steps: int) -> _Geometry:
     g = _Geometry()
     t = 0
     x: int | None = 0  # the current state (None after a reverse: nothing is current)
@@ -154,6 +156,7 @@ def plot_schedule(
     *,
     snapshots: int | None = None,
     dpi: int = 150,
+    actions: Sequence[Action] | None = None,
 ) -> Any:
     """Draw ``scheme``'s schedule over ``steps`` steps: states across, time running down.
 
@@ -178,6 +181,8 @@ def plot_schedule(
         The memory budget the optimum is computed for; the scheme's own by default.
     dpi
         Resolution of a saved PNG.
+    actions
+        The schedule, when already made (``list(scheme.schedule(steps))``); made here otherwise.
 
     Returns
     -------
@@ -224,7 +229,8 @@ def plot_schedule(
             "plot_schedule draws with matplotlib, which is not installed: pip install matplotlib"
         ) from error
 
-    actions = list(scheme.schedule(steps))
+    if actions is None:
+        actions = list(scheme.schedule(steps))
     summary = schedule_totals(scheme, steps, snapshots=snapshots, actions=actions)
     g = _geometry(actions, steps)
 
