@@ -563,7 +563,7 @@ def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
             )
 
     _check_aliases(source, pre, body, writes)
-    _check_stale_closures(source, pre, body, {loc.name for loc in state if loc.attr is None})
+    _check_stale_closures(source, pre, body, {loc.name for loc in state})  # structs included
 
     # Parameters: what the condition and the body read but do not assign.
     params: list[Param] = []

@@ -407,6 +407,19 @@ def test_function_defined_before_the_loop_reading_a_carried_variable_is_rejected
     check(stale_closure, "rhs", "reads y", "pass it as an argument")
 
 
+def stale_struct_closure(rod, n):
+    def flux():  # <- error
+        return rod.c * (rod.T[:-2] - 2 * rod.T[1:-1] + rod.T[2:])
+
+    for i in range(n):
+        rod.T = np.concatenate([rod.T[:1], rod.T[1:-1] + flux(), rod.T[-1:]])
+    return rod.T
+
+
+def test_function_defined_before_the_loop_reading_a_struct_is_rejected():
+    check(stale_struct_closure, "flux", "reads rod")
+
+
 def fresh_closure(y, k, dt, n):
     def rhs(y):
         return -k * y
