@@ -32,19 +32,12 @@ __all__ = [
     "unified_diff",
 ]
 
+# ckpt_transform.api always holds the decorator (the package may also re-export it).
 _HOW_TO_DECORATE = (
-    "decorate it: `{imports}`, then put `@checkpoint_struct(Revolve(4))` on the line above "
+    "decorate it: `from ckpt_transform import Revolve; from ckpt_transform.api import "
+    "checkpoint_struct`, then put `@checkpoint_struct(Revolve(4))` on the line above "
     "`def {name}(...)`"
 )
-
-
-def _imports() -> str:
-    """The import line that works in this installation."""
-    import ckpt_transform
-
-    if hasattr(ckpt_transform, "checkpoint_struct"):
-        return "from ckpt_transform import Revolve, checkpoint_struct"
-    return "from ckpt_transform import Revolve; from ckpt_transform.api import checkpoint_struct"
 
 
 class SourceError(LookupError):
@@ -99,7 +92,7 @@ def load_function(spec: str) -> Callable[..., Any]:
         obj = getattr(obj, part)
     if not hasattr(obj, "generated_source") or not hasattr(obj, "original"):
         kind = "function" if callable(obj) else type(obj).__name__
-        how = _HOW_TO_DECORATE.format(imports=_imports(), name=name.rsplit(".", 1)[-1])
+        how = _HOW_TO_DECORATE.format(name=name.rsplit(".", 1)[-1])
         raise SourceError(
             f"{name} in {path_text} is a {kind} not decorated with checkpoint_struct, so it has "
             f"no generated source; {how}"
