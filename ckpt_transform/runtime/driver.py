@@ -234,6 +234,8 @@ class _Run:
         self.s_def, self.p_def = s_def, p_def
         self.s_paths = leaf_paths(s_def)
         self.s_diff = [i for i, x in enumerate(s_leaves) if is_differentiable(x)]
+        diff_set = set(self.s_diff)
+        self.s_static_idx = [i for i in range(len(s_leaves)) if i not in diff_set]
         self.p_diff = [i for i, x in enumerate(p_leaves) if is_differentiable(x)]
         self._check_untraced_leaves(s_leaves, p_leaves)
         self.s_leaves = s_leaves
@@ -291,9 +293,9 @@ class _Run:
                 f"{describe(self.s_def)} and returned {describe(tdef)}; a step must return a "
                 "state of the same structure (same containers, same keys and fields)"
             )
-        diff = set(self.s_diff)
-        for i, x in enumerate(leaves):
-            if i not in diff and is_differentiable(x):
+        for i in self.s_static_idx:
+            x = leaves[i]
+            if is_differentiable(x):
                 raise CheckpointError(
                     f"{self.s_paths[i]} entered the loop as a {type(self.s_leaves[i]).__name__} "
                     f"({getval(self.s_leaves[i])!r}) but step {n} made it a "
@@ -302,29 +304,68 @@ class _Run:
                 )
         # A box from another trace than this segment's (or any box in a passive step) means the
         # step read a traced value it was not given: its gradient would be lost.
-        for i in self.s_diff:
-            x = leaves[i]
+        d_leaves = [leaves[i] for i in self.s_diff]
+        for j, x in enumerate(d_leaves):
             if isbox(x) and (trace is None or x._trace != trace or isbox(x._value)):
                 raise CheckpointError(
-                    f"step {n} returned a traced value in {self.s_paths[i]} that it was not "
-                    "given: the step reads a value being differentiated from a closure or "
-                    "a global. Pass it through params=(...) so its gradient is computed"
+                    f"step {n} returned a traced value in {self.s_paths[self.s_diff[j]]} that "
+                    "it was not given: the step reads a value being differentiated from a "
+                    "closure or a global. Pass it through params=(...) so its gradient is computed"
                 )
-        return leaves, [leaves[i] for i in self.s_diff]
+        return leaves, d_leaves
 
     def _advance(self, n0: int, n1: int | None, bar: Any) -> int:
-        """Run steps passively from the current state at n0; return where the loop stands."""
+        """Run steps passively from the current state at n0; return where the loop stands.
+
+        The hot path of every recomputing scheme: a passive step costs little more than the
+        user's own arithmetic, so the loop does nothing per step but call it and compare the
+        state's top-level type. The full structure check (`_split`: containers, keys, leaf
+        kinds, stray traced values) runs every `_CHECK_EVERY` steps, on the state the advance
+        ends at (the only state that is stored, taped or returned, so a changed structure
+        raises before it could reach a checkpoint or a tape and give a wrong gradient), and on
+        the state a failing step was given (so a step that breaks on a malformed state gets a
+        `CheckpointError` naming the change, not an unrelated ``IndexError``).
+        """
         loop, params = self.loop, self.params
-        state, k = self.cur, n0
+        step, cond = loop.step, loop.cond
+        state = self.cur
         stop = self._stop(n1)
-        leaves = self.cur_leaves
-        while k < stop and (loop.cond is None or loop.cond(state, *params)):
-            state = loop.step(state, loop.index(k), *params)
-            k += 1
-            leaves, _ = self._split(state, k)
-            bar.update()
+        top = type(state)
+        show = bar is not _NO_BAR
+        k = n0
+        if cond is None:
+            stop = int(stop)
+            indices = loop.rng[n0:stop] if loop.rng is not None else range(n0, stop)
+            for i in indices:
+                try:
+                    new = step(state, i, *params)
+                except Exception:
+                    self._split(state, k)  # a malformed state it was given: say so
+                    raise
+                state = new
+                k += 1
+                if type(state) is not top or not k % _CHECK_EVERY:
+                    self._split(state, k)
+                    top = type(state)
+                if show:
+                    bar.update()
+        else:
+            while k < stop and cond(state, *params):
+                try:
+                    new = step(state, loop.index(k), *params)
+                except Exception:
+                    self._split(state, k)
+                    raise
+                state = new
+                k += 1
+                if type(state) is not top or not k % _CHECK_EVERY:
+                    self._split(state, k)
+                    top = type(state)
+                if show:
+                    bar.update()
         self.stats.forward_steps += k - n0
-        self.cur_leaves = leaves
+        if k > n0:
+            self.cur_leaves, _ = self._split(state, k)
         self.cur = state
         return k
 
@@ -335,38 +376,61 @@ class _Run:
         return stop
 
     def _record(self, n0: int, n1: int | None, bar: Any) -> int:
-        """Tape steps from the current state at n0 as one segment; return where it ends."""
+        """Tape steps from the current state at n0 as one segment; return where it ends.
+
+        The segment's differentiable inputs (state leaves, then params) are taped as one value:
+        the leaf itself when there is only one (the common case of a single array or float
+        state and no params: no container to box and unbox per segment), else a tuple.
+        Likewise a single differentiable output leaf is returned bare. `_SegmentVJP` maps the
+        tape's VJP back to tuples of cotangents.
+        """
         loop, n_s = self.loop, self.n_s
         stop = self._stop(n1)
         static = self.cur_leaves
         out: dict[str, Any] = {}
+        single_in = n_s + len(self.d_params) == 1
+        single_out = n_s == 1
+        show = bar is not _NO_BAR
+        step, cond = loop.step, loop.cond
+        s_def, s_diff = self.s_def, self.s_diff
 
-        def segment(x: tuple) -> Any:
-            state = unflatten(self.s_def, self._merge(static, self.s_diff, x[:n_s]))
-            params = self._params(x[n_s:])
+        def segment(x: Any) -> Any:
+            xs = (x,) if single_in else [x[j] for j in range(len(x))]
+            state = unflatten(s_def, self._merge(static, s_diff, xs[:n_s]))
+            params = self._params(xs[n_s:]) if self.p_leaves else ()
             raw_params = self.params
             k = n0
-            while k < stop:
-                if loop.cond is not None:
-                    raw = unflatten(self.s_def, [getval(v) for v in flatten(state)[0]])
-                    if not loop.cond(raw, *raw_params):
-                        break
-                state = loop.step(state, loop.index(k), *params)
-                k += 1
-                bar.update()
+            if cond is None and loop.rng is not None:
+                for i in loop.rng[n0 : int(stop)]:
+                    state = step(state, i, *params)
+                    k += 1
+                    if show:
+                        bar.update()
+            else:
+                while k < stop:
+                    if cond is not None:
+                        raw = unflatten(s_def, [getval(v) for v in flatten(state)[0]])
+                        if not cond(raw, *raw_params):
+                            break
+                    state = step(state, loop.index(k), *params)
+                    k += 1
+                    if show:
+                        bar.update()
             leaves, d_leaves = self._split(state, k, trace=trace_of(x))
             out["k"], out["leaves"] = k, leaves
-            return abuiltins.tuple(d_leaves)
+            return d_leaves[0] if single_out else abuiltins.tuple(d_leaves)
 
-        x = tuple(self.cur_leaves[i] for i in self.s_diff) + tuple(self.d_params)
-        vjp, value = make_segment_vjp(segment, x)
+        x = tuple(self.cur_leaves[i] for i in s_diff) + tuple(self.d_params)
+        vjp, value = make_segment_vjp(segment, x[0] if single_in else x)
         k = out["k"]
         if k > n0:
-            self.tapes[k] = (n0, vjp)
+            self.tapes[k] = (n0, _SegmentVJP(vjp, single_in, single_out))
             self.stats._taped(k - n0)
-        leaves = self._merge([getval(v) for v in out["leaves"]], self.s_diff, value)
+        leaves = self._merge(
+            [getval(v) for v in out["leaves"]], s_diff, (value,) if single_out else value
+        )
         self.cur_leaves = leaves
-        self.cur = unflatten(self.s_def, leaves)
+        self.cur = unflatten(s_def, leaves)
         return k
 
     # -- the sweeps ------------------------------------------------------------------------------
@@ -507,6 +571,24 @@ class _Run:
         self.tapes.clear()
         if self.session is not None:
             self._finalizer()
+
+
+# Full structure check of the state every this many passive steps (and always at an advance's
+# end): a broken step is reported within a few steps, at no measurable cost per step.
+_CHECK_EVERY = 64
+
+
+class _SegmentVJP:
+    """A segment's VJP taking and returning tuples, whatever form the tape was made in."""
+
+    __slots__ = ("single_in", "single_out", "vjp")
+
+    def __init__(self, vjp: Callable[[Any], Any], single_in: bool, single_out: bool) -> None:
+        self.vjp, self.single_in, self.single_out = vjp, single_in, single_out
+
+    def __call__(self, g: tuple) -> tuple:
+        cot = self.vjp(g[0] if self.single_out else g)
+        return (cot,) if self.single_in else cot
 
 
 def _is_data(x: Any) -> bool:

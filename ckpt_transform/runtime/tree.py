@@ -13,11 +13,14 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as onp
+
 from ckpt_transform.backends.autograd import _copy_with, getval, isbox
 
 __all__ = ["TreeDef", "flatten", "leaf_paths", "unflatten"]
 
 _LEAF = None  # the TreeDef of a leaf
+_PLAIN_LEAVES = frozenset({float, complex, int, bool, onp.ndarray, onp.float64})
 
 
 class TreeDef(tuple):
@@ -31,6 +34,8 @@ class TreeDef(tuple):
 
 def flatten(x: Any) -> tuple[list[Any], Any]:
     """Return ``(leaves, treedef)`` of ``x``; leaves in a fixed, documented order."""
+    if type(x) in _PLAIN_LEAVES:  # the common one-array or one-float state, at no cost
+        return [x], _LEAF
     leaves: list[Any] = []
     return leaves, _flatten(x, leaves)
 
