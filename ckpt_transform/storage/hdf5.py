@@ -53,7 +53,7 @@ FORMAT_VERSION = 1
 COMPRESS_MIN_BYTES = 4096
 """Arrays smaller than this (and 0-d arrays and scalars) are stored uncompressed."""
 
-_MAX_QUEUED_JOBS = 2  # writes (and frees) queued at once; bounds the states held for writing
+_MAX_QUEUED_WRITES = 2  # writes queued at once: bounds the states held for writing
 _MAX_PREFETCHED = 2  # reads ahead held at once
 _DTYPE_KINDS = "biufc"  # bool, signed and unsigned int, float, complex
 _LAYOUT = (
@@ -504,10 +504,10 @@ class _CheckpointFile:
             del group[f"leaf_{i}"]
         rec.leaves = new
         rec.step.write(np.array(step, dtype=np.int64))
+        if len(new) != len(old) or rec.structure is None:  # (None: the slot's first write)
+            group.attrs["leaves"] = len(new)
         if structure != rec.structure:
             group.attrs["structure"] = rec.structure = structure
-        if len(new) != len(old) or "leaves" not in group.attrs:
-            group.attrs["leaves"] = len(new)
         if self.checksum:
             if rec.sums_attr is None or rec.sums is None or rec.sums.shape != sums.shape:
                 # HDF5 must not delete an attribute that is open: close it first.
@@ -807,11 +807,14 @@ class HDF5Session(StorageSession):
         return fut
 
     def _throttle(self) -> None:
-        # Bound the work (and the states it holds) waiting for the disk.
-        while len(self._queued) > _MAX_QUEUED_JOBS:
-            concurrent.futures.wait([self._queued[0][0]])
+        # Bound the states waiting for the disk: at most _MAX_QUEUED_WRITES unfinished writes
+        # (jobs with a slot). Frees and flushes hold no data and need not wait.
+        while True:
             self._reap()
-        self._reap()
+            writes = [f for f, _, slot in self._queued if slot is not None and not f.done()]
+            if len(writes) <= _MAX_QUEUED_WRITES:
+                return
+            concurrent.futures.wait([writes[0]])
 
     def _drop_prefetch(self, slot: int) -> None:
         fut = self._prefetched.pop(slot, None)
@@ -863,6 +866,7 @@ class HDF5Session(StorageSession):
             )
         pending = self._pending.get(slot)
         if pending is not None:  # still queued for writing: these are the leaves put
+            self._drop_prefetch(slot)
             return pending[1], list(pending[2])
         fut = self._prefetched.pop(slot, None)
         if fut is None:
@@ -886,17 +890,16 @@ class HDF5Session(StorageSession):
         self._pending.pop(slot, None)
         self._drop_prefetch(slot)
         self._queue(f"freeing slot {slot} in", None, self._file.free, slot)
-        self._throttle()
+        self._reap()
 
     def prefetch(self, slot: int) -> None:
-        """Start reading ``slot`` in the background, so that the next ``get(slot)`` is quick."""
+        """Start reading ``slot`` in the background, so that the next ``get(slot)`` is quick.
+
+        A hint: ignored for a slot that holds nothing (yet) or is already being read ahead, and
+        by ``background=False``. A slot whose write is still queued is read after that write.
+        """
         self._check(f"prefetch slot {slot}")
-        if (
-            self._worker.thread is None
-            or slot not in self._held
-            or slot in self._pending
-            or slot in self._prefetched
-        ):
+        if self._worker.thread is None or slot not in self._held or slot in self._prefetched:
             return
         while len(self._prefetched) >= _MAX_PREFETCHED:
             oldest = next(iter(self._prefetched))

@@ -599,6 +599,55 @@ def test_prefetched_read_is_used_once(monkeypatch: pytest.MonkeyPatch) -> None:
         assert calls == [3, 3]
 
 
+def test_prefetch_during_a_write_in_flight_reads_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real_read = hdf5_module._CheckpointFile.read
+
+    def counting_read(file: Any, slot: int) -> Any:
+        calls.append(slot)
+        return real_read(file, slot)
+
+    monkeypatch.setattr(hdf5_module._CheckpointFile, "read", counting_read)
+    with HDF5Storage().session() as s:
+        s.put(1, 1, [np.zeros(1000)], "(x,)")
+        s.flush()
+        s.delete(1)
+        gate = Gate(monkeypatch)
+        s.put(1, 2, [np.arange(1000.0)], "(x,)")
+        assert gate.entered.wait(30)
+        s.prefetch(1)  # queued behind the write of step 2, which has not reached the file
+        gate.open.set()
+        s.flush()  # the write is done: the get must use the read ahead, not the leaves put
+        step, (y,) = s.get(1)
+        assert step == 2 and calls == [1]
+        np.testing.assert_array_equal(y, np.arange(1000.0))
+
+
+def test_writes_waiting_for_the_disk_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = Gate(monkeypatch)
+    stored: list[int] = []
+    with HDF5Storage().session() as s:
+
+        def store_four() -> None:
+            for slot in range(4):
+                s.put(slot, slot, [np.full(10, float(slot))], "(x,)")
+                stored.append(slot)
+
+        producer = threading.Thread(target=store_four)
+        producer.start()
+        assert gate.entered.wait(30)
+        # The first write is held up at the file. At most two writes may be unfinished, so
+        # the third put waits (and holds no third state for writing).
+        producer.join(0.5)
+        assert stored == [0, 1]
+        gate.open.set()
+        producer.join(30)
+        assert stored == [0, 1, 2, 3]
+        s.flush()
+        for slot in range(4):
+            assert s.get(slot)[1][0][0] == float(slot)
+
+
 def test_error_in_the_worker_surfaces_at_the_next_call(
     monkeypatch: pytest.MonkeyPatch, temporary_files_in_tmp_path: Path
 ) -> None:
