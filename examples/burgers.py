@@ -29,8 +29,7 @@ import argparse
 import autograd.numpy as np
 from autograd import grad
 
-from ckpt_transform import HDF5Storage, Revolve
-from ckpt_transform.api import checkpoint_struct
+from ckpt_transform import HDF5Storage, Revolve, checkpoint_struct
 from ckpt_transform.schemes.cost import revolve_evaluations
 
 

@@ -28,8 +28,7 @@ import autograd.numpy as np
 from autograd import make_jvp, value_and_grad
 from scipy.optimize import minimize
 
-from ckpt_transform import Revolve
-from ckpt_transform.api import checkpoint_struct
+from ckpt_transform import Revolve, checkpoint_struct
 
 D_MIN, D_MAX = 1e-3, 1.0
 D_TRUE = 0.37

@@ -44,9 +44,9 @@ import argparse
 import autograd.numpy as np
 from autograd import grad
 
-from ckpt_transform.api import checkpoint_struct
+from ckpt_transform import OnlineR2, checkpoint_struct
 from ckpt_transform.schemes.cost import revolve_evaluations
-from ckpt_transform.schemes.online_r2 import OnlineR2, online_lower_bound
+from ckpt_transform.schemes.online_r2 import online_lower_bound
 
 # Bogacki-Shampine: nodes, stages, the 3rd-order weights and the embedded 2nd-order weights
 # (the 3rd-order solution's derivative is the 4th stage: "first same as last").
