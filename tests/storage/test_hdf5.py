@@ -47,8 +47,10 @@ def temporary_files_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     return tmp
 
 
-def worker_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("ckpt_transform-hdf5")]
+def worker_threads(path: str) -> list[threading.Thread]:
+    """The worker threads of the session writing ``path`` (named after its file)."""
+    name = f"ckpt_transform-hdf5 {os.path.basename(path)}"
+    return [t for t in threading.enumerate() if t.name == name]
 
 
 def value_bytes(x: Any) -> bytes:
@@ -485,7 +487,7 @@ def test_no_file_left_after_garbage_collection(
     gc.collect()
     assert not os.path.exists(path)
     assert list(temporary_files_in_tmp_path.iterdir()) == []
-    assert worker_threads() == []
+    assert worker_threads(path) == []
 
 
 def test_no_file_left_at_interpreter_exit(tmp_path: Path) -> None:
@@ -511,11 +513,11 @@ def test_no_file_left_at_interpreter_exit(tmp_path: Path) -> None:
 
 def test_worker_thread_ends_with_the_session() -> None:
     s = HDF5Storage().session()
-    assert len(worker_threads()) == 1
+    assert len(worker_threads(s.path)) == 1
     s.close()
-    assert worker_threads() == []
-    with HDF5Storage(background=False).session():
-        assert worker_threads() == []
+    assert worker_threads(s.path) == []
+    with HDF5Storage(background=False).session() as s:
+        assert worker_threads(s.path) == []
 
 
 # --------------------------------------------------------------------------------------------
