@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import autograd.builtins as abuiltins
@@ -542,7 +543,7 @@ class _Run:
         adj_p = [vspace(p).zeros() for p in self.d_params]
         bar = _bar(self.loop.progress, "reverse", T)
         try:
-            for action in self.plan.reverse(T):
+            for action in _read_ahead(self.plan.reverse(T), self.session.prefetch):
                 if isinstance(action, Reverse):
                     n0, vjp = self.tapes.pop(action.n1, (None, None))
                     if n0 != action.n0:
@@ -589,6 +590,53 @@ class _SegmentVJP:
     def __call__(self, g: tuple) -> tuple:
         cot = self.vjp(g[0] if self.single_out else g)
         return (cot,) if self.single_in else cot
+
+
+# How far the reverse sweep looks ahead in the plan for the next restore to read ahead.
+_LOOKAHEAD = 256
+
+
+def _read_ahead(actions: Iterator[Any], prefetch: Callable[[int], None]) -> Iterator[Any]:
+    """Yield ``actions`` in order, telling storage which slot the next `Restore` reads.
+
+    After each restore (and at the start) the plan is read ahead, at most `_LOOKAHEAD` actions,
+    to the next `Restore`, and ``prefetch(slot)`` is called, so storage with a background thread
+    (`HDF5Storage`) reads that checkpoint while the steps before it compute. Actions are still
+    executed one by one, in the plan's order; a slot stored or freed before it is restored drops
+    its read-ahead in the storage, so reading early never returns stale data.
+    """
+    ahead: deque[Any] = deque()
+    want = True  # the next restore is not known (or not yet announced)
+
+    def scan() -> bool:
+        """Buffer actions up to the next restore; True when announced or the plan is done."""
+        while len(ahead) < _LOOKAHEAD:
+            action = next(actions, None)
+            if action is None:
+                return True
+            ahead.append(action)
+            if type(action) is Restore:
+                prefetch(action.slot)
+                return True
+        return False
+
+    while True:
+        if want:
+            want = not scan()
+        if ahead:
+            action = ahead.popleft()
+        else:
+            action = next(actions, None)
+            if action is None:
+                return
+        yield action
+        if type(action) is Restore:
+            following = next((a for a in ahead if type(a) is Restore), None)
+            if following is not None:
+                prefetch(following.slot)
+                want = False
+            else:
+                want = True
 
 
 def _is_data(x: Any) -> bool:
