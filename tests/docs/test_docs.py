@@ -176,6 +176,17 @@ def test_page_runs(name, in_tmp_dir):
             assert _is_python(block), f"docs/{name}:{block.line}: no-run marks a python block"
 
 
+def test_pictures_exist():
+    for name in PAGES:
+        text = (DOCS / name).read_text(encoding="utf-8")
+        for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text):
+            if "://" in target:
+                continue
+            path = DOCS / target
+            assert path.is_file(), f"docs/{name} shows {target}, which is not in docs/"
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" or target.endswith(".svg")
+
+
 def test_pages_exist():
     assert len(PAGES) >= 5, PAGES
 
