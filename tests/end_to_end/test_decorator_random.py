@@ -100,10 +100,19 @@ SCHEMES = [
 ]
 
 
-def _close(a, b):
+def _close(a, b, scale=None):
+    """|a - b| <= RTOL * scale, the scale being |b| unless given."""
     a, b = onp.asarray(a, dtype=float), onp.asarray(b, dtype=float)
-    scale = max(float(onp.max(onp.abs(b), initial=0.0)), 1e-12)
-    return float(onp.max(onp.abs(a - b), initial=0.0)) <= RTOL * scale
+    if scale is None:
+        scale = float(onp.max(onp.abs(b), initial=0.0))
+    return float(onp.max(onp.abs(a - b), initial=0.0)) <= RTOL * max(scale, 1e-12)
+
+
+def _gradients_close(got, want):
+    """Relative to the whole gradient: a component that cancels to almost nothing (``s1 - s1``
+    feeding a state) carries rounding of the size of the terms that cancelled, not of itself."""
+    scale = max(float(onp.max(onp.abs(onp.asarray(w, dtype=float)), initial=0.0)) for w in want)
+    return all(_close(g, w, scale) for g, w in zip(got, want))
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -128,8 +137,7 @@ def test_random_bodies_match_autograd(case, steps, scheme_index, seed):
     assert _close(decorated(*args()), plain(*args())), source
     got = grad(decorated, argnums)(*args())
     want = grad(plain, argnums)(*args())
-    for g, w in zip(got, want):
-        assert _close(g, w), source
+    assert _gradients_close(got, want), source
     assert decorated.stats.steps == steps
 
 
@@ -165,5 +173,4 @@ def test_a_fixed_random_style_body(make_scheme):
         return (onp.array([0.3, -0.7, 1.1]), 0.4, 0.9, 17)
 
     assert _close(f(*args()), plain(*args()))
-    for g, w in zip(grad(f, (0, 1, 2))(*args()), grad(plain, (0, 1, 2))(*args())):
-        assert _close(g, w)
+    assert _gradients_close(grad(f, (0, 1, 2))(*args()), grad(plain, (0, 1, 2))(*args()))
