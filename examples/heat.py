@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import autograd.numpy as np
 from autograd import grad
 
-from ckpt_transform import Revolve
-from ckpt_transform.api import checkpoint_struct
+from ckpt_transform import Revolve, checkpoint_struct
 from ckpt_transform.schemes.cost import revolve_evaluations
 
 
