@@ -35,6 +35,7 @@ from ckpt_transform.runtime.stats import RunStats
 from ckpt_transform.runtime.tree import describe, flatten, leaf_paths, unflatten
 from ckpt_transform.schemes.actions import Advance, Free, Record, Restore, Reverse, Store
 from ckpt_transform.schemes.base import Scheme
+from ckpt_transform.storage.base import StorageSession
 
 __all__ = ["checkpointed_for", "checkpointed_while"]
 
@@ -234,6 +235,7 @@ class _Run:
         stats.differentiated = True
         self.s_def, self.p_def = s_def, p_def
         self.s_paths = leaf_paths(s_def)
+        self.s_desc = describe(s_def)
         self.s_diff = [i for i, x in enumerate(s_leaves) if is_differentiable(x)]
         diff_set = set(self.s_diff)
         self.s_static_idx = [i for i in range(len(s_leaves)) if i not in diff_set]
@@ -510,9 +512,7 @@ class _Run:
             if n is not None and action.n != n:
                 raise CheckpointError(f"{action}: the current state is {n}")
             leaves = self.cur_leaves
-            nbytes = session.put(
-                action.slot, action.n, [leaves[i] for i in data], describe(self.s_def)
-            )
+            nbytes = session.put(action.slot, action.n, [leaves[i] for i in data], self.s_desc)
             self.slot_bytes[action.slot] = nbytes
             self.slot_objects[action.slot] = leaves
             stats._stored(nbytes)
@@ -543,7 +543,10 @@ class _Run:
         adj_p = [vspace(p).zeros() for p in self.d_params]
         bar = _bar(self.loop.progress, "reverse", T)
         try:
-            for action in _read_ahead(self.plan.reverse(T), self.session.prefetch):
+            actions = self.plan.reverse(T)
+            if type(self.session).prefetch is not StorageSession.prefetch:
+                actions = _read_ahead(actions, self.session.prefetch)
+            for action in actions:
                 if isinstance(action, Reverse):
                     n0, vjp = self.tapes.pop(action.n1, (None, None))
                     if n0 != action.n0:

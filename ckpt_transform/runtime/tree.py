@@ -43,6 +43,9 @@ def flatten(x: Any) -> tuple[list[Any], Any]:
 def _flatten(x: Any, leaves: list[Any]) -> Any:
     value = getval(x) if isbox(x) else x
     t = type(value)
+    if t in _PLAIN_LEAVES:
+        leaves.append(x)
+        return _LEAF
     if t is tuple or t is list:
         return TreeDef(
             ("seq", t, len(value), tuple(_flatten(x[i], leaves) for i in range(len(value))))
@@ -87,6 +90,8 @@ class _Template:
 
 def unflatten(treedef: Any, leaves: Sequence[Any]) -> Any:
     """Rebuild the structure of ``treedef`` around ``leaves``."""
+    if treedef is _LEAF and len(leaves) == 1:
+        return leaves[0]
     it = iter(leaves)
     out = _unflatten(treedef, it)
     rest = sum(1 for _ in it)
