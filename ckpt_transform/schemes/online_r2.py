@@ -35,27 +35,36 @@ checkpoints ``q_0 = 0`` and ``q_k = q_{k-1} + c - k + 2`` (k = 1..c-1); at ``q_k
 stored in place of the newest checkpoint that is not fixed, and the next ``c - k - 1`` states are
 stored each in place of the oldest one that is not fixed. Every segment then stays within
 ``beta(c - j, 1) = c - j + 1`` steps, so up to ``T = beta(c, 2) - 1`` steps no step is evaluated
-more than three times (primal run, one recomputation, the taped run): repetition number 2. The
-paper counts the loop's end as known one step earlier (its Figure 2.2 shows one step more for the
-same checkpoints); here the last step has run passively when the end is found, so the r = 2 range
-is ``T <= beta(c, 2) - 1`` and at ``T = beta(c, 2)`` one step is evaluated four times.
+more than three times (primal run, one recomputation, the taped run): repetition number 2, at
+the least total ``3 T - c``. The paper's figures draw the same checkpoints with one step more:
+there the end is known as the last step starts; here the last step has run passively when the
+end is found, so the r = 2 range is ``T <= beta(c, 2) - 1`` and at ``T = beta(c, 2)`` one step is
+evaluated four times (no placement avoids it).
 
 *Levels tau >= 2* (past the r = 2 range; this placement is ours): at the start of level tau
 (``n = beta(c, tau) - 1``) the checkpoints are the unique optimal placement, and the level's end
 placement ``P_j = sum_{i<j} beta(c - i, tau)`` is taken as fixed targets: each ``P_j`` is stored
 when reached, in place of a checkpoint that is not fixed, and kept to the level's end
-(``beta(c, tau + 1) - 1``, where the placement is optimal again). Between targets a state is
-stored, in place of a checkpoint that is not fixed, exactly when that lowers the total the run
-would cost if the loop ended one step later; the checkpoint replaced is the one whose removal
-costs least. Checkpoint positions and costs are measured in docs/online_r2.md; the placement is
-optimal at every level's start and end, and within a fraction of a percent of
-`online_lower_bound` in between for c >= 10.
+(``beta(c, tau + 1) - 1``, where the placement is optimal again). At every other state the plan
+chooses between not storing and storing in place of a checkpoint that is not fixed: among the
+choices that keep every segment within ``cap`` repetitions (tau in level 2, so that up to
+``beta(c, 3) - 1`` steps no step runs more than four times, as Stumm & Walther's r = 3 range
+promises; tau + 1 beyond, one above the least possible), the one the run would cost least with
+if the loop ended one step later; on equal costs, not storing, then the leftmost checkpoint.
+(Were no choice within the cap, the cheapest would be taken; the tests never meet that case.)
+The placement is optimal at every level's start and end and, in between, within a few percent
+of `online_lower_bound` for small c and a fraction of a percent for c >= 10
+(docs/online_r2.md has the measurements).
 
 The reverse sweep reverses the segments right to left by binomial reversal, each with the slots
 its left neighbours leave free, freeing each checkpoint once its segment is done.
 
 Deciding costs O(1) per step and O(c) per stored state, so the driver is consulted only at
 stores (one `Advance` spans the steps between).
+
+A store planned at the state where the loop turns out to end is taken when the driver consumes
+slot actions before it looks for the end (as `cut_forward` does): the checkpoint it replaced is
+then lost to the reverse sweep, which stays correct and costs a little more.
 
 References
 ----------
@@ -73,8 +82,9 @@ reverse or adjoint mode of computational differentiation", ACM Trans. Math. Soft
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
+from itertools import accumulate
 from math import comb, isqrt
 
 from beartype import beartype
@@ -94,6 +104,9 @@ __all__ = ["OnlineR2", "Online_r2", "online_lower_bound", "reversal_cost"]
 
 
 # -- binomial arithmetic -----------------------------------------------------------------------
+
+_NEVER = float("inf")  # the sort key of a checkpoint that may not be replaced
+_MEMO_SIZE = 1 << 17  # costs and repetitions a plan remembers at most
 
 _ROWS: dict[int, list[int]] = {}  # s -> [beta(s, 0), beta(s, 1), ...], grown on demand
 
@@ -218,9 +231,11 @@ class OnlineR2(Scheme):
     -----
     Up to ``T = (c + 1)(c + 2) / 2 - 1`` steps for c snapshots, no step is evaluated more than
     three times in all (primal run, one recomputation, the taped run) and the total is the least
-    possible, ``3 T - c`` (for T >= c). Past that range the plan goes on for any length; see the
-    module docstring and docs/online_r2.md for what it does there and what it costs. The plan
-    ignores a known length (a ``for`` loop): it decides as if the loop could stop at any step.
+    possible, ``3 T - c`` (for T >= c). Up to ``(c + 1)(c + 2)(c + 3) / 6 - 1`` steps no step is
+    evaluated more than four times; beyond, at most once more than the least possible for that
+    length. The plan goes on for any length; see the module docstring and docs/online_r2.md for
+    what it does and what it costs. It ignores a known length (a ``for`` loop): it decides as if
+    the loop could stop at any step.
 
     References
     ----------
@@ -322,6 +337,13 @@ class _OnlinePlan(Plan):
         self._inner: list[int] | None = None
         self._gain: list[int] = []
         self._memo: dict[tuple[int, int], int] = {}
+        self.cap = 0  # most repetitions a segment may need in the current level
+        self._reps: list[int] = []
+        self._reps_more: list[int] = []
+        self._merged: list[int] = []
+        self._rep_max_all = self._rep_max_but_last = 0
+        self._any_key: list[float] = []
+        self._ok_key: list[float] = []
         self.started = False
         self.reversed = False
 
@@ -396,6 +418,10 @@ class _OnlinePlan(Plan):
         for j in range(1, c):
             p += comb(c - j + 1 + tau, tau)  # beta(c - j + 1, tau)
             targets.append(p)
+        # No segment may need more repetitions than this (the least possible is tau for every
+        # loop that ends in this level): tau itself in level 2, as Stumm & Walther's r = 3
+        # range promises, one more beyond.
+        self.cap = cap = tau if tau == 2 else tau + 1
         fixed = self.fixed
         for i in range(1, c):
             fixed[i] = False
@@ -405,29 +431,50 @@ class _OnlinePlan(Plan):
         if self._inner is None:
             self._inner = [0] * (c - 1)
             self._gain = [0] * (c - 1)
+            self._reps = [0] * (c - 1)
+            self._reps_more = [0] * (c - 1)
+            self._merged = [0] * (c - 1)
+            self._any_key = [_NEVER] * (c - 1)
+            self._ok_key = [_NEVER] * (c - 1)
             self._update_inner(1)
-        best, best_i = self._best_inner()
+        self._refresh_keys(1)  # the fixed marks and the cap have changed
+        best, best_i, ok, ok_i = self._best_inner()
+        cost, reps = self._cost, self._rep
         while n < end:
-            # Invariant: c checkpoints held, all before n; replacing pos[best_i] is the cheapest
-            # inner option, at best + (what the last segment adds), see _update_inner.
+            # Invariant: c checkpoints held, all before n; (best, best_i) is the cheapest inner
+            # replacement and (ok, ok_i) the cheapest within the cap (see _best_inner), both
+            # without what the last segment [pos[-1], n) adds to them.
             if best_i is None and fixed[-1]:
                 # Nothing may be replaced: nothing happens before the next target.
                 n = targets[ti] if ti < len(targets) else end
                 continue
             target = ti < len(targets) and n == targets[ti]
             x = n - pos[-1]  # the last segment [pos[-1], n) so far
-            # Relative costs at T = n + 1 (the total minus what all options share):
-            value = None if target else (x + 1) * (x + 2) // 2  # no store: last is x + 1 long
-            choice = None
-            if best_i is not None:
-                v = best + self._cost(x, 2) + 1
-                if value is None or v < value:
-                    value, choice = v, best_i
-            if not fixed[-1]:
+            # The options are weighed by their cost at T = n + 1, less what they all share:
+            # the cheapest within the cap (`within`), else the cheapest of all (`anyhow`), as
+            # (cost, index of the checkpoint replaced); on equal costs the earlier option below.
+            within = anyhow = None
+            if not target:  # no store: the last segment (1 slot) grows to x + 1 steps
+                anyhow = ((x + 1) * (x + 2) // 2, None)
+                if x <= cap and self._rep_max_all <= cap:
+                    within = anyhow
+            if best_i is not None:  # replace an inner checkpoint; [pos[-1], n) gets 2 slots
+                tail = cost(x, 2) + 1
+                if ok_i is not None and reps(x, 2) <= cap:
+                    if within is None or ok + tail < within[0]:
+                        within = (ok + tail, ok_i)
+                if anyhow is None or best + tail < anyhow[0]:
+                    anyhow = (best + tail, best_i)
+            if not fixed[-1]:  # replace the last checkpoint: [pos[-2], n) gets 2 slots
                 left = pos[-1] - pos[-2]
-                v = self._cost(left + x, 2) - self._cost(left, 2) + 1
-                if value is None or v < value:
-                    value, choice = v, c - 1
+                v = cost(left + x, 2) - cost(left, 2) + 1
+                if anyhow is None or v < anyhow[0]:
+                    anyhow = (v, c - 1)
+                if (within is None or v < within[0]) and (
+                    self._rep_max_but_last <= cap and reps(left + x, 2) <= cap
+                ):
+                    within = (v, c - 1)
+            choice = (within or anyhow)[1]  # type: ignore[index]
             if choice is not None:
                 yield n, choice
                 if target:
@@ -435,17 +482,50 @@ class _OnlinePlan(Plan):
                     ti += 1
                 # Segments left of the replaced checkpoint's left neighbour are unchanged.
                 self._update_inner(max(1, choice - 1))
-                best, best_i = self._best_inner()
+                best, best_i, ok, ok_i = self._best_inner()
             n += 1
 
-    def _best_inner(self) -> tuple[int, int | None]:
-        """The cheapest inner checkpoint not fixed to replace (smallest index on ties)."""
-        c, inner, fixed = self.c, self._inner, self.fixed
-        best, best_i = 0, None
-        for i in range(1, c - 1):
-            if not fixed[i] and (best_i is None or inner[i] < best):
-                best, best_i = inner[i], i
-        return (best + self._gain[c - 2], best_i) if best_i is not None else (0, None)
+    def _best_inner(self) -> tuple[int, int | None, int, int | None]:
+        """The cheapest inner checkpoint not fixed to replace, and the cheapest within the cap.
+
+        Ties go to the smallest index. Replacing ``pos[i]`` keeps segments 0..i-2, merges i - 1
+        and i (``merged[i]`` repetitions) and gives segments i+1..c-2 one more slot
+        (``reps_more``); the segment [pos[-1], n) then gets 2 slots, checked by the caller.
+        Within the cap, i must lie in an interval: no segment left of i - 1 beyond the cap
+        (a prefix condition) and none right of i beyond it with one slot more (a suffix one).
+        """
+        c, cap = self.c, self.cap
+        # prefix[k]: most repetitions among segments 0..k-1 (nondecreasing in k)
+        prefix = list(accumulate(self._reps, max, initial=0))
+        self._rep_max_all = prefix[c - 1]
+        self._rep_max_but_last = prefix[c - 2]
+        if c < 3:
+            return 0, None, 0, None
+        any_key, ok_key = self._any_key, self._ok_key
+        best_i: int | None = min(range(1, c - 1), key=any_key.__getitem__)
+        best = any_key[best_i]
+        if best == _NEVER:
+            return 0, None, 0, None
+        # i <= hi: prefix[i - 1] <= cap; i >= lo: the segments i+1..c-2 with one slot more
+        # are within the cap (tail[k] covers the last k + 1 of them, nondecreasing in k).
+        hi = min(bisect_right(prefix, cap), c - 2)
+        tail = list(accumulate(reversed(self._reps_more), max))
+        lo = max(1, c - 2 - bisect_right(tail, cap))
+        shared = self._gain[c - 2]
+        if lo <= hi:
+            ok_i: int | None = min(range(lo, hi + 1), key=ok_key.__getitem__)
+            ok = ok_key[ok_i]
+            if ok != _NEVER:
+                return best + shared, best_i, ok + shared, ok_i
+        return best + shared, best_i, 0, None
+
+    def _refresh_keys(self, first: int) -> None:
+        """Sort keys of inner checkpoints from ``first`` on: ``inner[i]``, or never if barred."""
+        c, cap, fixed, inner, merged = self.c, self.cap, self.fixed, self._inner, self._merged
+        any_key, ok_key = self._any_key, self._ok_key
+        for i in range(first, c - 1):
+            key = any_key[i] = _NEVER if fixed[i] else inner[i]
+            ok_key[i] = key if merged[i] <= cap else _NEVER
 
     def _update_inner(self, first: int) -> None:
         """Refresh what replacing an inner checkpoint costs, from index ``first`` on.
@@ -457,25 +537,44 @@ class _OnlinePlan(Plan):
         ``G_j = R(L_j, c-j+1) - R(L_j, c-j)``. Kept as ``inner[i] = A_i - gain[i]`` with
         ``gain[i] = G_1 + ... + G_i``, so that ``D_i = inner[i] + gain[c-2]``: both depend only
         on segments 0..i, and a store that changes segments from i - 1 on leaves the entries
-        left of it as they are. Neither depends on the current state.
+        left of it as they are. Neither depends on the current state. The repetitions of the
+        segments (``reps``), with one slot more (``reps_more``) and of merged pairs
+        (``merged``) are refreshed alongside.
         """
         c, pos, inner, gain = self.c, self.pos, self._inner, self._gain
-        memo = self._memo
-        get = memo.get
+        reps, more, merged = self._reps, self._reps_more, self._merged
+        get, fill, rep = self._memo.get, self._fill, self._rep
+        if first == 1:
+            reps[0] = rep(pos[1] - pos[0], c)
         for i in range(first, c - 1):
             left, right, s = pos[i] - pos[i - 1], pos[i + 1] - pos[i], c - i
             # Every length here is >= 1, so every cost is >= 1 and `or` only fills a miss.
-            r_right_more = get((right, s + 1)) or self._fill(right, s + 1)
-            r_right = get((right, s)) or self._fill(right, s)
-            r_left = get((left, s + 1)) or self._fill(left, s + 1)
-            r_both = get((left + right, s + 1)) or self._fill(left + right, s + 1)
+            r_right_more = get((right, s + 1)) or fill(right, s + 1)
+            r_right = get((right, s)) or fill(right, s)
+            r_left = get((left, s + 1)) or fill(left, s + 1)
+            r_both = get((left + right, s + 1)) or fill(left + right, s + 1)
             g = gain[i] = gain[i - 1] + r_right_more - r_right
             inner[i] = r_both - r_left - r_right - g
+            reps[i] = rep(right, s)
+            more[i] = rep(right, s + 1)
+            merged[i] = rep(left + right, s + 1)
+        self._refresh_keys(first)
+
+    def _rep(self, length: int, slots: int) -> int:
+        key = (length, -slots)  # shares the memo with costs; negative slots mark repetitions
+        value = self._memo.get(key)
+        if value is None:
+            if len(self._memo) > _MEMO_SIZE:
+                self._memo.clear()
+            value = self._memo[key] = _repetitions(length, slots)
+        return value
 
     def _cost(self, length: int, slots: int) -> int:
         return self._memo.get((length, slots)) or self._fill(length, slots)
 
     def _fill(self, length: int, slots: int) -> int:
+        if len(self._memo) > _MEMO_SIZE:  # bound the memory of very long loops
+            self._memo.clear()
         value = self._memo[length, slots] = reversal_cost(length, slots)
         return value
 
