@@ -334,14 +334,14 @@ class _OnlinePlan(Plan):
         self.fixed: list[bool] = []
         self.free_slots = list(range(snapshots - 1, -1, -1))  # pop() gives the lowest
         self.reached: int | None = 0  # the end of the last span yielded (None: open-ended)
-        self._inner: list[int] | None = None
+        self._inner: list[int] | None = None  # see _update_inner
         self._gain: list[int] = []
         self._memo: dict[tuple[int, int], int] = {}
         self.cap = 0  # most repetitions a segment may need in the current level
         self._reps: list[int] = []
         self._reps_more: list[int] = []
         self._merged: list[int] = []
-        self._rep_max_all = self._rep_max_but_last = 0
+        self._within_all = self._within_but_last = True  # segments within the cap
         self._any_key: list[float] = []
         self._ok_key: list[float] = []
         self.started = False
@@ -428,17 +428,7 @@ class _OnlinePlan(Plan):
         ti = 0  # the next target is targets[ti]
         pos = self.pos
         n = max(start, pos[-1] + 1)
-        if self._inner is None:
-            self._inner = [0] * (c - 1)
-            self._gain = [0] * (c - 1)
-            self._reps = [0] * (c - 1)
-            self._reps_more = [0] * (c - 1)
-            self._merged = [0] * (c - 1)
-            self._any_key = [_NEVER] * (c - 1)
-            self._ok_key = [_NEVER] * (c - 1)
-            self._update_inner(1)
-        self._refresh_keys(1)  # the fixed marks and the cap have changed
-        best, best_i, ok, ok_i = self._best_inner()
+        best, best_i, ok, ok_i = self._begin_level()
         cost, reps = self._cost, self._rep
         while n < end:
             # Invariant: c checkpoints held, all before n; (best, best_i) is the cheapest inner
@@ -456,7 +446,7 @@ class _OnlinePlan(Plan):
             within = anyhow = None
             if not target:  # no store: the last segment (1 slot) grows to x + 1 steps
                 anyhow = ((x + 1) * (x + 2) // 2, None)
-                if x <= cap and self._rep_max_all <= cap:
+                if x <= cap and self._within_all:
                     within = anyhow
             if best_i is not None:  # replace an inner checkpoint; [pos[-1], n) gets 2 slots
                 tail = cost(x, 2) + 1
@@ -471,7 +461,7 @@ class _OnlinePlan(Plan):
                 if anyhow is None or v < anyhow[0]:
                     anyhow = (v, c - 1)
                 if (within is None or v < within[0]) and (
-                    self._rep_max_but_last <= cap and reps(left + x, 2) <= cap
+                    self._within_but_last and reps(left + x, 2) <= cap
                 ):
                     within = (v, c - 1)
             choice = (within or anyhow)[1]  # type: ignore[index]
@@ -485,6 +475,17 @@ class _OnlinePlan(Plan):
                 best, best_i, ok, ok_i = self._best_inner()
             n += 1
 
+    def _begin_level(self) -> tuple[int, int | None, int, int | None]:
+        """Set up (first level) or refresh (the cap and fixed marks changed) the inner data."""
+        if self._inner is None:
+            size = self.c - 1
+            self._inner, self._gain = [0] * size, [0] * size
+            self._reps, self._reps_more, self._merged = [0] * size, [0] * size, [0] * size
+            self._any_key, self._ok_key = [_NEVER] * size, [_NEVER] * size
+            self._update_inner(1)
+        self._refresh_keys(1)
+        return self._best_inner()
+
     def _best_inner(self) -> tuple[int, int | None, int, int | None]:
         """The cheapest inner checkpoint not fixed to replace, and the cheapest within the cap.
 
@@ -494,11 +495,22 @@ class _OnlinePlan(Plan):
         Within the cap, i must lie in an interval: no segment left of i - 1 beyond the cap
         (a prefix condition) and none right of i beyond it with one slot more (a suffix one).
         """
-        c, cap = self.c, self.cap
-        # prefix[k]: most repetitions among segments 0..k-1 (nondecreasing in k)
-        prefix = list(accumulate(self._reps, max, initial=0))
-        self._rep_max_all = prefix[c - 1]
-        self._rep_max_but_last = prefix[c - 2]
+        c, cap, reps = self.c, self.cap, self._reps
+        lo, hi = 1, c - 2
+        if max(reps) <= cap:
+            # The usual case (every choice keeps the cap, and the cap only grows): no segment
+            # is beyond it, and none with one slot more either.
+            self._within_all = self._within_but_last = True
+        else:
+            # prefix[k]: most repetitions among segments 0..k-1 (nondecreasing in k)
+            prefix = list(accumulate(reps, max, initial=0))
+            self._within_all = prefix[c - 1] <= cap
+            self._within_but_last = prefix[c - 2] <= cap
+            # i <= hi: prefix[i - 1] <= cap; i >= lo: the segments i+1..c-2 with one slot
+            # more are within the cap (tail[k] covers the last k + 1 of them, nondecreasing).
+            tail = list(accumulate(reversed(self._reps_more), max))
+            hi = min(bisect_right(prefix, cap), c - 2)
+            lo = max(1, c - 2 - bisect_right(tail, cap))
         if c < 3:
             return 0, None, 0, None
         any_key, ok_key = self._any_key, self._ok_key
@@ -506,11 +518,6 @@ class _OnlinePlan(Plan):
         best = any_key[best_i]
         if best == _NEVER:
             return 0, None, 0, None
-        # i <= hi: prefix[i - 1] <= cap; i >= lo: the segments i+1..c-2 with one slot more
-        # are within the cap (tail[k] covers the last k + 1 of them, nondecreasing in k).
-        hi = min(bisect_right(prefix, cap), c - 2)
-        tail = list(accumulate(reversed(self._reps_more), max))
-        lo = max(1, c - 2 - bisect_right(tail, cap))
         shared = self._gain[c - 2]
         if lo <= hi:
             ok_i: int | None = min(range(lo, hi + 1), key=ok_key.__getitem__)

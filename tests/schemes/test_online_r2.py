@@ -591,6 +591,60 @@ def test_repetitions_past_the_r2_range(consumer: str, c: int) -> None:
         assert worst <= (least if T <= top3 else least + 1), (c, T, worst, least)
 
 
+def repetitions(length: int, slots: int) -> int:
+    t = 0
+    while beta(slots, t) < length:
+        t += 1
+    return t
+
+
+def test_inner_choices_match_brute_force_even_beyond_the_cap() -> None:
+    """The incremental bookkeeping behind each choice (white box), on arbitrary placements.
+
+    Every choice the plan makes keeps the segments within the cap, so the branch for
+    placements beyond it is reached only here: random placements, random caps and fixed marks.
+    """
+    from ckpt_transform.schemes.online_r2 import _OnlinePlan
+
+    rng = random.Random(99)
+    for _ in range(300):
+        c = rng.randint(3, 9)
+        pos = sorted(rng.sample(range(1, 60), c - 1))
+        plan = _OnlinePlan(c)
+        plan.pos = [0, *pos]
+        plan.fixed = [True] + [rng.random() < 0.3 for _ in pos]
+        plan.cap = rng.randint(1, 6)
+        best, best_i, ok, ok_i = plan._begin_level()
+        # Brute force: replacing pos[i] (i = 1..c-2), without what all options share (the
+        # segments as they are) and without the two segments from pos[-1] on.
+        lengths = [b - a for a, b in itertools.pairwise(plan.pos)]  # complete segments
+        shared = sum(dp_reversal(length, c - j) for j, length in enumerate(lengths))
+        options = []
+        for i in range(1, c - 1):
+            if plan.fixed[i]:
+                continue
+            kept = [*plan.pos[:i], *plan.pos[i + 1 :]]
+            segs = [b - a for a, b in itertools.pairwise(kept)]  # all before pos[-1]
+            value = sum(dp_reversal(length, c - j) for j, length in enumerate(segs)) - shared
+            within = all(repetitions(length, c - j) <= plan.cap for j, length in enumerate(segs))
+            options.append((value, i, within))
+        if not options:
+            assert best_i is None and ok_i is None
+            continue
+        value, i, _ = min(options)
+        assert (best, best_i) == (value, i)
+        inside = [o for o in options if o[2]]
+        assert (ok_i is None) == (not inside)
+        if inside:
+            assert (ok, ok_i) == min(inside)[:2]
+        assert plan._within_all == all(
+            repetitions(length, c - j) <= plan.cap for j, length in enumerate(lengths)
+        )
+        assert plan._within_but_last == all(
+            repetitions(length, c - j) <= plan.cap for j, length in enumerate(lengths[:-1])
+        )
+
+
 # -- with the driver -------------------------------------------------------------------------------
 
 
