@@ -436,8 +436,10 @@ class _OnlinePlan(Plan):
             # without what the last segment [pos[-1], n) adds to them.
             if best_i is None and fixed[-1]:
                 # Nothing may be replaced: nothing happens before the next target.
-                n = targets[ti] if ti < len(targets) else end
-                continue
+                upcoming = targets[ti] if ti < len(targets) else end
+                if upcoming > n:
+                    n = upcoming
+                    continue
             target = ti < len(targets) and n == targets[ti]
             x = n - pos[-1]  # the last segment [pos[-1], n) so far
             # The options are weighed by their cost at T = n + 1, less what they all share:
@@ -464,7 +466,9 @@ class _OnlinePlan(Plan):
                     self._within_but_last and reps(left + x, 2) <= cap
                 ):
                     within = (v, c - 1)
-            choice = (within or anyhow)[1]  # type: ignore[index]
+            if anyhow is None:  # only at a target, where a checkpoint is always free to go
+                raise RuntimeError(f"OnlineR2: no checkpoint to replace at target {n}")
+            choice = (within or anyhow)[1]
             if choice is not None:
                 yield n, choice
                 if target:
