@@ -81,6 +81,24 @@ def ours_grad(step: Step, x0: Any, steps: int, scheme: Any) -> Callable[[], Any]
     return lambda: g(x0)
 
 
+def decorated_heat_grad(n: int, steps: int, scheme: Any) -> Callable[[], Any]:
+    """The heat loop written as a plain loop under ``@checkpoint_struct(scheme)``."""
+    from ckpt_transform import checkpoint_struct
+
+    mask = np.ones(n)
+    mask[0] = mask[-1] = 0.0
+
+    @checkpoint_struct(scheme)
+    def heat_loss(x: Any) -> Any:
+        for _i in range(steps):
+            x = x + LAMBDA * mask * (np.roll(x, 1) - 2 * x + np.roll(x, -1))
+        return np.sum(x)
+
+    g = grad(heat_loss)
+    x0 = heat_x0(n)
+    return lambda: g(x0)
+
+
 def make_scheme(name: str, s: int | None = None, storage: Any = None) -> Any:
     """``storeall``, ``revolve``, ``periodic``, ``online`` with ``s`` snapshots."""
     if name == "storeall":

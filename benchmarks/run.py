@@ -292,6 +292,12 @@ def section_heat(cfg: Config, verdicts: list[Verdict]) -> str:
         ),
         "untraced loop (one primal run)": P.untraced(step, x0, T),
     }
+    try:
+        cands["ours @checkpoint_struct(Revolve(4))"] = P.decorated_heat_grad(
+            n, T, P.make_scheme("revolve", s)
+        )
+    except ImportError:  # the decorator is not in this checkout
+        pass
     if P.OnlineR2 is not None:
         cands["ours OnlineR2(4)"] = P.ours_grad(step, x0, T, P.make_scheme("online", s))
     if peers.have("checkpoint_schedules"):

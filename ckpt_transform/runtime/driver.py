@@ -239,7 +239,10 @@ class _Run:
         self.s_diff = [i for i, x in enumerate(s_leaves) if is_differentiable(x)]
         diff_set = set(self.s_diff)
         self.s_static_idx = [i for i in range(len(s_leaves)) if i not in diff_set]
-        self.p_diff = [i for i, x in enumerate(p_leaves) if is_differentiable(x)]
+        # A parameter is read, never written: one that is not being traced now (a constant
+        # such as a mask, or a value the decorator passes on) can never carry a gradient, so it
+        # is not taped as an input and no step's VJP computes its cotangent.
+        self.p_diff = [i for i, x in enumerate(p_leaves) if isbox(x) and is_differentiable(x)]
         self._check_untraced_leaves(s_leaves, p_leaves)
         self.s_leaves = s_leaves
         self.p_leaves = p_leaves
@@ -423,7 +426,8 @@ class _Run:
             out["k"], out["leaves"] = k, leaves
             return d_leaves[0] if single_out else abuiltins.tuple(d_leaves)
 
-        x = tuple(self.cur_leaves[i] for i in s_diff) + tuple(self.d_params)
+        cur = self.cur_leaves
+        x = tuple([cur[i] for i in s_diff] + self.d_params)
         vjp, value = make_segment_vjp(segment, x[0] if single_in else x)
         k = out["k"]
         if k > n0:
@@ -546,30 +550,40 @@ class _Run:
             actions = self.plan.reverse(T)
             if type(self.session).prefetch is not StorageSession.prefetch:
                 actions = _read_ahead(actions, self.session.prefetch)
+            n_s, tapes, show = self.n_s, self.tapes, bar is not _NO_BAR
+            with_params = bool(adj_p)
+            adj = tuple(adj)
             for action in actions:
-                if isinstance(action, Reverse):
-                    n0, vjp = self.tapes.pop(action.n1, (None, None))
+                kind = type(action)
+                if kind not in _KINDS:  # a subclass of an action: dispatch on its base
+                    kind = next((k for k in _KINDS if isinstance(action, k)), kind)
+                if kind is Reverse:
+                    n0, vjp = tapes.pop(action.n1, (None, None))
                     if n0 != action.n0:
                         raise CheckpointError(f"{action}: no tape is held for this segment")
-                    cot = vjp(tuple(adj))
+                    cot = vjp(adj)
                     del vjp  # drop the tape now, not when the next segment replaces it
-                    adj = list(cot[: self.n_s])
-                    for j, c in enumerate(cot[self.n_s :]):
-                        adj_p[j] = adj_p[j] + c
+                    if with_params:
+                        adj = tuple(cot[:n_s])
+                        for j, c in enumerate(cot[n_s:]):
+                            adj_p[j] = adj_p[j] + c
+                    else:
+                        adj = tuple(cot)
                     del cot
                     stats.taped_now -= action.n1 - action.n0
                     self.cur = self.cur_leaves = None  # the state after the segment: not needed
-                    bar.update(action.n1 - action.n0)
-                elif isinstance(action, Advance):
-                    self._advance(action.n0, action.n1, _NO_BAR)
-                elif isinstance(action, Record):
+                    if show:
+                        bar.update(action.n1 - action.n0)
+                elif kind is Record:
                     self._record(action.n0, action.n1, _NO_BAR)
+                elif kind is Advance:
+                    self._advance(action.n0, action.n1, _NO_BAR)
                 else:
                     self._slot_action(action, None)
         finally:
             bar.close()
             self._close()
-        return adj + adj_p
+        return list(adj) + adj_p
 
     def _close(self) -> None:
         self.tapes.clear()
@@ -594,6 +608,8 @@ class _SegmentVJP:
         cot = self.vjp(g[0] if self.single_out else g)
         return (cot,) if self.single_in else cot
 
+
+_KINDS = (Reverse, Record, Advance, Store, Restore, Free)
 
 # How far the reverse sweep looks ahead in the plan for the next restore to read ahead.
 _LOOKAHEAD = 256
