@@ -80,20 +80,18 @@ class Scheme(ABC):
 def cut_forward(actions: Iterator[Action], steps: int) -> Iterator[Action]:
     """Forward actions exactly as the driver executes them for a loop of ``steps`` iterations.
 
-    The driver stops the primal run at the first `Advance`/`Record` that would run step
-    ``steps`` (the loop has ended there): an action that would start at ``steps`` is not taken,
-    one that runs past it is cut at ``steps`` and is the last. Slot actions between are taken.
+    The driver checks for the loop's end before the first action and after every
+    `Advance`/`Record`, and stops the primal run as soon as the state at ``steps`` is current: a
+    span that runs past ``steps`` is cut there and is the last action taken, and nothing planned
+    at the final state (a store, a free) is taken. For ``steps == 0`` nothing is taken.
     """
-    n = 0
+    if steps == 0:
+        return
     for action in actions:
         if isinstance(action, (Advance, Record)):
-            if n >= steps:
-                return
             n1 = steps if action.n1 is None or action.n1 > steps else action.n1
-            cut = n1 != action.n1
-            yield type(action)(n0=action.n0, n1=n1) if cut else action
-            n = n1
-            if cut:
+            yield action if n1 == action.n1 else type(action)(n0=action.n0, n1=n1)
+            if n1 >= steps:
                 return
         else:
             yield action

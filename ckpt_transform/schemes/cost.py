@@ -230,9 +230,9 @@ def periodic_snapshots(steps: int, period: int, *, known_length: bool = True) ->
     """Most checkpoints periodic checkpointing holds at once.
 
     With a known length, one per period but the last (which is taped in the primal run instead):
-    ``ceil(T / p) - 1``. Without, one per period begun, and one more for the loop's output when
-    the loop ends exactly at a period's end: ``floor(T / p) + 1``. The taped steps held at once
-    are at most ``min(p, T)``. See Griewank & Walther 2000, Algorithm 799, ACM TOMS 26(1),
+    ``ceil(T / p) - 1``. Without, one per period begun: ``ceil(T / p)`` (the primal run stops as
+    soon as the loop's last state is current, so nothing is stored there). The taped steps held
+    at once are at most ``min(p, T)``. See Griewank & Walther 2000, Algorithm 799, ACM TOMS 26(1),
     https://doi.org/10.1145/347837.347846, for the memory-optimal alternative.
 
     Parameters
@@ -251,7 +251,7 @@ def periodic_snapshots(steps: int, period: int, *, known_length: bool = True) ->
     _check("steps", steps, 0)
     _check("period", period, 1)
     if not known_length:
-        return steps // period + 1
+        return -(-steps // period)
     return max(0, -(-steps // period) - 1)
 
 

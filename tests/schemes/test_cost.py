@@ -88,10 +88,13 @@ def test_periodic_by_hand():
     # 9 steps every 3: the last period is a whole one.
     assert periodic_forward_steps(9, 3) == 6
     assert periodic_snapshots(9, 3) == 2
-    # Unknown length: everything twice; checkpoints at 0, 3, 6, 9 when the loop ends at 9.
+    # Unknown length: everything twice; checkpoints at 0, 3, 6 when the loop ends at 9 (the
+    # primal run stops there, before storing 9), and at 0, 3, 6, 9 when it ends at 10.
     assert periodic_forward_steps(9, 3, known_length=False) == 9
     assert periodic_evaluations(9, 3, known_length=False) == 18
-    assert periodic_snapshots(9, 3, known_length=False) == 4
+    assert periodic_snapshots(9, 3, known_length=False) == 3
+    assert periodic_snapshots(10, 3, known_length=False) == 4
+    assert periodic_snapshots(0, 3, known_length=False) == 0
     assert periodic_snapshots(10, 3, known_length=False) == 4
     assert periodic_forward_steps(0, 3) == periodic_snapshots(0, 3) == 0
 

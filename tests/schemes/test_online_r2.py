@@ -1,14 +1,9 @@
 """OnlineR2: valid for every length and budget, r = 2 where promised, cheap everywhere.
 
-Two ways of consuming the endless forward plan appear here:
-
-* ``scheme.schedule(T)`` (`cut_forward`): the primal run as the driver walks it today; it takes the
-  slot actions planned at the state T before it finds that the loop has ended there.
-* `end_known_on_arrival`: the loop's end is known as soon as its last state is reached, so no
-  action planned at the state T is taken. This is Stumm & Walther's convention, the one their
-  figures (and the golden orders below) follow.
-
-The plan must be right under both (its bookkeeping is whatever actions were taken). The
+The endless forward plan is consumed as the driver consumes it (``scheme.schedule(T)``, through
+`cut_forward`): the primal run stops as soon as the loop's last state is current, so no action
+planned at the state T is taken. This is Stumm & Walther's convention, the one their figures (and
+the golden orders below) follow. The plan's bookkeeping is whatever actions were taken. The
 references for costs are independent of the module: a dynamic program for binomial reversal of
 one segment, and brute force over every checkpoint placement for small loops.
 """
@@ -19,7 +14,6 @@ import functools
 import itertools
 import random
 from collections import Counter
-from collections.abc import Iterator
 from math import comb
 
 import autograd.numpy as np
@@ -99,24 +93,9 @@ def best_placement(steps: int, snapshots: int) -> int:
 # -- ways of consuming a plan ----------------------------------------------------------------------
 
 
-def end_known_on_arrival(scheme: Scheme, steps: int) -> Iterator[Action]:
-    """The schedule when the driver stops as soon as the state ``steps`` is reached."""
-    plan = scheme.plan(None)
-    if steps > 0:
-        for action in plan.forward():
-            if isinstance(action, (Advance, Record)):
-                n1 = steps if action.n1 is None or action.n1 > steps else action.n1
-                yield type(action)(n0=action.n0, n1=n1)
-                if n1 == steps:
-                    break
-            else:
-                yield action
-    yield EndForward(n=steps)
-    yield from plan.reverse(steps)
-
-
-CONSUMERS = {"cut_forward": lambda scheme, steps: scheme.schedule(steps)}
-CONSUMERS["on_arrival"] = end_known_on_arrival
+# How a plan is consumed: `Scheme.schedule` replays exactly what the driver takes (the primal run
+# stops as soon as the loop's last state is current; nothing planned there is taken).
+CONSUMERS = {"schedule": lambda scheme, steps: scheme.schedule(steps)}
 
 
 def held_at_end(actions: list[Action]) -> list[int]:
@@ -254,13 +233,13 @@ def check_grid(grid: list[tuple[int, int]], consumers: tuple[str, ...]) -> None:
 
 
 def test_every_schedule_is_valid_fast_grid() -> None:
-    check_grid(FAST_GRID, ("cut_forward", "on_arrival"))
+    check_grid(FAST_GRID, ("schedule",))
 
 
 @pytest.mark.slow
 def test_every_schedule_is_valid_full_grid() -> None:
-    # The rest of T in 0..300 x snapshots in 1..30, as the driver consumes plans today.
-    check_grid(FULL_GRID, ("cut_forward",))
+    # The rest of T in 0..300 x snapshots in 1..30.
+    check_grid(FULL_GRID, ("schedule",))
 
 
 @pytest.mark.parametrize("consumer", sorted(CONSUMERS))
@@ -325,10 +304,9 @@ def test_r2_range_evaluates_no_step_more_than_three_times(consumer: str, c: int)
         assert sorted(per_step) == list(range(T))
         worst = max(per_step.values(), default=0)
         assert worst <= 3, f"c={c}, T={T}: a step is evaluated {worst} times"
-        if consumer == "on_arrival":
-            # and the total is the least any placement reaches: 2 T, then 3 T - c
-            assert counts.evaluations == (2 * T if T <= c else 3 * T - c)
-            assert counts.evaluations == online_lower_bound(T, c)
+        # and the total is the least any placement reaches: 2 T, then 3 T - c
+        assert counts.evaluations == (2 * T if T <= c else 3 * T - c)
+        assert counts.evaluations == online_lower_bound(T, c)
 
 
 def least_worst_repetition(steps: int, snapshots: int) -> int:
@@ -362,7 +340,7 @@ def test_r2_range_ends_one_step_before_beta_c_2(c: int) -> None:
 @pytest.mark.parametrize("c", [1, 2, 3, 4, 7, 12])
 def test_one_step_past_the_r2_range_costs_a_fourth_evaluation_once(c: int) -> None:
     T = beta(c, 2)
-    actions, _ = replay("on_arrival", c, T)
+    actions, _ = replay("schedule", c, T)
     assert sorted(evaluations_per_step(actions).values())[-2:] == [3, 4]
 
 
@@ -436,29 +414,17 @@ def test_golden_store_events_c3() -> None:
 @pytest.mark.parametrize("T", sorted(GOLDEN_C3))
 def test_golden_reverse_orders_c3(T: int) -> None:
     held, order = GOLDEN_C3[T]
-    actions = list(end_known_on_arrival(OnlineR2(3), T))
+    actions = list(OnlineR2(3).schedule(T))
     assert held_at_end(actions) == held
     assert reverse_order(actions) == order
 
 
 @pytest.mark.parametrize("T", sorted(GOLDEN_HELD_C4))
 def test_golden_checkpoints_c4(T: int) -> None:
-    actions = list(end_known_on_arrival(OnlineR2(4), T))
+    actions = list(OnlineR2(4).schedule(T))
     assert held_at_end(actions) == GOLDEN_HELD_C4[T]
     held = GOLDEN_HELD_C4[T]
     assert validate_schedule(actions, T, snapshots=4).evaluations == placement_cost(held, T, 4)
-
-
-def test_cut_forward_differs_only_where_a_store_falls_on_the_last_state() -> None:
-    stored_at = {n for n, _ in store_events(4, 40)}
-    for T in range(1, 40):
-        a = list(OnlineR2(4).schedule(T))
-        b = list(end_known_on_arrival(OnlineR2(4), T))
-        if T in stored_at:
-            # the store planned at T was taken: the checkpoint it replaced is gone
-            assert held_at_end(a) != held_at_end(b)
-        else:
-            assert a == b
 
 
 # -- costs -------------------------------------------------------------------------------------
@@ -493,7 +459,7 @@ PYREVOLVE_ONLINE = {(10, 3): 29, (50, 5): 176, (100, 4): 486, (500, 4): 4171, (1
 
 @pytest.mark.parametrize(("T", "c"), sorted(PYREVOLVE_ONLINE))
 def test_no_more_evaluations_than_pyrevolve_online(T: int, c: int) -> None:
-    _, counts = replay("on_arrival", c, T)
+    _, counts = replay("schedule", c, T)
     assert counts.evaluations <= PYREVOLVE_ONLINE[T, c]
     assert counts.evaluations >= online_lower_bound(T, c)
 
@@ -505,14 +471,6 @@ def test_pyrevolve_online_at_1000_10_is_out_of_reach_and_we_reach_the_bound() ->
     for consumer in CONSUMERS:
         _, counts = replay(consumer, 10, 1000)
         assert counts.evaluations == 4640
-
-
-@pytest.mark.parametrize(("T", "c"), [(50, 5), (500, 4), (10000, 20)])
-def test_pyrevolve_online_figures_under_cut_forward(T: int, c: int) -> None:
-    # Where no store is planned at the loop's last state, cut_forward changes nothing. (At
-    # (10, 3) and (100, 4) one is: the checkpoint it replaces is lost to the reverse sweep.)
-    _, counts = replay("cut_forward", c, T)
-    assert counts.evaluations <= PYREVOLVE_ONLINE[T, c]
 
 
 @pytest.mark.parametrize("consumer", sorted(CONSUMERS))

@@ -102,12 +102,12 @@ def test_unknown_length_ends_at_every_step():
         for steps in range(121):
             counts = validate_schedule(unknown_length_run(p, steps), steps, max_taped_steps=p)
             # Without the length every step is evaluated passively in the primal run and taped
-            # in the reverse sweep; a checkpoint at each period start reached, the state T
-            # included when T is a period's end.
+            # in the reverse sweep; a checkpoint at each period start before T (the primal run
+            # stops as soon as the state T is current: nothing is stored there).
             assert counts.forward_steps == steps, (steps, p)
             assert counts.recorded_steps == steps
             assert counts.primal_recorded_steps == 0
-            assert counts.max_snapshots == steps // p + 1
+            assert counts.max_snapshots == len(range(0, steps, p))
             assert counts.forward_steps == periodic_forward_steps(steps, p, known_length=False)
             assert counts.max_snapshots == periodic_snapshots(steps, p, known_length=False)
 
@@ -174,16 +174,14 @@ def test_golden_snapshots_spread_evenly():
 
 
 def test_golden_unknown_length_ending_at_a_period_end():
-    # A while loop of 4 iterations with a checkpoint every 2: the primal run stores state 4 as
-    # the start of a third period before the loop is found to have ended; it is freed first.
+    # A while loop of 4 iterations with a checkpoint every 2: the primal run stops as soon as
+    # the state 4 is current, before the store that would start a third period.
     assert unknown_length_run(2, 4) == [
         Store(n=0, slot=0),
         Advance(n0=0, n1=2),
         Store(n=2, slot=1),
         Advance(n0=2, n1=4),
-        Store(n=4, slot=2),
         EndForward(n=4),
-        Free(n=4, slot=2),
         Restore(n=2, slot=1),
         Record(n0=2, n1=4),
         Reverse(n0=2, n1=4),
@@ -216,7 +214,7 @@ def test_golden_unknown_length_ending_inside_a_period():
 def test_golden_empty_loops():
     assert list(Periodic(period=3).schedule(0)) == [EndForward(n=0)]
     assert list(Periodic(2).schedule(0)) == [EndForward(n=0)]
-    assert unknown_length_run(3, 0) == [Store(n=0, slot=0), EndForward(n=0), Free(n=0, slot=0)]
+    assert unknown_length_run(3, 0) == [EndForward(n=0)]  # the loop ended before any action
 
 
 # --- the plan protocol -----------------------------------------------------------------------
