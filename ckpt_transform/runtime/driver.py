@@ -251,6 +251,7 @@ class _Run:
         self.steps: int | None = None  # T, once the primal run has ended
         self.swept = False  # the reverse sweep has consumed the checkpoints
         self.session: Any = None
+        self._cond_true_at: int | None = None  # a state where the while condition held
         self.tapes: dict[int, tuple[int, Callable[[Any], Any]]] = {}
 
     def _check_untraced_leaves(self, s_leaves: list[Any], p_leaves: list[Any]) -> None:
@@ -356,7 +357,9 @@ class _Run:
                 if show:
                     bar.update()
         else:
-            while k < stop and cond(state, *params):
+            known_true = self._cond_true_at == n0
+            self._cond_true_at = None
+            while k < stop and ((known_true and k == n0) or cond(state, *params)):
                 try:
                     new = step(state, loop.index(k), *params)
                 except Exception:
@@ -399,6 +402,8 @@ class _Run:
         show = bar is not _NO_BAR
         step, cond = loop.step, loop.cond
         s_def, s_diff = self.s_def, self.s_diff
+        known_true = self._cond_true_at == n0
+        self._cond_true_at = None
 
         def segment(x: Any) -> Any:
             xs = (x,) if single_in else [x[j] for j in range(len(x))]
@@ -414,7 +419,7 @@ class _Run:
                         bar.update()
             else:
                 while k < stop:
-                    if cond is not None:
+                    if cond is not None and not (known_true and k == n0):
                         raw = unflatten(s_def, [getval(v) for v in flatten(state)[0]])
                         if not cond(raw, *raw_params):
                             break
@@ -461,18 +466,38 @@ class _Run:
         self.slot_bytes: dict[int, int] = {}
         self.slot_objects: dict[int, list[Any]] = {}
         bar = _bar(loop.progress, "forward", known)
+        # The loop's end is checked before the first action and after every Advance/Record,
+        # and the primal run stops as soon as the state at T is current: nothing the plan puts
+        # at the final state (a store, a free) is taken (`schemes.base.cut_forward`). A while
+        # loop's condition is evaluated once per state: a True found here is handed on to the
+        # next span (`_cond_true_at`), which does not ask again.
         n, ended = 0, False
         target = known if (loop.rng is not None or self.steps is not None) else None
-        for action in self.plan.forward():
+        self._cond_true_at = None
+        if target is None:
+            if loop.cond(self.cur, *self.params):
+                self._cond_true_at = 0
+            else:
+                ended = True
+        elif target == 0:
+            ended = True
+        actions = iter(()) if ended else self.plan.forward()
+        for action in actions:
             if isinstance(action, (Advance, Record)):
-                if target is not None and n >= target:
-                    ended = True
-                    break
                 if action.n0 != n:
                     raise CheckpointError(f"{action} does not start at the current state {n}")
                 run = self._advance if isinstance(action, Advance) else self._record
                 n = run(n, action.n1, bar)
                 if action.n1 is None or n < action.n1:
+                    ended = True
+                    break
+                if target is not None:
+                    if n >= target:
+                        ended = True
+                        break
+                elif loop.cond(self.cur, *self.params):
+                    self._cond_true_at = n
+                else:
                     ended = True
                     break
             else:
