@@ -10,6 +10,16 @@ from __future__ import annotations
 
 from beartype import BeartypeConf, beartype
 
-__all__ = ["typechecked"]
+__all__ = ["check_int", "typechecked"]
 
 typechecked = beartype(conf=BeartypeConf(violation_type=TypeError, is_pep484_tower=True))
+
+
+def check_int(name: str, value: object, least: int) -> None:
+    """Raise unless ``value`` is an int (not a bool) ``>= least``, saying what was given."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int >= {least}, got the bool {value!r}")
+    if not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {least}, got {value!r}")
+    if value < least:
+        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")

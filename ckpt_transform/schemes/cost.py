@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from math import comb
 
+from ckpt_transform._checks import check_int
+
 __all__ = [
     "beta",
     "periodic_evaluations",
@@ -35,13 +37,6 @@ __all__ = [
     "revolve_repetitions",
     "store_all_evaluations",
 ]
-
-
-def _check(name: str, value: int, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {least}, got {value!r}")
-    if value < least:
-        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
 
 
 def beta(snapshots: int, repetitions: int) -> int:
@@ -64,7 +59,7 @@ def beta(snapshots: int, repetitions: int) -> int:
     -------
     int
     """
-    _check("snapshots", snapshots, 0)
+    check_int("snapshots", snapshots, 0)
     if isinstance(repetitions, bool) or not isinstance(repetitions, int):
         raise TypeError(f"repetitions must be an int, got {repetitions!r}")
     if repetitions < 0:
@@ -89,8 +84,8 @@ def revolve_repetitions(steps: int, snapshots: int) -> int:
     -------
     int
     """
-    _check("steps", steps, 0)
-    _check("snapshots", snapshots, 1)
+    check_int("steps", steps, 0)
+    check_int("snapshots", snapshots, 1)
     if snapshots == 1:
         return max(0, steps - 1)  # beta(1, t) = t + 1
     t = 0
@@ -166,8 +161,8 @@ def periodic_period(steps: int, snapshots: int) -> int:
     -------
     int
     """
-    _check("steps", steps, 0)
-    _check("snapshots", snapshots, 1)
+    check_int("steps", steps, 0)
+    check_int("snapshots", snapshots, 1)
     return max(1, -(-steps // snapshots))
 
 
@@ -199,8 +194,8 @@ def periodic_forward_steps(steps: int, period: int, *, known_length: bool = True
     -------
     int
     """
-    _check("steps", steps, 0)
-    _check("period", period, 1)
+    check_int("steps", steps, 0)
+    check_int("period", period, 1)
     return steps if not known_length else steps - _last_period(steps, period)
 
 
@@ -248,8 +243,8 @@ def periodic_snapshots(steps: int, period: int, *, known_length: bool = True) ->
     -------
     int
     """
-    _check("steps", steps, 0)
-    _check("period", period, 1)
+    check_int("steps", steps, 0)
+    check_int("period", period, 1)
     if not known_length:
         return -(-steps // period)
     return max(0, -(-steps // period) - 1)
@@ -270,5 +265,5 @@ def store_all_evaluations(steps: int) -> int:
     -------
     int
     """
-    _check("steps", steps, 0)
+    check_int("steps", steps, 0)
     return steps

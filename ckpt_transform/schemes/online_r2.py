@@ -87,8 +87,7 @@ from collections.abc import Iterator
 from itertools import accumulate
 from math import comb, isqrt
 
-from beartype import beartype
-
+from ckpt_transform._checks import check_int, typechecked
 from ckpt_transform.schemes.actions import (
     Action,
     Advance,
@@ -281,15 +280,9 @@ class OnlineR2(Scheme):
 
     online = True
 
-    @beartype
+    @typechecked
     def __init__(self, snapshots: int, *, storage: object | None = None) -> None:
-        if isinstance(snapshots, bool):
-            raise TypeError(f"OnlineR2 snapshots must be an int >= 1, got the bool {snapshots!r}")
-        if snapshots < 1:
-            raise ValueError(
-                f"OnlineR2 snapshots must be an int >= 1 (the loop's input state counts as one), "
-                f"got {snapshots!r}"
-            )
+        check_int("OnlineR2 snapshots", snapshots, 1)  # the loop's input state counts as one
         self.snapshots = snapshots
         self.storage = storage
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ckpt_transform._checks import typechecked
+from ckpt_transform._checks import check_int, typechecked
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.schemes.actions import (
     Action,
@@ -37,13 +37,6 @@ from ckpt_transform.schemes.base import Plan, Scheme
 from ckpt_transform.schemes.cost import periodic_period
 
 __all__ = ["Periodic"]
-
-
-def _check_int(name: str, value: int, least: int) -> None:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int >= {least}, got the bool {value!r}")
-    if value < least:
-        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
 
 
 class Periodic(Scheme):
@@ -110,9 +103,9 @@ class Periodic(Scheme):
                 f"got {given}"
             )
         if snapshots is not None:
-            _check_int("Periodic snapshots", snapshots, 1)
+            check_int("Periodic snapshots", snapshots, 1)
         if period is not None:
-            _check_int("Periodic period", period, 1)
+            check_int("Periodic period", period, 1)
         self.snapshots = snapshots
         self.period = period
         self.storage = storage

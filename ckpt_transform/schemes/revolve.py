@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from math import comb
 
-from ckpt_transform._checks import typechecked
+from ckpt_transform._checks import check_int, typechecked
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.schemes.actions import (
     Action,
@@ -58,13 +58,6 @@ from ckpt_transform.schemes.base import Plan, Scheme
 from ckpt_transform.schemes.cost import revolve_forward_steps, revolve_repetitions
 
 __all__ = ["Revolve"]
-
-
-def _check_int(name: str, value: object, least: int) -> None:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int >= {least}, got the bool {value!r}")
-    if value < least:  # type: ignore[operator]
-        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
 
 
 class Revolve(Scheme):
@@ -128,9 +121,9 @@ class Revolve(Scheme):
         storage: object | None = None,
         verbose: int = 0,
     ) -> None:
-        _check_int("Revolve snapshots", snapshots, 1)
+        check_int("Revolve snapshots", snapshots, 1)
         if steps is not None:
-            _check_int("Revolve steps", steps, 0)
+            check_int("Revolve steps", steps, 0)
         if verbose < 0:
             raise ValueError(f"Revolve verbose must be 0, 1 or 2, got {verbose!r}")
         self.snapshots = snapshots

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from beartype import beartype
 
+from ckpt_transform._checks import typechecked
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.storage.base import Storage, StorageSession
 from ckpt_transform.storage.memory import leaf_nbytes
@@ -999,7 +999,7 @@ class HDF5Storage(Storage):
     3
     """
 
-    @beartype
+    @typechecked
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,

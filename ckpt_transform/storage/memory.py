@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from beartype import beartype
 
+from ckpt_transform._checks import typechecked
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.storage.base import Storage, StorageSession
 
@@ -144,7 +144,7 @@ class ArrayStorage(Storage):
     (5, [1.5, 2])
     """
 
-    @beartype
+    @typechecked
     def __init__(self, *, copy: bool = False) -> None:
         self.copy = copy
 

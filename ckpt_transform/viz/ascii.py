@@ -27,8 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from beartype import beartype
-
+from ckpt_transform._checks import typechecked
 from ckpt_transform.schemes.actions import (
     Action,
     Advance,
@@ -54,7 +53,7 @@ LEGEND = (
 )
 
 
-@beartype
+@typechecked
 def timeline(
     scheme: Scheme,
     steps: int,

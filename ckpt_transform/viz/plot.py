@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from beartype import beartype
-
+from ckpt_transform._checks import typechecked
 from ckpt_transform.schemes.actions import (
     Action,
     Advance,
@@ -147,7 +146,7 @@ def _title(summary: ScheduleTotals) -> str:
     return "\n".join(lines)
 
 
-@beartype
+@typechecked
 def plot_schedule(
     scheme: Scheme,
     steps: int,

@@ -20,7 +20,7 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from beartype import beartype
+from ckpt_transform._checks import typechecked
 
 __all__ = [
     "SourceError",
@@ -48,7 +48,7 @@ class SourceImportError(SourceError):
     """The file was found but running it failed (an exception, or a `TransformError`)."""
 
 
-@beartype
+@typechecked
 def load_function(spec: str) -> Callable[..., Any]:
     """Import ``FILE.py`` from its path and return its function ``FUNCTION`` (``FILE.py:FUNCTION``).
 
@@ -164,7 +164,7 @@ def color_default(stream: Any = None) -> bool:
     return bool(isatty and isatty())
 
 
-@beartype
+@typechecked
 def highlight(text: str, *, language: str = "python", color: bool = True) -> str:
     """Colour ``text`` for a terminal with pygments; unchanged when not asked or not installed.
 
@@ -216,7 +216,7 @@ def _original_numbered(function: Any) -> tuple[list[str], str, int]:
     return text.splitlines(), label, first
 
 
-@beartype
+@typechecked
 def unified_diff(function: Callable[..., Any], *, context: int = 3, color: bool = False) -> str:
     """The unified diff from the original's source to the generated source.
 
@@ -246,7 +246,7 @@ def unified_diff(function: Callable[..., Any], *, context: int = 3, color: bool 
     return highlight("\n".join(lines), language="diff", color=color)
 
 
-@beartype
+@typechecked
 def side_by_side(function: Callable[..., Any], *, width: int | None = None) -> str:
     """The generated source beside the original lines each of its lines comes from.
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from beartype import beartype
-
+from ckpt_transform._checks import typechecked
 from ckpt_transform.schemes.actions import Action
 from ckpt_transform.schemes.base import Scheme
 from ckpt_transform.schemes.cost import revolve_evaluations
@@ -88,7 +87,7 @@ class ScheduleTotals:
         return self.counts.evaluations / self.steps if self.steps else 0.0
 
 
-@beartype
+@typechecked
 def schedule_totals(
     scheme: Scheme,
     steps: int,
@@ -153,7 +152,7 @@ def schedule_totals(
     )
 
 
-@beartype
+@typechecked
 def compare_schemes(steps: int, snapshots: int) -> list[ScheduleTotals]:
     """The totals of every scheme for one loop and one budget, in the order of `cost_table`.
 
@@ -183,7 +182,7 @@ def compare_schemes(steps: int, snapshots: int) -> list[ScheduleTotals]:
     return [schedule_totals(s, steps, snapshots=snapshots) for s in schemes]
 
 
-@beartype
+@typechecked
 def cost_table(steps: int, snapshots: int) -> str:
     """A plain-text table comparing the schemes for ``steps`` steps and ``snapshots`` snapshots.
 

@@ -111,7 +111,11 @@ def test_store_all():
         (lambda: beta(2, 1.5), TypeError, r"repetitions must be an int, got 1.5"),
         (lambda: revolve_repetitions(-1, 2), ValueError, r"steps must be an int >= 0, got -1"),
         (lambda: revolve_forward_steps(5, 0), ValueError, r"snapshots must be an int >= 1, got 0"),
-        (lambda: revolve_evaluations(True, 2), TypeError, r"steps must be an int >= 0, got True"),
+        (
+            lambda: revolve_evaluations(True, 2),
+            TypeError,
+            r"steps must be an int >= 0, got the bool True",
+        ),
         (lambda: revolve_evaluations(5, "2"), TypeError, r"snapshots must be an int >= 1, got '2'"),
         (lambda: periodic_period(5, 0), ValueError, r"snapshots must be an int >= 1, got 0"),
         (lambda: periodic_forward_steps(5, 0), ValueError, r"period must be an int >= 1, got 0"),

@@ -19,7 +19,6 @@ from math import comb
 import autograd.numpy as np
 import pytest
 from autograd import grad
-from beartype.roar import BeartypeCallHintParamViolation
 
 from ckpt_transform.runtime.driver import checkpointed_for, checkpointed_while
 from ckpt_transform.schemes.actions import (
@@ -156,7 +155,7 @@ def test_constructor_rejects_bool_and_non_int() -> None:
     with pytest.raises(TypeError, match="snapshots must be an int >= 1, got the bool True"):
         OnlineR2(True)
     for bad in ("3", 2.5, None):
-        with pytest.raises(BeartypeCallHintParamViolation, match="snapshots"):
+        with pytest.raises(TypeError, match="snapshots"):
             OnlineR2(bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="positional"):
         OnlineR2(3, 4)  # type: ignore[misc]  # storage is keyword-only

@@ -20,7 +20,6 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from beartype.roar import BeartypeCallHintParamViolation
 
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.storage import hdf5 as hdf5_module
@@ -1019,7 +1018,7 @@ def test_compression_round_trips_exactly_and_shrinks_the_file(
 
 @pytest.mark.parametrize("bad", ["zip", "GZIP", "szip", 10, -1, True, 4.0])
 def test_bad_compression_is_refused(bad: Any) -> None:
-    error = BeartypeCallHintParamViolation if isinstance(bad, float) else ValueError
+    error = TypeError if isinstance(bad, float) else ValueError
     with pytest.raises(error, match="compression"):
         HDF5Storage(compression=bad)
     if error is ValueError:
@@ -1031,7 +1030,7 @@ def test_bad_compression_is_refused(bad: Any) -> None:
     "kwargs", [{"path": 3}, {"keep": "yes"}, {"checksum": 1}, {"background": None}]
 )
 def test_bad_argument_types_are_refused(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(BeartypeCallHintParamViolation, match=next(iter(kwargs))):
+    with pytest.raises(TypeError, match=next(iter(kwargs))):
         HDF5Storage(**kwargs)
 
 

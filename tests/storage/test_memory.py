@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from beartype.roar import BeartypeCallHintParamViolation
 
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.storage.base import Storage, StorageSession
@@ -147,7 +146,7 @@ def test_repr_and_equality() -> None:
 
 
 def test_bad_arguments_are_refused() -> None:
-    with pytest.raises(BeartypeCallHintParamViolation, match="copy"):
+    with pytest.raises(TypeError, match="copy"):
         ArrayStorage(copy="yes")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         ArrayStorage(True)  # type: ignore[misc]
