@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import types
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import autograd.tracer as _tracer
 import numpy as onp
 from autograd.builtins import SequenceBox, container_take  # noqa: F401  (re-exported helper)
-from autograd.core import SparseObject, VSpace, make_vjp, vspace
+from autograd.core import SparseObject, VJPNode, VSpace, backward_pass, vspace
 from autograd.extend import defjvp_argnum, defvjp_argnum, primitive
-from autograd.tracer import Box, getval, isbox
+from autograd.tracer import Box, getval, isbox, new_box, trace_stack
 
 __all__ = [
     "DataclassBox",
@@ -295,12 +294,22 @@ _install()
 # -- taping a segment -----------------------------------------------------------------------------
 
 
-def make_segment_vjp(fun: Callable[[tuple], Any], x: tuple) -> tuple[Callable[[Any], Any], Any]:
-    """Tape ``fun(x)`` (``x`` a tuple) and return ``(vjp, value)``.
+def make_segment_vjp(fun: Callable[[Any], Any], x: Any) -> tuple[Callable[[Any], Any], Any]:
+    """Tape ``fun(x)`` and return ``(vjp, value)``, as autograd's ``make_vjp`` does.
 
-    autograd warns when the output does not depend on the input; for a loop step that is a
-    legitimate case (a state that a step resets to constants), and the VJP then returns zeros.
+    Unlike ``make_vjp`` it does not warn when the output does not depend on the input: for a loop
+    step that is a legitimate case (a state that a step resets to constants), and the VJP then
+    returns zeros. Tracing here directly also spares a ``warnings.catch_warnings`` per segment,
+    which cost as much as a small step.
     """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Output seems independent of input.")
-        return make_vjp(fun, x)
+    start_node = VJPNode.new_root()
+    with trace_stack.new_trace() as trace:
+        start_box = new_box(x, trace, start_node)
+        end_box = fun(start_box)
+        if isbox(end_box) and end_box._trace == start_box._trace:
+            end_value, end_node = end_box._value, end_box._node
+        else:
+            end_value, end_node = end_box, None
+    if end_node is None:
+        return (lambda g: vspace(x).zeros()), end_value
+    return (lambda g: backward_pass(g, end_node)), end_value
