@@ -211,9 +211,10 @@ class _Loop:
         if any(isbox(x) for x in flatten(state)[0]):
             raise CheckpointError(
                 "the loop's state and params are not being differentiated, yet the step returned "
-                "traced values: the step reads a value being differentiated from a closure or a "
-                "global. Pass it through params=(...) so the loop is checkpointed (as it is, "
-                "autograd would tape every step)"
+                "traced values: the step reads a value being differentiated from a closure, a "
+                "global or an object that is not a dataclass. Pass it (or its arrays) through "
+                "params=(...) so the loop is checkpointed (as it is, autograd would tape every "
+                "step)"
             )
         return state
 
@@ -317,7 +318,8 @@ class _Run:
                 raise CheckpointError(
                     f"step {n} returned a traced value in {self.s_paths[self.s_diff[j]]} that "
                     "it was not given: the step reads a value being differentiated from a "
-                    "closure or a global. Pass it through params=(...) so its gradient is computed"
+                    "closure, a global or an object that is not a dataclass. Pass it (or its "
+                    "arrays) through params=(...) so its gradient is computed"
                 )
         return leaves, d_leaves
 
