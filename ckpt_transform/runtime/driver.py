@@ -768,4 +768,4 @@ def _bar(enabled: bool, desc: str, total: int | None) -> Any:
         return _NO_BAR
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step", leave=False)
+    return tqdm(total=total, desc=desc, unit="step", leave=True)

@@ -414,3 +414,13 @@ def test_bad_arguments():
         checkpointed_for(lambda x, i: x, 1.0, -1, StoreAll())
     with pytest.raises(TypeError, match="params"):
         checkpointed_for(lambda x, i, a: x, 1.0, 3, StoreAll(), params=0.5)
+
+
+def test_progress_bars_over_both_sweeps(capsys):
+    def f(x):
+        return np.sum(checkpointed_for(lambda x, i: np.sin(x), x, 12, Revolve(3), progress=True))
+
+    grad(f)(np.ones(3))
+    err = capsys.readouterr().err
+    assert "forward" in err and "reverse" in err
+    assert "12/12" in err  # steps done / total, for each sweep
