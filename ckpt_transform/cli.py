@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ckpt_transform.schemes.base import Scheme
+from ckpt_transform.schemes.online_r2 import OnlineR2
 from ckpt_transform.schemes.periodic import Periodic
 from ckpt_transform.schemes.revolve import Revolve
 from ckpt_transform.schemes.store_all import StoreAll
@@ -185,12 +186,7 @@ def _scheme(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Scheme
     if name == "revolve":
         return Revolve(s)
     if name == "online":
-        from ckpt_transform.viz.summary import online_scheme
-
-        online = online_scheme()
-        if online is None:  # pragma: no cover - depends on the installed version
-            parser.error("the online scheme (OnlineR2) is not available in this installation")
-        return online(s)
+        return OnlineR2(s)
     return StoreAll()
 
 

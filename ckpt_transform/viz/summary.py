@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ckpt_transform._checks import typechecked
+from ckpt_transform._checks import check_int, typechecked
 from ckpt_transform.schemes.actions import Action
 from ckpt_transform.schemes.base import Scheme
 from ckpt_transform.schemes.cost import revolve_evaluations
+from ckpt_transform.schemes.online_r2 import OnlineR2
 from ckpt_transform.schemes.periodic import Periodic
 from ckpt_transform.schemes.revolve import Revolve
 from ckpt_transform.schemes.store_all import StoreAll
@@ -27,22 +28,12 @@ __all__ = [
     "ScheduleTotals",
     "compare_schemes",
     "cost_table",
-    "online_scheme",
     "schedule_totals",
 ]
 
 #: The longest loop these views replay. A schedule is replayed action by action (Revolve over
 #: 100 000 steps with 10 snapshots is about half a million actions, a few seconds).
 MAX_STEPS = 100_000
-
-
-def online_scheme() -> type[Scheme] | None:
-    """The `OnlineR2` class, or None when this installation has no online scheme."""
-    try:
-        from ckpt_transform.schemes.online_r2 import OnlineR2
-    except ImportError:  # pragma: no cover - depends on the installed version
-        return None
-    return OnlineR2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,7 +147,7 @@ def schedule_totals(
 def compare_schemes(steps: int, snapshots: int) -> list[ScheduleTotals]:
     """The totals of every scheme for one loop and one budget, in the order of `cost_table`.
 
-    Revolve(snapshots), Periodic(snapshots=snapshots), OnlineR2(snapshots) (when installed) and
+    Revolve(snapshots), Periodic(snapshots=snapshots), OnlineR2(snapshots) and
     StoreAll(), each replayed over ``steps`` steps and compared with the optimum for
     ``snapshots`` snapshots.
 
@@ -172,13 +163,8 @@ def compare_schemes(steps: int, snapshots: int) -> list[ScheduleTotals]:
     list of ScheduleTotals
     """
     _check_steps(steps)
-    if snapshots < 1:
-        raise ValueError(f"snapshots must be an int >= 1, got {snapshots!r}")
-    schemes: list[Scheme] = [Revolve(snapshots), Periodic(snapshots)]
-    online = online_scheme()
-    if online is not None:
-        schemes.append(online(snapshots))
-    schemes.append(StoreAll())
+    check_int("snapshots", snapshots, 1)
+    schemes = [Revolve(snapshots), Periodic(snapshots), OnlineR2(snapshots), StoreAll()]
     return [schedule_totals(s, steps, snapshots=snapshots) for s in schemes]
 
 
@@ -251,14 +237,11 @@ def cost_table(steps: int, snapshots: int) -> str:
             f"{r.scheme} plans without knowing T: the least any such plan can do here is "
             f"{r.online_bound}."
         )
-    if online_scheme() is None:
-        out.append("(OnlineR2 is not available in this installation.)")
     return "\n".join(out)
 
 
 def _check_steps(steps: int) -> None:
-    if steps < 0:
-        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    check_int("steps", steps, 0)
     if steps > MAX_STEPS:
         raise ValueError(
             f"steps must be at most {MAX_STEPS} (the schedule is replayed action by action), "
