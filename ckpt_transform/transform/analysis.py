@@ -390,7 +390,7 @@ def target_location(source: FunctionSource, target: Any) -> Location:
 
 
 def _text(node: Any) -> str:
-    from ckpt_transform.transform.codegen import expression_text
+    from ckpt_transform.transform.text import expression_text
 
     return expression_text(node)
 

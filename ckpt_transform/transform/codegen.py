@@ -31,18 +31,11 @@ from ckpt_transform.transform.naming import MACHINERY
 from ckpt_transform.transform.nodes import COMMENT_MARK, VERBATIM_MARK
 from ckpt_transform.transform.parse import FunctionSource
 from ckpt_transform.transform.rewrite import Rewritten
+from ckpt_transform.transform.text import expression_text
 
 __all__ = ["Bound", "Compiled", "bind", "compile_source", "expression_text", "generate", "header"]
 
 LINE_LENGTH = 100
-
-
-def expression_text(node: Any) -> str:
-    """The source text of a gast node (an expression or a statement) on one line if it fits."""
-    tree = gast.gast_to_ast(node)
-    if (isinstance(tree, ast.AST) and "lineno" in tree._attributes) or isinstance(tree, ast.Module):
-        ast.fix_missing_locations(tree)
-    return ast.unparse(tree)
 
 
 def scheme_text(scheme: Any) -> str:

@@ -408,6 +408,6 @@ def _to_load(node: Any) -> None:
 
 
 def _text(node: Any) -> str:
-    from ckpt_transform.transform.codegen import expression_text
+    from ckpt_transform.transform.text import expression_text
 
     return expression_text(node)
