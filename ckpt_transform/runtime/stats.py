@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 
-__all__ = ["RunStats"]
+from ckpt_transform.schemes.actions import Action, Advance, Free, Record, Reverse, Store
+
+__all__ = ["RunStats", "replay_counts"]
 
 
 @dataclass
@@ -25,6 +28,10 @@ class RunStats:
         Most bytes held in checkpoints at once.
     max_taped_steps
         Most steps whose tape was held at once.
+    peak_states
+        Most states held in memory at once: checkpoints plus the states held by tapes (a taped
+        step keeps its input state), at the same moment. This is what the scheme actually holds:
+        `Periodic` holds few checkpoints but a whole period of taped steps.
     reverse_sweeps
         How many times the reverse sweep ran (``jacobian`` runs it once per output).
     differentiated
@@ -39,6 +46,7 @@ class RunStats:
     max_snapshots: int = 0
     checkpoint_bytes_peak: int = 0
     max_taped_steps: int = 0
+    peak_states: int = 0
     reverse_sweeps: int = 0
     differentiated: bool = False
     # live bookkeeping, not part of the report
@@ -56,6 +64,7 @@ class RunStats:
         self.bytes_now += nbytes
         self.max_snapshots = max(self.max_snapshots, self.snapshots_now)
         self.checkpoint_bytes_peak = max(self.checkpoint_bytes_peak, self.bytes_now)
+        self._held()
 
     def _freed(self, nbytes: int) -> None:
         self.snapshots_now -= 1
@@ -65,19 +74,69 @@ class RunStats:
         self.taped_now += n
         self.recorded_steps += n
         self.max_taped_steps = max(self.max_taped_steps, self.taped_now)
+        self._held()
+
+    def _untaped(self, n: int) -> None:
+        self.taped_now -= n
+
+    def _held(self) -> None:
+        # Checkpoints and tapes only grow in _stored and _taped, so the peak is reached there.
+        self.peak_states = max(self.peak_states, self.snapshots_now + self.taped_now)
 
     def __str__(self) -> str:
-        rows = [
-            ("scheme", self.scheme),
-            ("storage", self.storage),
-            ("steps", self.steps),
-            ("forward (passive) evaluations", self.forward_steps),
-            ("recorded (taped) evaluations", self.recorded_steps),
-            ("total evaluations", self.evaluations),
-            ("snapshots held at most", self.max_snapshots),
-            ("checkpoint bytes at most", self.checkpoint_bytes_peak),
-            ("taped steps held at most", self.max_taped_steps),
-            ("reverse sweeps", self.reverse_sweeps),
-        ]
+        """One line per reported field, labelled with its attribute name (what you type to read it).
+
+        ``evaluations`` (a property) follows ``recorded_steps``; fields added later print too.
+        """
+        rows: list[tuple[str, object]] = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            rows.append((f.name, getattr(self, f.name)))
+            if f.name == "recorded_steps":
+                rows.append(("evaluations", self.evaluations))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def replay_counts(actions: Iterable[Action], steps: int = 0) -> RunStats:
+    """The counts a run of ``actions`` reports, without running a step (bytes are not known: 0).
+
+    The driver's own bookkeeping (the same `RunStats` methods at the same actions), so the
+    ``peak_states``, ``max_snapshots`` and evaluations of a schedule here are those a run of it
+    reports. The actions are taken as valid (`ckpt_transform.schemes.validate.validate_schedule`
+    checks them).
+
+    Parameters
+    ----------
+    actions
+        A schedule of known length, as ``scheme.schedule(steps)`` yields it.
+    steps
+        The loop's length, reported as ``steps``.
+
+    Returns
+    -------
+    RunStats
+
+    Raises
+    ------
+    ValueError
+        For an open-ended span (``n1`` None), which has no step count.
+    """
+    stats = RunStats(steps=steps)
+    for action in actions:
+        if isinstance(action, Store):
+            stats._stored(0)
+        elif isinstance(action, Free):
+            stats._freed(0)
+        elif isinstance(action, (Advance, Record, Reverse)):
+            if action.n1 is None:
+                raise ValueError(f"{action}: an open-ended span cannot be replayed")
+            n = action.n1 - action.n0
+            if isinstance(action, Advance):
+                stats.forward_steps += n
+            elif isinstance(action, Record):
+                stats._taped(n)
+            else:
+                stats._untaped(n)
+    return stats
