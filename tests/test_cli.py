@@ -17,6 +17,7 @@ from ckpt_transform.schemes.periodic import Periodic
 from ckpt_transform.schemes.revolve import Revolve
 from ckpt_transform.schemes.store_all import StoreAll
 from ckpt_transform.schemes.validate import validate_schedule
+from ckpt_transform.viz.summary import schedule_totals
 
 
 def run(capsys, *argv):
@@ -145,6 +146,8 @@ def test_cost(capsys):
         assert int(cells[2]) == counts.evaluations
         assert cells[3] == f"{counts.evaluations / steps:.2f}"
         assert int(cells[5]) == counts.max_snapshots
+        assert int(cells[7]) == schedule_totals(scheme, steps).peak_states
+    assert "peak memory (states)" in out and "checkpoints plus taped states" in out
     assert f"optimum: {revolve_evaluations(steps, s)} evaluations" in out
 
 

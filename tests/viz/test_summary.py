@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from ckpt_transform.schemes.actions import Free, Record, Reverse, Store
 from ckpt_transform.schemes.cost import revolve_evaluations
 from ckpt_transform.schemes.online_r2 import OnlineR2, online_lower_bound
 from ckpt_transform.schemes.periodic import Periodic
@@ -17,6 +18,23 @@ from ckpt_transform.viz.summary import MAX_STEPS, compare_schemes, cost_table, s
 SCHEMES = [Revolve(3), Periodic(3), Periodic(period=4), OnlineR2(3), StoreAll()]
 
 
+def held_at_most(actions) -> int:
+    """Checkpoint slots plus taped steps held at once, counted directly from the actions."""
+    slots: set[int] = set()
+    taped = peak = 0
+    for action in actions:
+        if isinstance(action, Store):
+            slots.add(action.slot)
+        elif isinstance(action, Free):
+            slots.discard(action.slot)
+        elif isinstance(action, Record):
+            taped += action.n1 - action.n0
+        elif isinstance(action, Reverse):
+            taped -= action.n1 - action.n0
+        peak = max(peak, len(slots) + taped)
+    return peak
+
+
 @pytest.mark.parametrize("scheme", SCHEMES, ids=repr)
 @pytest.mark.parametrize("steps", [1, 2, 7, 20, 57])
 def test_totals_are_the_replayed_counts(scheme, steps):
@@ -25,6 +43,17 @@ def test_totals_are_the_replayed_counts(scheme, steps):
     assert totals.evaluations == totals.counts.forward_steps + totals.counts.recorded_steps
     assert totals.recomputation == pytest.approx(totals.evaluations / steps)
     assert totals.scheme == repr(scheme)
+    assert totals.peak_states == held_at_most(scheme.schedule(steps))
+
+
+def test_periodic_peak_memory_is_its_checkpoints_and_one_period():
+    # 500 steps, 4 snapshots: period 125, three checkpoints (0, 125, 250) while the last period
+    # ([375, 500)) is taped, then each period taped while its checkpoint is held.
+    totals = schedule_totals(Periodic(4), 500)
+    assert (totals.counts.max_snapshots, totals.counts.max_taped_steps) == (3, 125)
+    assert totals.peak_states == 128
+    assert schedule_totals(Revolve(4), 500).peak_states == 5
+    assert schedule_totals(StoreAll(), 500).peak_states == 500
 
 
 def test_the_budget_compared_with():
@@ -80,6 +109,7 @@ def test_cost_table_numbers_are_the_replayed_counts():
             f"{counts.evaluations / optimum:.3f}",
             str(counts.max_snapshots),
             str(counts.max_taped_steps),
+            str(held_at_most(scheme.schedule(steps))),
         ]
     assert re.search(rf"optimum: {optimum} evaluations", text)
     bound = online_lower_bound(steps, s)
