@@ -21,6 +21,7 @@ reverse sweep frees it and then reverses every period, the last (partial) one in
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import overload
 
 from ckpt_transform._checks import check_int, typechecked
 from ckpt_transform.errors import CheckpointError
@@ -42,15 +43,23 @@ __all__ = ["Periodic"]
 class Periodic(Scheme):
     """Periodic checkpointing: a checkpoint every ``period`` steps, or ``snapshots`` spread evenly.
 
-    Give exactly one of ``snapshots`` and ``period``.
+    Two forms; give exactly one of ``snapshots`` and ``period``:
+
+    * ``Periodic(snapshots)`` (or ``Periodic(snapshots=s)``): at most ``s`` checkpoints spread
+      evenly over a loop whose length is known when it starts (a ``for`` loop);
+    * ``Periodic(period=p)``: a checkpoint every ``p`` steps, for ``for`` and ``while`` loops.
+
+    ``Periodic()`` and ``Periodic(s, period=p)`` raise ``ValueError``; ``Periodic(s)`` on a
+    ``while`` loop raises `CheckpointError` when the loop starts.
 
     Parameters
     ----------
     snapshots
         At most this many checkpoints, spread evenly: the period is ``ceil(T / snapshots)`` for a
-        loop of T steps (so the loop's length must be known: a ``for`` loop).
+        loop of T steps (so the loop's length must be known: a ``for`` loop). Not with ``period``.
     period
-        A checkpoint every ``period`` steps; works for ``while`` loops too.
+        A checkpoint every ``period`` steps; works for ``while`` loops too. Not with
+        ``snapshots``.
     storage
         Where checkpoints live (in memory when None).
 
@@ -83,6 +92,14 @@ class Periodic(Scheme):
     free     slot 0 (state 0)
     """
 
+    # The two valid forms, for readers, help() and type checkers; the implementation below
+    # takes the union and refuses the other two combinations.
+    @overload
+    def __init__(self, snapshots: int, *, storage: object | None = None) -> None: ...
+
+    @overload
+    def __init__(self, *, period: int, storage: object | None = None) -> None: ...
+
     @typechecked
     def __init__(
         self,
@@ -100,7 +117,8 @@ class Periodic(Scheme):
             raise ValueError(
                 f"Periodic takes exactly one of snapshots= (how many checkpoints, spread evenly "
                 f"over a loop of known length) and period= (a checkpoint every that many steps); "
-                f"got {given}"
+                f"got {given}. Write Periodic(snapshots) for a for loop, or Periodic(period=p) "
+                f"for a for or while loop"
             )
         if snapshots is not None:
             check_int("Periodic snapshots", snapshots, 1)

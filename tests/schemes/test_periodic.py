@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+
 import pytest
 
 from ckpt_transform.errors import CheckpointError
@@ -304,3 +307,23 @@ def test_wrong_types_are_caught_at_construction(kwargs):
 def test_bad_steps_given_to_plan():
     with pytest.raises(ValueError, match="got -1"):
         Periodic(period=2).plan(-1)
+
+
+def test_the_error_and_the_signature_name_the_two_valid_forms():
+    for bad in ({}, {"snapshots": 4, "period": 10}):
+        with pytest.raises(ValueError) as info:
+            Periodic(**bad)
+        assert "Write Periodic(snapshots) for a for loop, or Periodic(period=p)" in str(info.value)
+    # The overloads (read from the source: typing.get_overloads needs Python 3.11).
+    tree = ast.parse(inspect.getsource(Periodic))
+    overloads = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef)
+        and any(getattr(d, "id", None) == "overload" for d in node.decorator_list)
+    ]
+    forms = [[a.arg for a in f.args.args[1:] + f.args.kwonlyargs] for f in overloads]
+    assert forms == [["snapshots", "storage"], ["period", "storage"]]
+    assert "Periodic(snapshots)" in Periodic.__doc__ and "Periodic(period=p)" in Periodic.__doc__
+    assert repr(Periodic(4)) == "Periodic(snapshots=4)"
+    assert repr(Periodic(period=3)) == "Periodic(period=3)"
