@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> None:
         u, v = u0, v0
         for _ in range(args.steps):
             u, v = burgers_step(u, v, nu, dx, dt)
+        # The picture shows the gradient per unit area, dE/du0 / dx², which does not change
+        # with the grid (the functional derivative δE/δu0(x, y)); the printed gradient is per
+        # grid value, dx² (1/n²) times smaller.
         _plot(u, v, dE_du0 / dx**2, dE_dv0 / dx**2, args.steps * dt, args.out)
 
 
@@ -180,7 +183,7 @@ def _plot(u, v, dE_du0, dE_dv0, t_end: float, path: str) -> None:
         lim = float(np.max(np.abs(g)))
         im = ax.imshow(g.T, origin="lower", extent=extent, cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set(title=f"δE(t_end) / δ{name}(x, y)", xlabel="x", ylabel="y")
-        fig.colorbar(im, ax=ax)
+        fig.colorbar(im, ax=ax, label=f"dE/d{name} / dx²  (gradient per unit area)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -153,3 +153,24 @@ def test_fit_diffusion_with_noise(tmp_path):
     standard_error = number(r"standard error from the noise (\S+)", out)
     assert 0 < standard_error < 0.05
     assert error < 4 * standard_error  # fails by chance with probability ~6e-5
+
+
+def test_burgers_picture_says_it_shows_the_gradient_per_unit_area(tmp_path, monkeypatch):
+    import importlib.util
+
+    import matplotlib.figure
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("burgers_example", EXAMPLES / "burgers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    labels: list[str] = []
+
+    def savefig(fig, path, **kwargs):
+        labels.extend(ax.get_ylabel() for ax in fig.axes)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    field = np.ones((8, 8))
+    module._plot(field, field, field, field, 0.1, str(tmp_path / "b.png"))
+    assert "dE/du0 / dx²  (gradient per unit area)" in labels
+    assert "dE/dv0 / dx²  (gradient per unit area)" in labels
