@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ckpt_transform.schemes.base import Scheme
 from ckpt_transform.schemes.online_r2 import OnlineR2
@@ -60,9 +61,6 @@ def _int_in(what: str, least: int, most: int | None = None) -> Callable[[str], i
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ckpt-transform`` (every subcommand has ``--help``)."""
-    from ckpt_transform.viz.plot import SUFFIXES
-    from ckpt_transform.viz.summary import MAX_STEPS
-
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=(
@@ -73,9 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_schedule(commands)
+    _add_cost(commands)
+    _add_show(commands)
+    return parser
 
-    steps = _int_in("the number of steps", 1, MAX_STEPS)
-    snapshots = _int_in("the number of snapshots", 1)
+
+def _steps() -> Callable[[str], int]:
+    from ckpt_transform.viz.summary import MAX_STEPS
+
+    return _int_in("the number of steps", 1, MAX_STEPS)
+
+
+def _add_schedule(commands: Any) -> None:
+    from ckpt_transform.viz.plot import SUFFIXES
 
     sched = commands.add_parser(
         "schedule",
@@ -89,10 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sched.add_argument("scheme", choices=SCHEMES, metavar="SCHEME", help=" | ".join(SCHEMES))
-    sched.add_argument("--steps", type=steps, required=True, metavar="N", help="loop length")
+    sched.add_argument("--steps", type=_steps(), required=True, metavar="N", help="loop length")
     sched.add_argument(
         "--snapshots",
-        type=snapshots,
+        type=_int_in("the number of snapshots", 1),
         metavar="S",
         help="states held at once, the input's included (needed for revolve and online; "
         "for periodic give it or --period; for storeall, the budget to compare with)",
@@ -125,25 +134,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sched.set_defaults(run=_run_schedule, parser=sched)
 
+
+def _add_cost(commands: Any) -> None:
     cost = commands.add_parser(
         "cost",
-        help="compare the schemes: evaluations, snapshots, recomputation factor, the optimum",
+        help="compare the schemes: evaluations, recomputation, peak memory, the optimum",
         description=(
             "Replay Revolve, Periodic, OnlineR2 and StoreAll over a loop of N steps with S "
             "snapshots and compare their step evaluations, the recomputation factor "
-            "(evaluations / N), the checkpoints and taped steps they hold, and the optimum."
+            "(evaluations / N), the checkpoints and taped steps they hold, their peak memory "
+            "in states (checkpoints plus taped states held at once), and the optimum."
         ),
     )
-    cost.add_argument("--steps", type=steps, required=True, metavar="N", help="loop length")
+    cost.add_argument("--steps", type=_steps(), required=True, metavar="N", help="loop length")
     cost.add_argument(
         "--snapshots",
-        type=snapshots,
+        type=_int_in("the number of snapshots", 1),
         required=True,
         metavar="S",
         help="states held at once, the input's included",
     )
     cost.set_defaults(run=_run_cost, parser=cost)
 
+
+def _add_show(commands: Any) -> None:
     show = commands.add_parser(
         "show",
         help="print the source checkpoint_struct generated for a function, or its diff",
@@ -169,7 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="total width for --side-by-side (default: the terminal's)",
     )
     show.set_defaults(run=_run_show, parser=show)
-    return parser
 
 
 def _scheme(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Scheme:

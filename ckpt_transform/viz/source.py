@@ -303,10 +303,21 @@ def side_by_side(function: Callable[..., Any], *, width: int | None = None) -> s
             y = "" if y is None else y
             out.append(f"{x} {mark if k == 0 else ' '} {y}".rstrip())
 
-    # Pair lines first: each generated line with the first unused original line of the same
-    # text, then the provenance comments with the original lines they end with.
+    partner = _pair_lines(left, right)
+    for i, j, mark in _rows(len(left), len(right), partner):
+        emit(i, j, mark)
+    return "\n".join(out)
+
+
+def _pair_lines(left: list[str], right: list[str]) -> dict[int, tuple[int, str]]:
+    """Generated line index -> (original line index, mark): which original line each copies.
+
+    Each generated line pairs with the first unused original line of the same text (mark
+    ``" "``); then each provenance comment left over with the first unused original line it
+    ends with (mark ``"~"``). Each original line is used once.
+    """
     stripped = [x.strip() for x in left]
-    partner: dict[int, tuple[int, str]] = {}  # generated index -> (original index, mark)
+    partner: dict[int, tuple[int, str]] = {}
     taken: set[int] = set()
     for j, line in enumerate(right):
         key = line.strip()
@@ -324,26 +335,37 @@ def side_by_side(function: Callable[..., Any], *, width: int | None = None) -> s
                 partner[j] = (i, "~")
                 taken.add(i)
                 break
-    # An original line with no partner is shown before the first row whose original line comes
-    # after it (at the top when it comes before every paired line).
-    alone = [i for i in range(len(left)) if i not in taken]
+    return partner
+
+
+def _rows(
+    n_left: int, n_right: int, partner: dict[int, tuple[int, str]]
+) -> list[tuple[int | None, int | None, str]]:
+    """The rows in order: (original index, generated index, mark), either index None if absent.
+
+    Every generated line in order (``">"`` when it has no partner); an original line with no
+    partner (``"<"``) comes before the first row whose original line comes after it (at the top
+    when it comes before every paired line, at the end when after all of them).
+    """
+    taken = {i for i, _ in partner.values()}
+    alone = [i for i in range(n_left) if i not in taken]
+    rows: list[tuple[int | None, int | None, str]] = []
     shown = 0
-    first_paired = min(taken, default=len(left))
+    first_paired = min(taken, default=n_left)
     while shown < len(alone) and alone[shown] < first_paired:
-        emit(alone[shown], None, "<")
+        rows.append((alone[shown], None, "<"))
         shown += 1
-    for j in range(len(right)):
+    for j in range(n_right):
         if j not in partner:
-            emit(None, j, ">")
+            rows.append((None, j, ">"))
             continue
         i, mark = partner[j]
         while shown < len(alone) and alone[shown] < i:
-            emit(alone[shown], None, "<")
+            rows.append((alone[shown], None, "<"))
             shown += 1
-        emit(i, j, mark)
-    for i in alone[shown:]:
-        emit(i, None, "<")
-    return "\n".join(out)
+        rows.append((i, j, mark))
+    rows.extend((i, None, "<") for i in alone[shown:])
+    return rows
 
 
 def _wrap(text: str, column: int) -> list[str]:
