@@ -1,4 +1,8 @@
-"""The documentation runs: every ```python block of every docs/*.md page, and the site builds.
+"""The documentation runs: every ```python block of README.md and docs/*.md, and the site builds.
+
+README.md is read by people who paste one block into a file: each of its python blocks runs on
+its own, in a fresh module (a block that needs a name defines it). Its first block holds exactly
+the two set-up commands that CI (.ci/run) reads and runs.
 
 Conventions for writing pages (docs/extending.md repeats them for contributors):
 
@@ -37,6 +41,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
+README = ROOT / "README.md"
 PAGES = sorted(p.name for p in DOCS.glob("*.md"))
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
@@ -99,25 +104,45 @@ def run_page(name: str) -> int:
     path = DOCS / name
     text = path.read_text(encoding="utf-8")
     blocks = read_blocks(text)
-    # A fresh module per page, registered while the page runs (dataclasses and pickle look the
-    # defining module up in sys.modules).
-    module = types.ModuleType(f"docs_{Path(name).stem.replace('-', '_')}")
-    namespace = module.__dict__
+    # One fresh module for the whole page: a block sees what the blocks before it defined.
+    return _in_fresh_module(f"docs/{name}", text, blocks)
+
+
+def run_standalone(path: Path) -> int:
+    """Execute each python block of the file at ``path`` on its own, in a fresh module.
+
+    A block's ``<!-- output -->`` block (if any) is checked with it. Returns how many ran;
+    raises on any failure (a name the block does not define is a NameError).
+    """
+    text = path.read_text(encoding="utf-8")
+    groups: list[list[Block]] = []
+    for block in read_blocks(text):
+        if _is_python(block) or not groups:
+            groups.append([block])
+        else:
+            groups[-1].append(block)
+    return sum(_in_fresh_module(path.name, text, group) for group in groups)
+
+
+def _in_fresh_module(filename: str, text: str, blocks: list[Block]) -> int:
+    # A fresh module, registered while its blocks run (dataclasses and pickle look the defining
+    # module up in sys.modules).
+    stem = Path(filename).stem.replace("-", "_").replace(".", "_")
+    module = types.ModuleType(f"docs_{stem}")
     sys.modules[module.__name__] = module
     try:
-        return _run_blocks(name, text, blocks, namespace)
+        return _run_blocks(filename, text, blocks, module.__dict__)
     finally:
         del sys.modules[module.__name__]
 
 
-def _run_blocks(name: str, text: str, blocks: list[Block], namespace: dict) -> int:
-    filename = f"docs/{name}"
+def _run_blocks(filename: str, text: str, blocks: list[Block], namespace: dict) -> int:
     page_lines = ["\n"] * (text.count("\n") + 1)
     last_output: str | None = None
     last_python: Block | None = None
     ran = 0
     for block in blocks:
-        where = f"docs/{name}, block at line {block.line}"
+        where = f"{filename}, block at line {block.line}"
         if block.marker == "output":
             assert last_python is not None and last_output is not None, (
                 f"{where}: an <!-- output --> block must follow a python block that runs"
@@ -174,6 +199,46 @@ def test_page_runs(name, in_tmp_dir):
     for block in blocks:
         if block.marker == "no-run":
             assert _is_python(block), f"docs/{name}:{block.line}: no-run marks a python block"
+
+
+def test_readme_blocks_run_each_on_its_own(in_tmp_dir):
+    assert run_standalone(README) >= 2
+
+
+def test_readme_opens_with_the_two_setup_commands():
+    # .ci/run reads the first fenced block of README.md and runs each of its lines.
+    first = read_blocks(README.read_text(encoding="utf-8"))[0]
+    commands = first.code.splitlines()
+    assert first.info in ("sh", "bash", "console", "shell"), first.info
+    assert len(commands) == 2, commands
+    assert all(c.startswith('pip install -e ".[') for c in commands), commands
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "README.md" in ci and "mkdocs build --strict" in ci
+
+
+def test_readme_links_exist():
+    text = README.read_text(encoding="utf-8")
+    for target in re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", text):
+        if "://" not in target:
+            assert (ROOT / target).exists(), f"README.md links to {target}, which does not exist"
+
+
+def test_a_standalone_block_does_not_see_the_one_before(tmp_path):
+    page = tmp_path / "README.md"
+    page.write_text("```python\nx = 1\n```\ntext\n```python\nprint(x)\n```\n", encoding="utf-8")
+    with pytest.raises(AssertionError, match="NameError: name 'x' is not defined"):
+        run_standalone(page)
+    page.write_text(
+        "```sh\nls\n```\n```python\nprint(6 * 7)\n```\n<!-- output -->\n```text\n41\n```\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(
+        AssertionError,
+        match=r"README\.md, block at line 9: the printed output of the python block at line 5",
+    ):
+        run_standalone(page)
+    page.write_text("```python\nx = 1\n```\n```python\nx = 2\nprint(x)\n```\n", encoding="utf-8")
+    assert run_standalone(page) == 2
 
 
 def test_pictures_exist():
