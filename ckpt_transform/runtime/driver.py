@@ -536,8 +536,9 @@ class _Run:
         raise CheckpointError(f"the loop ran {n} iterations, not the number {scheme!r} plans for")
 
     def _slot_action(self, action: Any, n: int | None) -> None:
-        # Storage holds the numeric leaves (arrays and numbers); other leaves (a label, a
-        # function, None) stay here by reference, beside the slot.
+        # Storage holds the numeric leaves (arrays and numbers); only the other leaves (a label,
+        # a function, None) stay here by reference, beside the slot, so that a storage on disk
+        # keeps no stored state in memory.
         stats, session, data = self.stats, self.session, self.data_idx
         if isinstance(action, Store):
             if n is not None and action.n != n:
@@ -545,7 +546,10 @@ class _Run:
             leaves = self.cur_leaves
             nbytes = session.put(action.slot, action.n, [leaves[i] for i in data], self.s_desc)
             self.slot_bytes[action.slot] = nbytes
-            self.slot_objects[action.slot] = leaves
+            kept = list(leaves)
+            for i in data:  # the storage holds these: a reference here would pin them in memory
+                kept[i] = None
+            self.slot_objects[action.slot] = kept
             stats._stored(nbytes)
         elif isinstance(action, Restore):
             step, stored = session.get(action.slot)

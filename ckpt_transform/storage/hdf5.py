@@ -53,8 +53,7 @@ FORMAT_VERSION = 1
 COMPRESS_MIN_BYTES = 4096
 """Arrays smaller than this (and 0-d arrays and scalars) are stored uncompressed."""
 
-_MAX_QUEUED_WRITES = 2  # writes queued at once: bounds the states held for writing
-_MAX_PREFETCHED = 2  # reads ahead held at once
+_MAX_PREFETCHED = 1  # reads ahead held at once
 _DTYPE_KINDS = "biufc"  # bool, signed and unsigned int, float, complex
 _LAYOUT = (
     "one group per checkpoint slot (slot_<k>; attrs slot, step, structure, leaves, "
@@ -806,15 +805,14 @@ class HDF5Session(StorageSession):
         self._queued.append((fut, doing, slot))
         return fut
 
-    def _throttle(self) -> None:
-        # Bound the states waiting for the disk: at most _MAX_QUEUED_WRITES unfinished writes
-        # (jobs with a slot). Frees and flushes hold no data and need not wait.
+    def _wait_for_writes(self) -> None:
+        # Wait until no write (a job with a slot) is unfinished; frees and flushes hold no data.
         while True:
             self._reap()
             writes = [f for f, _, slot in self._queued if slot is not None and not f.done()]
-            if len(writes) <= _MAX_QUEUED_WRITES:
+            if not writes:
                 return
-            concurrent.futures.wait([writes[0]])
+            concurrent.futures.wait(writes)
 
     def _drop_prefetch(self, slot: int) -> None:
         fut = self._prefetched.pop(slot, None)
@@ -829,6 +827,9 @@ class HDF5Session(StorageSession):
         The bytes are those of the values (as `ArrayStorage` counts them), not of the file.
         """
         self._check(f"put slot {slot}")
+        # The memory budget: at most one state is held for I/O, a write in flight or a read
+        # ahead. The state being put is the caller's now; an earlier one would be extra.
+        self._wait_for_writes()
         if type(slot) is not int or slot < 0 or type(step) is not int:
             raise CheckpointError(
                 f"HDF5Storage.put needs a slot >= 0 and a step as ints, got slot={slot!r}, "
@@ -852,7 +853,8 @@ class HDF5Session(StorageSession):
         doing = f"writing slot {slot} (step {step}) to"
         fut = self._queue(doing, slot, self._file.write, slot, step, encoded, structure)
         self._pending[slot] = (fut, step, leaves)
-        self._throttle()
+        if self._prefetched:  # a read ahead holds a state already: write through
+            self._wait_for_writes()
         return nbytes
 
     def get(self, slot: int) -> tuple[int, list[Any]]:
@@ -901,6 +903,7 @@ class HDF5Session(StorageSession):
         self._check(f"prefetch slot {slot}")
         if self._worker.thread is None or slot not in self._held or slot in self._prefetched:
             return
+        self._wait_for_writes()  # the memory budget (see `put`): one state held for I/O
         while len(self._prefetched) >= _MAX_PREFETCHED:
             oldest = next(iter(self._prefetched))
             self._drop_prefetch(oldest)

@@ -616,8 +616,14 @@ def test_prefetch_during_a_write_in_flight_reads_after_it(monkeypatch: pytest.Mo
         gate = Gate(monkeypatch)
         s.put(1, 2, [np.arange(1000.0)], "(x,)")
         assert gate.entered.wait(30)
-        s.prefetch(1)  # queued behind the write of step 2, which has not reached the file
+        # The read ahead waits for the write of step 2, which has not reached the file (one
+        # state at most is held for I/O).
+        reader = threading.Thread(target=s.prefetch, args=(1,))
+        reader.start()
+        reader.join(0.3)
+        assert reader.is_alive() and calls == []
         gate.open.set()
+        reader.join(30)
         s.flush()  # the write is done: the get must use the read ahead, not the leaves put
         step, (y,) = s.get(1)
         assert step == 2 and calls == [1]
@@ -637,16 +643,38 @@ def test_writes_waiting_for_the_disk_are_bounded(monkeypatch: pytest.MonkeyPatch
         producer = threading.Thread(target=store_four)
         producer.start()
         assert gate.entered.wait(30)
-        # The first write is held up at the file. At most two writes may be unfinished, so
-        # the third put waits (and holds no third state for writing).
+        # The first write is held up at the file. One write at most may be unfinished, so the
+        # second put waits (and holds no second state for writing).
         producer.join(0.5)
-        assert stored == [0, 1]
+        assert stored == [0]
         gate.open.set()
         producer.join(30)
         assert stored == [0, 1, 2, 3]
         s.flush()
         for slot in range(4):
             assert s.get(slot)[1][0][0] == float(slot)
+
+
+def test_a_put_while_a_read_ahead_is_held_writes_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    with HDF5Storage().session() as s:
+        s.put(0, 1, [np.zeros(100)], "(x,)")
+        s.prefetch(0)  # holds (or will hold) the state of slot 0
+        gate = Gate(monkeypatch)
+        done = threading.Event()
+
+        def store() -> None:
+            s.put(1, 2, [np.ones(100)], "(x,)")
+            done.set()
+
+        producer = threading.Thread(target=store)
+        producer.start()
+        assert gate.entered.wait(30)
+        # A second state is not left waiting for the disk: put returns once it is written.
+        assert not done.wait(0.3)
+        gate.open.set()
+        producer.join(30)
+        assert done.is_set()
+        assert s.get(0)[0] == 1 and s.get(1)[0] == 2
 
 
 def test_error_in_the_worker_surfaces_at_the_next_call(
