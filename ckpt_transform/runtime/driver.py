@@ -450,6 +450,14 @@ class _Run:
     # -- the sweeps ------------------------------------------------------------------------------
 
     def forward(self, d_state: Sequence[Any], d_params: Sequence[Any]) -> tuple:
+        """The primal run; on any error its checkpoints are dropped before the error leaves."""
+        try:
+            return self._forward(d_state, d_params)
+        except BaseException:
+            self._abort()
+            raise
+
+    def _forward(self, d_state: Sequence[Any], d_params: Sequence[Any]) -> tuple:
         """The primal run: execute the plan's forward actions; return the differentiable output."""
         loop, stats = self.loop, self.stats
         self.s_static = [getval(x) for x in self.s_leaves]
@@ -611,15 +619,26 @@ class _Run:
                     self._advance(action.n0, action.n1, _NO_BAR)
                 else:
                     self._slot_action(action, None)
+        except BaseException:
+            self._abort()
+            raise
         finally:
             bar.close()
-            self._close()
+        self._close()
         return list(adj) + adj_p
 
     def _close(self) -> None:
         self.tapes.clear()
         if self.session is not None:
             self._finalizer()
+
+    def _abort(self) -> None:
+        """Close the session on an error's way out (its file and thread go before the error
+        reaches the caller); a failure to close must not hide the error that ended the run."""
+        try:
+            self._close()
+        except CheckpointError:
+            pass
 
 
 # Full structure check of the state every this many passive steps (and always at an advance's
