@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 
 from ckpt_transform.errors import CheckpointError
-from ckpt_transform.storage import hdf5 as hdf5_module
 from ckpt_transform.storage.hdf5 import (
     FORMAT_NAME,
     FORMAT_VERSION,
     HDF5Session,
     HDF5Storage,
+    layout,
     leaf_checksum,
 )
 from ckpt_transform.storage.memory import ArrayStorage
@@ -530,7 +530,7 @@ class Gate:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, fail: BaseException | None = None) -> None:
         self.open = threading.Event()
         self.entered = threading.Event()
-        real_write = hdf5_module._CheckpointFile.write
+        real_write = layout.CheckpointFile.write
         gate = self
 
         def gated_write(file: Any, *args: Any) -> None:
@@ -540,7 +540,7 @@ class Gate:
                 raise fail
             real_write(file, *args)
 
-        monkeypatch.setattr(hdf5_module._CheckpointFile, "write", gated_write)
+        monkeypatch.setattr(layout.CheckpointFile, "write", gated_write)
 
 
 def test_get_during_a_write_in_flight_sees_the_leaves_put(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -580,13 +580,13 @@ def test_prefetch_of_a_slot_later_rewritten_is_not_served(
 
 def test_prefetched_read_is_used_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real_read = hdf5_module._CheckpointFile.read
+    real_read = layout.CheckpointFile.read
 
     def counting_read(file: Any, slot: int) -> Any:
         calls.append(slot)
         return real_read(file, slot)
 
-    monkeypatch.setattr(hdf5_module._CheckpointFile, "read", counting_read)
+    monkeypatch.setattr(layout.CheckpointFile, "read", counting_read)
     with HDF5Storage().session() as s:
         s.put(3, 1, [np.arange(5.0)], "(x,)")
         s.flush()
@@ -602,13 +602,13 @@ def test_prefetched_read_is_used_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_prefetch_during_a_write_in_flight_reads_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real_read = hdf5_module._CheckpointFile.read
+    real_read = layout.CheckpointFile.read
 
     def counting_read(file: Any, slot: int) -> Any:
         calls.append(slot)
         return real_read(file, slot)
 
-    monkeypatch.setattr(hdf5_module._CheckpointFile, "read", counting_read)
+    monkeypatch.setattr(layout.CheckpointFile, "read", counting_read)
     with HDF5Storage().session() as s:
         s.put(1, 1, [np.zeros(1000)], "(x,)")
         s.flush()
@@ -878,7 +878,7 @@ def test_leaf_it_cannot_hold(leaf: Any, named: str) -> None:
 
 @pytest.mark.parametrize("background", [False, True])
 @pytest.mark.parametrize(
-    "where", ["_write_leaf", "create_dataset"], ids=["writing data", "making a dataset"]
+    "where", ["write_leaf", "create_dataset"], ids=["writing data", "making a dataset"]
 )
 @pytest.mark.parametrize(
     "error",
@@ -904,14 +904,15 @@ def test_disk_full(
         raise error
 
     # h5py's errors are OSErrors, with errno set or only the C library's text; the data is
-    # written with h5py's low-level call (through _write_leaf), new datasets made by h5py.Group.
+    # written with h5py's low-level call (through layout.write_leaf), new datasets made by
+    # h5py.Group.
     if where == "create_dataset":
         monkeypatch.setattr(h5py.Group, "create_dataset", full)
     else:
         s.put(0, 6, [np.zeros(1000)], "(x,)")  # the dataset exists: the next put rewrites it
         s.flush()
         s.delete(0)
-        monkeypatch.setattr(hdf5_module, "_write_leaf", full)
+        monkeypatch.setattr(layout, "write_leaf", full)
     with pytest.raises(CheckpointError) as info:
         s.put(0, 7, [np.ones(1000)], "(x,)")
         s.flush()  # with a background write, the error comes at the next call
@@ -957,7 +958,7 @@ def test_disk_full_when_creating_the_file(monkeypatch: pytest.MonkeyPatch, tmp_p
     def full(*args: Any, **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(hdf5_module._CheckpointFile, "__init__", full)
+    monkeypatch.setattr(layout.CheckpointFile, "__init__", full)
     path = tmp_path / "new.h5"
     with pytest.raises(CheckpointError, match="disk is full") as info:
         HDF5Storage(path).session()

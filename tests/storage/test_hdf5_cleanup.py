@@ -29,8 +29,7 @@ from ckpt_transform.errors import CheckpointError
 from ckpt_transform.runtime.driver import checkpointed_for
 from ckpt_transform.runtime.stats import RunStats
 from ckpt_transform.schemes.revolve import Revolve
-from ckpt_transform.storage import hdf5 as hdf5_module
-from ckpt_transform.storage.hdf5 import HDF5Storage
+from ckpt_transform.storage.hdf5 import HDF5Storage, layout
 
 STEPS = 20
 SNAPSHOTS = 4
@@ -130,7 +129,7 @@ def full_disk_in_the_writer(
     monkeypatch: pytest.MonkeyPatch, fails: Callable[[], bool]
 ) -> list[int]:
     """Make the file's writes fail with ENOSPC when ``fails()``; return the list of failures."""
-    real_write = hdf5_module._CheckpointFile.write
+    real_write = layout.CheckpointFile.write
     failed: list[int] = []
 
     def write(file: Any, slot: int, *args: Any) -> None:
@@ -139,7 +138,7 @@ def full_disk_in_the_writer(
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(file, slot, *args)
 
-    monkeypatch.setattr(hdf5_module._CheckpointFile, "write", write)
+    monkeypatch.setattr(layout.CheckpointFile, "write", write)
     return failed
 
 
@@ -189,7 +188,7 @@ def test_a_real_full_disk_leaves_nothing_behind(
     mounted = mount_small_tmpfs(disk)
     if not mounted:
         written = [0]
-        real_write = hdf5_module._CheckpointFile.write
+        real_write = layout.CheckpointFile.write
 
         def write(file: Any, slot: int, step: int, encoded: Any, structure: str) -> None:
             written[0] += sum(arr.nbytes for _, arr in encoded)
@@ -197,7 +196,7 @@ def test_a_real_full_disk_leaves_nothing_behind(
                 raise OSError(errno.ENOSPC, "No space left on device")
             real_write(file, slot, step, encoded, structure)
 
-        monkeypatch.setattr(hdf5_module._CheckpointFile, "write", write)
+        monkeypatch.setattr(layout.CheckpointFile, "write", write)
     try:
         storage = HDF5Storage(disk / "run.h5")
 
