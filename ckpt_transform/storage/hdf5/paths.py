@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 import os
+import string
+import sys
 import tempfile
 import threading
 
@@ -15,7 +17,84 @@ from ckpt_transform.errors import CheckpointError
 from ckpt_transform.storage.hdf5.errors import errno_of, foreign, one_line, path_error
 from ckpt_transform.storage.hdf5.layout import FORMAT_NAME, load_h5py
 
-__all__ = ["check_ours", "claim", "register", "remove_quietly", "temporary_path", "unregister"]
+__all__ = [
+    "RANK_VARIABLES",
+    "check_ours",
+    "check_placeholders",
+    "claim",
+    "fill_placeholders",
+    "mpi_rank",
+    "register",
+    "remove_quietly",
+    "temporary_path",
+    "unregister",
+]
+
+RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MPI_LOCALRANKID", "SLURM_PROCID")
+"""Environment variables that MPI launchers (MPICH/Hydra, Open MPI, Intel MPI, Slurm) set to
+the process's rank, read in this order when mpi4py has not been imported."""
+
+
+# --------------------------------------------------------------------------------------------
+# Where the file goes: the MPI rank, the {rank} placeholder, a temporary file
+# --------------------------------------------------------------------------------------------
+
+
+def mpi_rank() -> tuple[int, str] | None:
+    """The process's MPI rank and where it was found, or None outside MPI.
+
+    From ``mpi4py.MPI.COMM_WORLD`` when the program has imported mpi4py (it is never imported
+    here), else from the first of `RANK_VARIABLES` that is set.
+    """
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None:
+        return int(mpi.COMM_WORLD.Get_rank()), "mpi4py.MPI.COMM_WORLD"
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name)
+        if value is None:
+            continue
+        rank = int(value) if value.strip().isdigit() else -1
+        if rank < 0:
+            raise CheckpointError(
+                f"HDF5Storage: the environment variable {name}={value!r} should hold this "
+                "process's MPI rank (an int >= 0), as MPI launchers set it; unset it or fix it"
+            )
+        return rank, f"${name}"
+    return None
+
+
+def check_placeholders(path: str) -> None:
+    """Raise `ValueError` unless ``path``'s only placeholder is ``{rank}`` (with an int format)."""
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(path) if field is not None]
+    except ValueError as exc:
+        raise _placeholder_error(path, f"a single brace ({exc})") from None
+    unknown = [field for field in fields if field != "rank"]
+    if unknown:
+        raise _placeholder_error(path, f"the placeholder {{{unknown[0]}}}")
+    try:
+        path.format(rank=0)
+    except (ValueError, TypeError) as exc:
+        raise _placeholder_error(path, f"the format of {{rank}} ({exc})") from None
+
+
+def _placeholder_error(path: str, what: str) -> ValueError:
+    return ValueError(
+        f"HDF5Storage(path={path!r}): {what} is not understood. The one placeholder is {{rank}}, "
+        "the process's MPI rank (such as 'ckpt-{rank}.h5', or '{rank:03d}' for 000, 001, ...); "
+        "write a literal brace as {{ or }}"
+    )
+
+
+def fill_placeholders(path: str) -> str:
+    """``path`` with ``{rank}`` replaced by the MPI rank (0 outside MPI)."""
+    found = mpi_rank()
+    return path.format(rank=0 if found is None else found[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Claiming the file
+# --------------------------------------------------------------------------------------------
 
 _OPEN_PATHS: set[str] = set()
 _OPEN_PATHS_LOCK = threading.Lock()
@@ -96,8 +175,11 @@ def claim(path: str) -> bool:
 
 
 def temporary_path() -> str:
+    """A new, empty temporary file unique to this process (named after its rank under MPI)."""
+    found = mpi_rank()
+    prefix = "ckpt_transform-" if found is None else f"ckpt_transform-rank{found[0]}-"
     try:
-        fd, path = tempfile.mkstemp(prefix="ckpt_transform-", suffix=".h5")
+        fd, path = tempfile.mkstemp(prefix=prefix, suffix=".h5")
     except OSError as exc:
         raise CheckpointError(
             f"HDF5Storage: cannot create a temporary file in {tempfile.gettempdir()!r}: {exc}. "

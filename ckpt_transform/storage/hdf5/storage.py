@@ -9,7 +9,9 @@ from ckpt_transform.errors import CheckpointError
 from ckpt_transform.storage.base import Storage
 from ckpt_transform.storage.hdf5.errors import io_error
 from ckpt_transform.storage.hdf5.paths import (
+    check_placeholders,
     claim,
+    fill_placeholders,
     register,
     remove_quietly,
     temporary_path,
@@ -29,10 +31,14 @@ class HDF5Storage(Storage):
     the structure of the state and the Python type of each leaf (the layout is described in
     `ckpt_transform.storage.hdf5.layout`). Leaves come back equal in value, dtype, shape and type.
 
-    The file is removed when the session closes (at the end of the run), unless ``keep=True``;
-    it is also removed if the session is garbage-collected or the interpreter exits without a
-    close. With ``keep=True`` it holds the checkpoints as they stand at the end (a freed slot is
-    marked free and reused in place); `last_path` (and the session's ``path``) says where it is.
+    The file is removed when the session closes (at the end of the run), unless ``keep=True``.
+    A run that fails (an exception or an interrupt in a step, a full disk, in either sweep)
+    closes it before the error reaches the caller: the worker thread ends and the file goes. It
+    is also removed if a session is garbage-collected or the interpreter exits without a close.
+    In memory a session holds at most one state for I/O (a write in flight or a read ahead);
+    the snapshots themselves live on disk only. With ``keep=True`` the file holds the
+    checkpoints as they stand at the end (a freed slot is marked free and reused in place);
+    `last_path` (and the session's ``path``) says where it is.
 
     Parameters
     ----------
@@ -40,7 +46,13 @@ class HDF5Storage(Storage):
         The file to write (``~`` is expanded; a relative path is taken from the current
         directory when a session opens). Its directory must exist. A file already there is
         overwritten only if it is a checkpoint file written by this class; anything else is
-        refused with a `CheckpointError`. One session at a time may use a given path.
+        refused with a `CheckpointError`. One session at a time may use a given path. Under
+        MPI give each process its own file with the ``{rank}`` placeholder, such as
+        ``"ckpt-{rank}.h5"`` (or ``"{rank:03d}"``): the rank comes from
+        ``mpi4py.MPI.COMM_WORLD`` when the program has imported mpi4py, else from the
+        launcher's ``PMI_RANK``, ``OMPI_COMM_WORLD_RANK``, ``MPI_LOCALRANKID`` or
+        ``SLURM_PROCID``, else it is 0. No other placeholder is allowed; a literal brace is
+        written ``{{`` or ``}}``. The default temporary file is unique to each process.
     keep
         Keep the file after the run.
     compression
@@ -63,6 +75,9 @@ class HDF5Storage(Storage):
         directory, a file at ``path`` that this class did not write, a full disk, a corrupted
         file, a leaf it cannot hold (an object, a string), a path already in use by another open
         session. The message names the path and what to do.
+    ValueError
+        From the constructor: a compression it does not know, an empty path, or a placeholder in
+        ``path`` other than ``{rank}``.
 
     Examples
     --------
@@ -96,6 +111,8 @@ class HDF5Storage(Storage):
             )
         if path is not None and not os.fspath(path):
             raise ValueError("HDF5Storage(path=''): give a file path, or None for a temporary file")
+        if path is not None:
+            check_placeholders(os.fspath(path))
         self.path: str | None = None if path is None else os.fspath(path)
         self.keep = keep
         self.compression = compression
@@ -124,7 +141,7 @@ class HDF5Storage(Storage):
         if self.path is None:
             path = temporary_path()
         else:
-            path = os.path.abspath(os.path.expanduser(self.path))
+            path = os.path.abspath(os.path.expanduser(fill_placeholders(self.path)))
         key = os.path.realpath(path)
         register(key, path)
         created = temporary
