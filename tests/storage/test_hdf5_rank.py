@@ -131,14 +131,17 @@ RANKS_SCRIPT = textwrap.dedent(
         return np.sum(x)
 
     x0 = np.linspace(0.0, 1.0, 50)
+    names = []
     for storage in (HDF5Storage(os.path.join(directory, "ckpt-{rank}.h5")), HDF5Storage()):
         g = grad(loss)(x0, storage)
         assert np.allclose(g, grad(plain)(x0), rtol=1e-13, atol=0), rank
-        print(rank, os.path.basename(storage.last_path), flush=True)
+        names.append(os.path.basename(storage.last_path))
     own = f"ckpt-{rank}.h5"
     assert any(own in names for names in seen), (own, seen[:3])
     threads = [t.name for t in threading.enumerate() if t.name.startswith("ckpt_transform-hdf5")]
     assert threads == [], threads
+    with open(os.path.join(sys.argv[3], f"rank-{rank}.txt"), "w") as out:
+        out.write(" ".join(names))
     """
 )
 
@@ -146,38 +149,37 @@ RANKS_SCRIPT = textwrap.dedent(
 def test_two_ranks_write_and_remove_their_own_files(tmp_path: Path) -> None:
     script = tmp_path / "ranks.py"
     script.write_text(RANKS_SCRIPT)
-    out = tmp_path / "checkpoints"
+    out, results = tmp_path / "checkpoints", tmp_path / "results"
     out.mkdir()
+    results.mkdir()
     env = dict(os.environ, TMPDIR=str(tmp_path))
     env.pop("PMI_RANK", None)
-    mpiexec = shutil.which(
-        "mpiexec", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    )
+    search = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    mpiexec = shutil.which("mpiexec", path=search)
     try:
         import mpi4py  # noqa: F401
-
-        with_mpi = mpiexec is not None
     except ImportError:
-        with_mpi = False
-    if with_mpi:
-        cmd = [mpiexec, "-n", "2", sys.executable, str(script), str(out), "mpi4py"]
+        mpiexec = None
+    args = [sys.executable, str(script), str(out)]
+    if mpiexec is not None:
+        cmd = [mpiexec, "-n", "2", *args, "mpi4py", str(results)]
         done = [subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)]
     else:  # the two processes a launcher would start, told their rank as MPICH's does
-        cmd = [sys.executable, str(script), str(out), "env"]
         done = [
             subprocess.run(
-                cmd, env=dict(env, PMI_RANK=str(r)), capture_output=True, text=True, timeout=300
+                [*args, "env", str(results)],
+                env=dict(env, PMI_RANK=str(r)),
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
             for r in (0, 1)
         ]
-    lines = []
     for run in done:
         assert run.returncode == 0, run.stderr
-        lines += run.stdout.split("\n")
-    printed = sorted(line for line in lines if line)
-    assert [line.split()[1] for line in printed[::2]] == ["ckpt-0.h5", "ckpt-1.h5"]
-    assert all(
-        line.split()[1].startswith(f"ckpt_transform-rank{line[0]}-") for line in printed[1::2]
-    )
+    for rank in (0, 1):
+        named, temporary = (results / f"rank-{rank}.txt").read_text().split()
+        assert named == f"ckpt-{rank}.h5"
+        assert temporary.startswith(f"ckpt_transform-rank{rank}-")
     assert list(out.iterdir()) == []
     assert [p for p in tmp_path.iterdir() if p.suffix == ".h5"] == []
