@@ -224,7 +224,8 @@ def checkpoint_stage(
             try:
                 return _run_stage(spec, *_prepare_args(spec, args), **kwargs)
             except BaseException:
-                spec.keeper.abort()  # no file or thread outlives a failed run
+                if _contains_box(args):  # a traced call: no file or thread outlives its failure
+                    spec.keeper.abort()
                 raise
 
         stage.original = fun  # type: ignore[attr-defined]
@@ -811,8 +812,9 @@ class _StorageHandle(_Handle):
             raise CheckpointError(_FREED.format(name=self._keeper.name))
         if self._session in self._keeper._aborted:
             raise CheckpointError(
-                f"the inputs of stage {self._keeper.name} were dropped when a call of it failed "
-                "earlier in this computation; compute the derivative again"
+                f"the inputs of stage {self._keeper.name} were dropped when a traced call or an "
+                "adjoint of it failed (its storage is closed at once, so that no file is left "
+                "behind); compute the derivative again"
             )
         _, leaves = self._session.get(self._slot)
         kept = _join(self._tree, iter(leaves), iter(self._statics))

@@ -129,3 +129,20 @@ def test_error_in_a_user_adjoint(temporary_dir: Path) -> None:
     with pytest.raises(ValueError, match="adjoint failed"):
         grad(lambda x: chain(stage, x))(np.linspace(0.0, 1.0, 7))
     assert_nothing_left(temporary_dir)
+
+
+def test_inputs_dropped_by_a_caught_failure_are_not_restored(temporary_dir: Path) -> None:
+    sine = Sine(2, ValueError("second call fails"))
+    stage = checkpoint_stage(storage=HDF5Storage())(sine)
+
+    def loss(x: Any) -> Any:
+        y = stage(x)
+        try:
+            stage(x)  # fails, and the program goes on: the first call's inputs are gone
+        except ValueError:
+            pass
+        return anp.sum(y)
+
+    with pytest.raises(CheckpointError, match="inputs of stage sine were dropped"):
+        grad(loss)(np.linspace(0.0, 1.0, 7))
+    assert_nothing_left(temporary_dir)
