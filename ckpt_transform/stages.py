@@ -221,7 +221,12 @@ def checkpoint_stage(
                     f"stage {spec.name}: keyword arguments pass through as non-differentiable, "
                     "but one holds a value being differentiated. Pass it positionally."
                 )
-            return _run_stage(spec, *_prepare_args(spec, args), **kwargs)
+            try:
+                return _run_stage(spec, *_prepare_args(spec, args), **kwargs)
+            except BaseException:
+                if _contains_box(args):  # a traced call: no file or thread outlives its failure
+                    spec.keeper.abort()
+                raise
 
         stage.original = fun  # type: ignore[attr-defined]
         stage.adjoint = adjoint  # type: ignore[attr-defined]
@@ -282,13 +287,17 @@ def _stage_vjp_maker(argnums, ans, args, kwargs):
     out_eps = _output_eps(ans)  # a number: what "fd" needs to know of the output, not the output
 
     def stage_vjp(g):
-        if spec.method != "recompute" and _contains_box(g):
-            raise NotImplementedError(_higher_order_message(spec))
-        kept_args, kept_ans = handle.restore()
-        if not spec.keep_inputs:
-            release()  # freed as the reverse sweep passes; the locals live until we return
-        method = _VJP_METHODS[_method_key(spec)]
-        return method(spec, diff, g, kept_ans, kept_args, kwargs, out_eps)
+        try:
+            if spec.method != "recompute" and _contains_box(g):
+                raise NotImplementedError(_higher_order_message(spec))
+            kept_args, kept_ans = handle.restore()
+            if not spec.keep_inputs:
+                release()  # freed as the reverse sweep passes; the locals live until we return
+            method = _VJP_METHODS[_method_key(spec)]
+            return method(spec, diff, g, kept_ans, kept_args, kwargs, out_eps)
+        except BaseException:
+            handle.abort()  # no file or thread outlives a failed reverse sweep
+            raise
 
     # If the reverse sweep never runs, the inputs go when the recorded computation is dropped.
     release = weakref.finalize(stage_vjp, handle.release)
@@ -698,6 +707,7 @@ class _InputKeeper:
         self._live = 0
         self._slots = itertools.count()
         self._calls = itertools.count()
+        self._aborted: weakref.WeakSet[StorageSession] = weakref.WeakSet()
 
     def keep(self, args: tuple[Any, ...], ans: Any, with_ans: bool, boxed: bool) -> _Handle:
         """Keep a call's inputs (and its output ``ans`` when ``with_ans``) until released."""
@@ -723,8 +733,25 @@ class _InputKeeper:
             raise
         return _StorageHandle(self, session, slot, tree, statics)
 
+    def abort(self, session: StorageSession | None = None) -> None:
+        """Close ``session`` (default: the open one) on an error's way out, so its file and
+        thread go before the error reaches the caller; the inputs it held cannot be restored."""
+        with self._lock:
+            session = session or self._session
+            if session is None or session in self._aborted:
+                return
+            if self._session is session:
+                self._session, self._live = None, 0
+            self._aborted.add(session)
+        try:
+            session.close()
+        except CheckpointError:
+            pass  # the error on its way out says more
+
     def _drop(self, session: StorageSession, slot: int, *, stored: bool = True) -> None:
         with self._lock:
+            if session in self._aborted:
+                return  # closed with everything it held
             self._live -= 1
             last = self._live == 0 and self._session is session
             if last:
@@ -745,6 +772,9 @@ class _Handle:
 
     def release(self) -> None:
         raise NotImplementedError
+
+    def abort(self) -> None:
+        """Drop what the kept values hold outside memory, after an error."""
 
 
 _FREED = (
@@ -780,6 +810,12 @@ class _StorageHandle(_Handle):
     def restore(self):
         if self._slot is None:
             raise CheckpointError(_FREED.format(name=self._keeper.name))
+        if self._session in self._keeper._aborted:
+            raise CheckpointError(
+                f"the inputs of stage {self._keeper.name} were dropped when a traced call or an "
+                "adjoint of it failed (its storage is closed at once, so that no file is left "
+                "behind); compute the derivative again"
+            )
         _, leaves = self._session.get(self._slot)
         kept = _join(self._tree, iter(leaves), iter(self._statics))
         return kept[0], kept[1] if len(kept) == 2 else None
@@ -788,6 +824,9 @@ class _StorageHandle(_Handle):
         slot, self._slot = self._slot, None
         if slot is not None:
             self._keeper._drop(self._session, slot)
+
+    def abort(self) -> None:
+        self._keeper.abort(self._session)
 
 
 def _storable(value: Any) -> bool:

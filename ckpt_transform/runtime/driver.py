@@ -450,6 +450,14 @@ class _Run:
     # -- the sweeps ------------------------------------------------------------------------------
 
     def forward(self, d_state: Sequence[Any], d_params: Sequence[Any]) -> tuple:
+        """The primal run; on any error its checkpoints are dropped before the error leaves."""
+        try:
+            return self._forward(d_state, d_params)
+        except BaseException:
+            self._abort()
+            raise
+
+    def _forward(self, d_state: Sequence[Any], d_params: Sequence[Any]) -> tuple:
         """The primal run: execute the plan's forward actions; return the differentiable output."""
         loop, stats = self.loop, self.stats
         self.s_static = [getval(x) for x in self.s_leaves]
@@ -536,8 +544,9 @@ class _Run:
         raise CheckpointError(f"the loop ran {n} iterations, not the number {scheme!r} plans for")
 
     def _slot_action(self, action: Any, n: int | None) -> None:
-        # Storage holds the numeric leaves (arrays and numbers); other leaves (a label, a
-        # function, None) stay here by reference, beside the slot.
+        # Storage holds the numeric leaves (arrays and numbers); only the other leaves (a label,
+        # a function, None) stay here by reference, beside the slot, so that a storage on disk
+        # keeps no stored state in memory.
         stats, session, data = self.stats, self.session, self.data_idx
         if isinstance(action, Store):
             if n is not None and action.n != n:
@@ -545,7 +554,10 @@ class _Run:
             leaves = self.cur_leaves
             nbytes = session.put(action.slot, action.n, [leaves[i] for i in data], self.s_desc)
             self.slot_bytes[action.slot] = nbytes
-            self.slot_objects[action.slot] = leaves
+            kept = list(leaves)
+            for i in data:  # the storage holds these: a reference here would pin them in memory
+                kept[i] = None
+            self.slot_objects[action.slot] = kept
             stats._stored(nbytes)
         elif isinstance(action, Restore):
             step, stored = session.get(action.slot)
@@ -607,15 +619,26 @@ class _Run:
                     self._advance(action.n0, action.n1, _NO_BAR)
                 else:
                     self._slot_action(action, None)
+        except BaseException:
+            self._abort()
+            raise
         finally:
             bar.close()
-            self._close()
+        self._close()
         return list(adj) + adj_p
 
     def _close(self) -> None:
         self.tapes.clear()
         if self.session is not None:
             self._finalizer()
+
+    def _abort(self) -> None:
+        """Close the session on an error's way out (its file and thread go before the error
+        reaches the caller); a failure to close must not hide the error that ended the run."""
+        try:
+            self._close()
+        except CheckpointError:
+            pass
 
 
 # Full structure check of the state every this many passive steps (and always at an advance's

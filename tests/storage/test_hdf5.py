@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 
 from ckpt_transform.errors import CheckpointError
-from ckpt_transform.storage import hdf5 as hdf5_module
 from ckpt_transform.storage.hdf5 import (
     FORMAT_NAME,
     FORMAT_VERSION,
     HDF5Session,
     HDF5Storage,
+    layout,
     leaf_checksum,
 )
 from ckpt_transform.storage.memory import ArrayStorage
@@ -530,7 +530,7 @@ class Gate:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, fail: BaseException | None = None) -> None:
         self.open = threading.Event()
         self.entered = threading.Event()
-        real_write = hdf5_module._CheckpointFile.write
+        real_write = layout.CheckpointFile.write
         gate = self
 
         def gated_write(file: Any, *args: Any) -> None:
@@ -540,7 +540,7 @@ class Gate:
                 raise fail
             real_write(file, *args)
 
-        monkeypatch.setattr(hdf5_module._CheckpointFile, "write", gated_write)
+        monkeypatch.setattr(layout.CheckpointFile, "write", gated_write)
 
 
 def test_get_during_a_write_in_flight_sees_the_leaves_put(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -580,13 +580,13 @@ def test_prefetch_of_a_slot_later_rewritten_is_not_served(
 
 def test_prefetched_read_is_used_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real_read = hdf5_module._CheckpointFile.read
+    real_read = layout.CheckpointFile.read
 
     def counting_read(file: Any, slot: int) -> Any:
         calls.append(slot)
         return real_read(file, slot)
 
-    monkeypatch.setattr(hdf5_module._CheckpointFile, "read", counting_read)
+    monkeypatch.setattr(layout.CheckpointFile, "read", counting_read)
     with HDF5Storage().session() as s:
         s.put(3, 1, [np.arange(5.0)], "(x,)")
         s.flush()
@@ -602,13 +602,13 @@ def test_prefetched_read_is_used_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_prefetch_during_a_write_in_flight_reads_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real_read = hdf5_module._CheckpointFile.read
+    real_read = layout.CheckpointFile.read
 
     def counting_read(file: Any, slot: int) -> Any:
         calls.append(slot)
         return real_read(file, slot)
 
-    monkeypatch.setattr(hdf5_module._CheckpointFile, "read", counting_read)
+    monkeypatch.setattr(layout.CheckpointFile, "read", counting_read)
     with HDF5Storage().session() as s:
         s.put(1, 1, [np.zeros(1000)], "(x,)")
         s.flush()
@@ -616,8 +616,14 @@ def test_prefetch_during_a_write_in_flight_reads_after_it(monkeypatch: pytest.Mo
         gate = Gate(monkeypatch)
         s.put(1, 2, [np.arange(1000.0)], "(x,)")
         assert gate.entered.wait(30)
-        s.prefetch(1)  # queued behind the write of step 2, which has not reached the file
+        # The read ahead waits for the write of step 2, which has not reached the file (one
+        # state at most is held for I/O).
+        reader = threading.Thread(target=s.prefetch, args=(1,))
+        reader.start()
+        reader.join(0.3)
+        assert reader.is_alive() and calls == []
         gate.open.set()
+        reader.join(30)
         s.flush()  # the write is done: the get must use the read ahead, not the leaves put
         step, (y,) = s.get(1)
         assert step == 2 and calls == [1]
@@ -637,16 +643,38 @@ def test_writes_waiting_for_the_disk_are_bounded(monkeypatch: pytest.MonkeyPatch
         producer = threading.Thread(target=store_four)
         producer.start()
         assert gate.entered.wait(30)
-        # The first write is held up at the file. At most two writes may be unfinished, so
-        # the third put waits (and holds no third state for writing).
+        # The first write is held up at the file. One write at most may be unfinished, so the
+        # second put waits (and holds no second state for writing).
         producer.join(0.5)
-        assert stored == [0, 1]
+        assert stored == [0]
         gate.open.set()
         producer.join(30)
         assert stored == [0, 1, 2, 3]
         s.flush()
         for slot in range(4):
             assert s.get(slot)[1][0][0] == float(slot)
+
+
+def test_a_put_while_a_read_ahead_is_held_writes_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    with HDF5Storage().session() as s:
+        s.put(0, 1, [np.zeros(100)], "(x,)")
+        s.prefetch(0)  # holds (or will hold) the state of slot 0
+        gate = Gate(monkeypatch)
+        done = threading.Event()
+
+        def store() -> None:
+            s.put(1, 2, [np.ones(100)], "(x,)")
+            done.set()
+
+        producer = threading.Thread(target=store)
+        producer.start()
+        assert gate.entered.wait(30)
+        # A second state is not left waiting for the disk: put returns once it is written.
+        assert not done.wait(0.3)
+        gate.open.set()
+        producer.join(30)
+        assert done.is_set()
+        assert s.get(0)[0] == 1 and s.get(1)[0] == 2
 
 
 def test_error_in_the_worker_surfaces_at_the_next_call(
@@ -850,7 +878,7 @@ def test_leaf_it_cannot_hold(leaf: Any, named: str) -> None:
 
 @pytest.mark.parametrize("background", [False, True])
 @pytest.mark.parametrize(
-    "where", ["_write_leaf", "create_dataset"], ids=["writing data", "making a dataset"]
+    "where", ["write_leaf", "create_dataset"], ids=["writing data", "making a dataset"]
 )
 @pytest.mark.parametrize(
     "error",
@@ -876,14 +904,15 @@ def test_disk_full(
         raise error
 
     # h5py's errors are OSErrors, with errno set or only the C library's text; the data is
-    # written with h5py's low-level call (through _write_leaf), new datasets made by h5py.Group.
+    # written with h5py's low-level call (through layout.write_leaf), new datasets made by
+    # h5py.Group.
     if where == "create_dataset":
         monkeypatch.setattr(h5py.Group, "create_dataset", full)
     else:
         s.put(0, 6, [np.zeros(1000)], "(x,)")  # the dataset exists: the next put rewrites it
         s.flush()
         s.delete(0)
-        monkeypatch.setattr(hdf5_module, "_write_leaf", full)
+        monkeypatch.setattr(layout, "write_leaf", full)
     with pytest.raises(CheckpointError) as info:
         s.put(0, 7, [np.ones(1000)], "(x,)")
         s.flush()  # with a background write, the error comes at the next call
@@ -929,7 +958,7 @@ def test_disk_full_when_creating_the_file(monkeypatch: pytest.MonkeyPatch, tmp_p
     def full(*args: Any, **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(hdf5_module._CheckpointFile, "__init__", full)
+    monkeypatch.setattr(layout.CheckpointFile, "__init__", full)
     path = tmp_path / "new.h5"
     with pytest.raises(CheckpointError, match="disk is full") as info:
         HDF5Storage(path).session()
