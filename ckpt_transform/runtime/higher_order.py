@@ -173,9 +173,12 @@ class _LiftedStep:
         leaves, xd = pair
         s_diff = self.s_diff
         side: dict[str, list[Any]] = {}
+        # One differentiable leaf and no differentiated parameter (the common case): the leaf
+        # goes through forward mode bare, with no tuple to box and unbox per step.
+        single = len(s_diff) == 1 and not self.p_diff
 
         def one_step(args: Any) -> Any:
-            xs, ps = args
+            xs, ps = ((args,), ()) if single else args
             state = unflatten(self.s_def, self.merge(leaves, s_diff, xs))
             params = unflatten(self.p_def, self.merge(self.p_static, self.p_diff, ps))
             out, tdef = flatten(self.step(state, i, *params))
@@ -185,9 +188,13 @@ class _LiftedStep:
                     f"received {describe(self.s_def)} and returned {describe(tdef)}"
                 )
             side["leaves"] = out
-            return abuiltins.tuple([out[j] for j in s_diff])
+            return out[s_diff[0]] if single else abuiltins.tuple([out[j] for j in s_diff])
 
-        xs = tuple(leaves[j] for j in s_diff)
-        x1, xd1 = make_jvp(one_step, (xs, tuple(dp)))((tuple(xd), tuple(pd)))
+        if single:
+            x1, xd1 = make_jvp(one_step, leaves[s_diff[0]])(xd[0])
+            x1, xd1 = (x1,), (xd1,)
+        else:
+            xs = tuple(leaves[j] for j in s_diff)
+            x1, xd1 = make_jvp(one_step, (xs, tuple(dp)))((tuple(xd), tuple(pd)))
         new = self.merge([getval(v) for v in side["leaves"]], s_diff, x1)
         return (tuple(new), tuple(xd1))
