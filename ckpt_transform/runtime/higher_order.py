@@ -25,6 +25,8 @@ order works. See Griewank and Walther, *Evaluating Derivatives*, 2nd ed., SIAM 2
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -153,11 +155,29 @@ def _lifted(run: Any, dvals: Sequence[Any], tangent: Sequence[Any]) -> tuple[lis
     params = (tuple(dvals[n_s:]), tuple(tangent[n_s:]))
     loop = run.loop
     rng = loop.rng if loop.rng is not None else range(run.steps)
+    scheme = _lifted_scheme(loop.scheme)
     lifted = _Loop(
-        _LiftedStep(run), None, rng, loop.scheme, loop.progress, (TANGENT, SECOND_ORDER_ADJOINT)
+        _LiftedStep(run), None, rng, scheme, loop.progress, (TANGENT, SECOND_ORDER_ADJOINT)
     )
     out_leaves, xd = lifted.run(state, params, run.stats.second_order.append, False)
     return [out_leaves[i] for i in run.s_diff], list(xd)
+
+
+def _lifted_scheme(scheme: Any) -> Any:
+    """The scheme for G: the primal's, with a storage of its own file when it writes to a path.
+
+    G may run while the primal's session is open (``grad`` of ``make_jvp(f)``), and a file
+    serves one session at a time: G's checkpoints go beside it, to ``<name>.tangent<ext>``.
+    """
+    path = getattr(scheme.storage, "path", None)
+    if not isinstance(path, str):
+        return scheme
+    root, ext = os.path.splitext(path)
+    storage = copy.copy(scheme.storage)
+    storage.path = f"{root}.tangent{ext}"
+    lifted = copy.copy(scheme)
+    lifted.storage = storage
+    return lifted
 
 
 class _LiftedStep:

@@ -315,3 +315,28 @@ def test_forward_over_forward_is_the_tangent_sweep():
     want = make_jvp(lambda x: plain_for(x, A))(X)(V)
     assert_close(got[1], want[1])
     assert [s.sweep for s in box["stats"].second_order] == ["tangent"]
+
+
+def test_progress_bars_name_the_second_order_sweeps(capsys):
+    def f(x):
+        s = checkpointed_for(step, (x, 0), 7, Revolve(2), params=(A,), progress=True)
+        return loss(s[0])
+
+    hessian_tensor_product(f)(X, V)
+    err = capsys.readouterr().err
+    assert "tangent" in err and "second-order adjoint" in err
+
+
+def test_reverse_over_forward_with_a_file(tmp_path):
+    """grad of make_jvp(f): the tangent sweep runs while the primal's file is open."""
+    path = tmp_path / "checkpoints.h5"
+
+    def f(x):
+        scheme = Revolve(2, storage=HDF5Storage(path))
+        return loss(checkpointed_for(step, (x, 0), 7, scheme, params=(A,))[0])
+
+    def hvp(fun):
+        return grad(lambda x: make_jvp(fun)(x)(V)[1])(X)
+
+    assert_close(hvp(f), hvp(lambda x: plain_for(x, A)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
