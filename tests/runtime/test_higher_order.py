@@ -340,3 +340,46 @@ def test_reverse_over_forward_with_a_file(tmp_path):
 
     assert_close(hvp(f), hvp(lambda x: plain_for(x, A)))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@dataclasses.dataclass
+class Heat:
+    Tnext: np.ndarray
+    Tlast: np.ndarray
+    n: int
+    lam: float
+
+
+def advance(heat):
+    last = heat.Tlast
+    interior = last[1:-1] + heat.lam * (last[:-2] - 2 * last[1:-1] + last[2:])
+    return np.concatenate([last[:1], interior + 0.05 * last[1:-1] ** 2, last[-1:]])
+
+
+def sumheat(heat, tsteps):
+    for i in range(tsteps):
+        heat.Tlast = heat.Tnext
+        heat.Tnext = advance(heat)
+    return np.sum(heat.Tnext**2)
+
+
+def sumheat_functional(T0, lam, tsteps):
+    """The same loop with the dataclass rebuilt each step: what autograd can differentiate."""
+    heat = Heat(T0, T0 * 0.0, len(T0), lam)
+    for i in range(tsteps):
+        heat = Heat(heat.Tnext, heat.Tnext, heat.n, heat.lam)
+        heat = Heat(advance(heat), heat.Tlast, heat.n, heat.lam)
+    return np.sum(heat.Tnext**2)
+
+
+@pytest.mark.parametrize("kind", SCHEMES)
+def test_seed_heat_struct_through_the_decorator(kind):
+    f = checkpoint_struct(make_scheme(kind, None))(sumheat)
+
+    def via(T0, lam):
+        return f(Heat(T0, T0 * 0.0, len(T0), lam), 9)
+
+    T0 = np.linspace(0.0, 1.0, 6) ** 2
+    assert_close(hessian(via)(T0, 0.3), hessian(sumheat_functional)(T0, 0.3, 9))
+    assert_close(grad(grad(via, 1), 1)(T0, 0.3), grad(grad(sumheat_functional, 1), 1)(T0, 0.3, 9))
+    assert f.stats.second_order and f.stats.second_order[0].steps == 9
