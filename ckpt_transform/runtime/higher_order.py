@@ -58,6 +58,7 @@ def loop_primitive(run: Any, *dvals: Any) -> tuple:
 
 
 def _loop_vjp(argnums: tuple, ans: Any, args: tuple, kwargs: dict) -> Callable[[Any], Any]:
+    """F's VJP is B, called as a primitive so that an outer recording can differentiate it."""
     run, dvals = args[0], args[1:]
 
     def vjp(g: Any) -> list[Any]:
@@ -89,6 +90,7 @@ def reverse_primitive(run: Any, *args: Any) -> tuple:
 
 
 def _reverse_vjp(argnums: tuple, ans: Any, args: tuple, kwargs: dict) -> Callable[[Any], Any]:
+    """B's VJP for a cotangent c: J c (w.r.t. g) and G's second-order adjoint (w.r.t. x0, p)."""
     run = args[0]
     n_s = run.n_s
     g, dvals = args[1 : 1 + n_s], args[1 + n_s :]
@@ -111,6 +113,7 @@ def _reverse_vjp(argnums: tuple, ans: Any, args: tuple, kwargs: dict) -> Callabl
 
 
 def _reverse_jvp(argnums: tuple, gs: tuple, ans: Any, args: tuple, kwargs: dict) -> Any:
+    """B's JVP in direction (gd, xd0, pd): the (x0, p) part of G's VJP for cotangent (gd, g)."""
     run = args[0]
     n_s = run.n_s
     g, dvals = args[1 : 1 + n_s], args[1 + n_s :]
