@@ -68,7 +68,6 @@ ALLOWED_LONG: dict[str, str] = {
     "ckpt_transform.api:checkpoint_struct": "split with the transform passes",
     "ckpt_transform.transform.analysis:analyse": "split with the transform passes",
     "ckpt_transform.transform.rewrite:rewrite": "split with the transform passes",
-    "ckpt_transform.stages:checkpoint_stage": "stages becomes a package",
     "ckpt_transform.schemes.validate:validate_schedule": "split with the schemes' validator",
     "ckpt_transform.viz.ascii:timeline": "split with the ascii timeline",
     "ckpt_transform.viz.plot:plot_schedule": "split with the schedule picture",

@@ -20,8 +20,6 @@ from typing import Any
 
 import autograd.builtins as abuiltins
 import numpy as onp
-from autograd.core import make_jvp
-from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 
 from ckpt_transform.backends.autograd import (
     getval,
@@ -31,6 +29,7 @@ from ckpt_transform.backends.autograd import (
     vspace,
 )
 from ckpt_transform.errors import CheckpointError
+from ckpt_transform.runtime.higher_order import loop_primitive
 from ckpt_transform.runtime.stats import RunStats
 from ckpt_transform.runtime.tree import describe, flatten, leaf_paths, unflatten
 from ckpt_transform.schemes.actions import Advance, Free, Record, Restore, Reverse, Store
@@ -90,7 +89,10 @@ def checkpointed_for(
     Notes
     -----
     Differentiable with autograd (``grad``, ``make_vjp``, ``jacobian``, ``make_jvp``) in
-    ``state`` and ``params``. Without tracing, it is the plain loop: no checkpoints, no tape.
+    ``state`` and ``params``, to every order (``hessian``, ``grad(grad(f))``,
+    ``make_jvp(grad(f))``): second-order sweeps run over (state, tangent) pairs with the same
+    scheme and storage (`ckpt_transform.runtime.higher_order`). Without tracing, it is the plain
+    loop: no checkpoints, no tape.
     """
     if not isinstance(steps, range):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
@@ -142,6 +144,7 @@ class _Loop:
         rng: range | None,
         scheme: Scheme,
         progress: bool,
+        sweeps: tuple[str, str] = ("forward", "reverse"),
     ) -> None:
         if not callable(step):
             raise TypeError(f"step must be callable, got {step!r}")
@@ -157,6 +160,7 @@ class _Loop:
         self.rng = rng
         self.scheme = scheme
         self.progress = progress
+        self.sweeps = sweeps  # the names of its forward and reverse sweeps (stats, progress)
 
     def index(self, k: int) -> int:
         return k if self.rng is None else self.rng[k]
@@ -174,7 +178,9 @@ class _Loop:
             )
         storage = self.scheme.storage
         stats = RunStats(
-            scheme=repr(self.scheme), storage=repr(storage) if storage else "ArrayStorage()"
+            scheme=repr(self.scheme),
+            storage=repr(storage) if storage else "ArrayStorage()",
+            sweep=self.sweeps[0],
         )
         if report is not None:
             report(stats)
@@ -189,7 +195,7 @@ class _Loop:
     def plain(self, state: Any, params: tuple, stats: RunStats) -> Any:
         """The loop itself, for an untraced call: no checkpoints, no tape."""
         step = self.step
-        bar = _bar(self.progress, "forward", None if self.rng is None else len(self.rng))
+        bar = _bar(self.progress, self.sweeps[0], None if self.rng is None else len(self.rng))
         if self.rng is not None:
             self.scheme.plan(len(self.rng))  # lets the scheme reject a loop it cannot plan
             for k, i in enumerate(self.rng):
@@ -275,7 +281,7 @@ class _Run:
     def call(self) -> Any:
         d_state = [self.s_leaves[i] for i in self.s_diff]
         d_params = [self.p_leaves[i] for i in self.p_diff]
-        out = _loop_primitive(self, *d_state, *d_params)
+        out = loop_primitive(self, *d_state, *d_params)
         leaves = list(self.final_static)
         for j, i in enumerate(self.s_diff):
             leaves[i] = out[j]
@@ -475,7 +481,7 @@ class _Run:
         self._finalizer = weakref.finalize(self, self.session.close)
         self.slot_bytes: dict[int, int] = {}
         self.slot_objects: dict[int, list[Any]] = {}
-        bar = _bar(loop.progress, "forward", known)
+        bar = _bar(loop.progress, loop.sweeps[0], known)
         # The loop's end is checked before the first action and after every Advance/Record,
         # and the primal run stops as soon as the state at T is current: nothing the plan puts
         # at the final state (a store, a free) is taken (`schemes.base.cut_forward`). A while
@@ -582,9 +588,10 @@ class _Run:
         self.swept = True
         stats, T = self.stats, self.steps
         stats.reverse_sweeps += 1
+        stats._swept(self.loop.sweeps[1])
         adj = list(g)
         adj_p = [vspace(p).zeros() for p in self.d_params]
-        bar = _bar(self.loop.progress, "reverse", T)
+        bar = _bar(self.loop.progress, self.loop.sweeps[1], T)
         try:
             actions = self.plan.reverse(T)
             if type(self.session).prefetch is not StorageSession.prefetch:
@@ -716,51 +723,6 @@ def _is_data(x: Any) -> bool:
 def trace_of(x: Any) -> int | None:
     """The trace a segment's input box belongs to (None when nothing is traced)."""
     return x._trace if isbox(x) else None
-
-
-# -- the primitive -----------------------------------------------------------------------------
-
-
-@primitive
-def _loop_primitive(run: _Run, *dvals: Any) -> tuple:
-    run.d_state0 = dvals[: run.n_s]
-    run.d_params0 = dvals[run.n_s :]
-    run.swept = False
-    return run.forward(run.d_state0, run.d_params0)
-
-
-def _loop_vjp(argnums: tuple, ans: Any, args: tuple, kwargs: dict) -> Callable[[Any], Any]:
-    run: _Run = args[0]
-
-    def vjp(g: Any) -> list[Any]:
-        cots = run.reverse(g)
-        return [cots[a - 1] for a in argnums]
-
-    return vjp
-
-
-def _loop_jvp(argnums: tuple, gs: tuple, ans: Any, args: tuple, kwargs: dict) -> Any:
-    """Forward mode needs no checkpoints: push tangents through the plain loop."""
-    run: _Run = args[0]
-    x = tuple(args[1:])
-    tangent = [vspace(v).zeros() for v in x]
-    for a, g in zip(argnums, gs):
-        tangent[a - 1] = g
-
-    def plain(xs: tuple) -> Any:
-        state = unflatten(run.s_def, run._merge(run.s_static, run.s_diff, xs[: run.n_s]))
-        params = run._params(xs[run.n_s :])
-        loop = run.loop
-        for k in range(run.steps):
-            state = loop.step(state, loop.index(k), *params)
-        leaves, _ = flatten(state)
-        return abuiltins.tuple([leaves[i] for i in run.s_diff])
-
-    return make_jvp(plain, x)(tuple(tangent))[1]
-
-
-defvjp_argnums(_loop_primitive, _loop_vjp)
-defjvp_argnums(_loop_primitive, _loop_jvp)
 
 
 # -- storage and progress ------------------------------------------------------------------------

@@ -36,6 +36,13 @@ class RunStats:
         How many times the reverse sweep ran (``jacobian`` runs it once per output).
     differentiated
         False when the loop ran without tracing (a plain loop: no checkpoints, no tape).
+    sweep
+        Which sweeps this run made: ``"forward"`` (and ``"forward, reverse"``) for the loop
+        itself; ``"tangent"`` (and ``"tangent, second-order adjoint"``) for a run of the lifted
+        loop over (state, tangent) pairs that a second-order derivative makes.
+    second_order
+        The `RunStats` of every lifted-loop run made for a derivative of this loop's derivative
+        (``hessian``, ``make_jvp(grad(f))``, ...), in the order they ran.
     """
 
     scheme: str = ""
@@ -49,6 +56,8 @@ class RunStats:
     peak_states: int = 0
     reverse_sweeps: int = 0
     differentiated: bool = False
+    sweep: str = "forward"
+    second_order: list[RunStats] = field(default_factory=list, repr=False)
     # live bookkeeping, not part of the report
     snapshots_now: int = field(default=0, repr=False)
     bytes_now: int = field(default=0, repr=False)
@@ -58,6 +67,15 @@ class RunStats:
     def evaluations(self) -> int:
         """Total primal step evaluations, passive plus taped."""
         return self.forward_steps + self.recorded_steps
+
+    @property
+    def second_order_evaluations(self) -> int:
+        """Lifted step evaluations of every second-order run (and of theirs, recursively)."""
+        return sum(s.evaluations + s.second_order_evaluations for s in self.second_order)
+
+    def _swept(self, name: str) -> None:
+        if name not in self.sweep.split(", "):
+            self.sweep = f"{self.sweep}, {name}"
 
     def _stored(self, nbytes: int) -> None:
         self.snapshots_now += 1
@@ -95,6 +113,8 @@ class RunStats:
             rows.append((f.name, getattr(self, f.name)))
             if f.name == "recorded_steps":
                 rows.append(("evaluations", self.evaluations))
+        if self.second_order:  # a derivative of this loop's derivative ran: its lifted loops
+            rows.append(("second_order_evaluations", self.second_order_evaluations))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

@@ -1,0 +1,221 @@
+"""The checkpointed loop as autograd primitives, differentiable to every order.
+
+Write F(x0, p) for the loop (`loop_primitive`) and B(g, x0, p) = (J_x^T g, J_p^T g) for its VJP
+(`reverse_primitive`: the reverse sweep, run on plain values by the driver). Every derivative of
+either comes from one object, the *lifted loop* G over (state, tangent) pairs, whose step is
+
+    (x, xd), i, (p, pd)  ->  (step(x, i, p), J_step(x, i, p) (xd, pd))
+
+(forward mode through one step, `_LiftedStep`):
+
+* JVP of F in direction (xd0, pd): the tangent part of G at ((x0, xd0), (p, pd)): the *tangent
+  sweep*.
+* VJP of B with cotangent c = (cx, cp): with respect to g it is J c, the tangent part of G at
+  ((x0, cx), (p, cp)); with respect to (x0, p) it is the VJP of that tangent part with cotangent g,
+  i.e. G's reverse sweep with output cotangent (0, g): the *second-order adjoint sweep*.
+* JVP of B in direction (gd, xd0, pd): the (x0, p) part of G's VJP at ((x0, xd0), (p, pd)) with
+  output cotangent (gd, g).
+
+G is run by the same driver with the same scheme and storage, so both second-order sweeps are
+checkpointed (a checkpoint of G holds a state and its tangent: twice a state) and hold at most one
+taped lifted step. G is itself a loop F: its own derivatives follow from the same rules, so every
+order works. See Griewank and Walther, *Evaluating Derivatives*, 2nd ed., SIAM 2008, chapter 5
+(second-order adjoints) and chapter 12 (checkpointing), doi:10.1137/1.9780898717761.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import autograd.builtins as abuiltins
+from autograd.core import make_jvp
+from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
+
+from ckpt_transform.backends.autograd import getval, make_segment_vjp, vspace
+from ckpt_transform.errors import CheckpointError
+from ckpt_transform.runtime.tree import describe, flatten, unflatten
+
+__all__ = ["SECOND_ORDER_ADJOINT", "TANGENT", "loop_primitive", "reverse_primitive"]
+
+# The names of the two second-order sweeps, in stats and on progress bars.
+TANGENT = "tangent"
+SECOND_ORDER_ADJOINT = "second-order adjoint"
+
+
+# -- F: the loop ----------------------------------------------------------------------------------
+
+
+@primitive
+def loop_primitive(run: Any, *dvals: Any) -> tuple:
+    """F: the primal run of ``run`` from its differentiable state and parameter leaves."""
+    run.d_state0 = dvals[: run.n_s]
+    run.d_params0 = dvals[run.n_s :]
+    run.swept = False
+    return run.forward(run.d_state0, run.d_params0)
+
+
+def _loop_vjp(argnums: tuple, ans: Any, args: tuple, kwargs: dict) -> Callable[[Any], Any]:
+    """F's VJP is B, called as a primitive so that an outer recording can differentiate it."""
+    run, dvals = args[0], args[1:]
+
+    def vjp(g: Any) -> list[Any]:
+        cots = reverse_primitive(run, *[g[j] for j in range(run.n_s)], *dvals)
+        return [cots[a - 1] for a in argnums]
+
+    return vjp
+
+
+def _loop_jvp(argnums: tuple, gs: tuple, ans: Any, args: tuple, kwargs: dict) -> Any:
+    """The tangent sweep: G's tangent part (checkpointed when an outer trace records it)."""
+    run, dvals = args[0], args[1:]
+    tangent = _fill(dvals, argnums, gs, offset=1)
+    _, xd = _lifted(run, dvals, tangent)
+    return tuple(xd)
+
+
+defvjp_argnums(loop_primitive, _loop_vjp)
+defjvp_argnums(loop_primitive, _loop_jvp)
+
+
+# -- B: the loop's VJP ----------------------------------------------------------------------------
+
+
+@primitive
+def reverse_primitive(run: Any, *args: Any) -> tuple:
+    """B: the reverse sweep from the output cotangent ``args[:n_s]`` (the rest are F's inputs)."""
+    return tuple(run.reverse(args[: run.n_s]))
+
+
+def _reverse_vjp(argnums: tuple, ans: Any, args: tuple, kwargs: dict) -> Callable[[Any], Any]:
+    """B's VJP for a cotangent c: J c (w.r.t. g) and G's second-order adjoint (w.r.t. x0, p)."""
+    run = args[0]
+    n_s = run.n_s
+    g, dvals = args[1 : 1 + n_s], args[1 + n_s :]
+    wants_inputs = any(a > n_s for a in argnums)
+
+    def vjp(c: Any) -> list[Any]:
+        c = tuple(c[j] for j in range(len(dvals)))
+
+        def tangent_part(dv: Any) -> Any:
+            return abuiltins.tuple(_lifted(run, [dv[j] for j in range(len(dvals))], c)[1])
+
+        if wants_inputs:
+            pull, xd = make_segment_vjp(tangent_part, tuple(dvals))
+            cot = pull(tuple(g))
+        else:
+            xd = tangent_part(tuple(dvals))
+        return [xd[a - 1] if a <= n_s else cot[a - 1 - n_s] for a in argnums]
+
+    return vjp
+
+
+def _reverse_jvp(argnums: tuple, gs: tuple, ans: Any, args: tuple, kwargs: dict) -> Any:
+    """B's JVP in direction (gd, xd0, pd): the (x0, p) part of G's VJP for cotangent (gd, g)."""
+    run = args[0]
+    n_s = run.n_s
+    g, dvals = args[1 : 1 + n_s], args[1 + n_s :]
+    tangent = _fill(args[1:], argnums, gs, offset=1)
+    gd, td = tangent[:n_s], tangent[n_s:]
+
+    def both_parts(dv: Any) -> Any:
+        x, xd = _lifted(run, [dv[j] for j in range(len(dvals))], td)
+        return abuiltins.tuple(list(x) + list(xd))
+
+    pull, _ = make_segment_vjp(both_parts, tuple(dvals))
+    return tuple(pull(tuple(gd) + tuple(g)))
+
+
+defvjp_argnums(reverse_primitive, _reverse_vjp)
+defjvp_argnums(reverse_primitive, _reverse_jvp)
+
+
+def _fill(values: Sequence[Any], argnums: tuple, gs: tuple, offset: int) -> list[Any]:
+    """Tangents for ``values``: ``gs`` at ``argnums`` (shifted by ``offset``), zeros elsewhere."""
+    out = [None] * len(values)
+    for a, t in zip(argnums, gs):
+        out[a - offset] = t
+    return [vspace(v).zeros() if t is None else t for v, t in zip(values, out)]
+
+
+# -- G: the lifted loop ---------------------------------------------------------------------------
+
+
+def _lifted(run: Any, dvals: Sequence[Any], tangent: Sequence[Any]) -> tuple[list, list]:
+    """Run G from ((x0, xd0), (p, pd)); return (the x part, the tangent part) of its output.
+
+    G runs for exactly the primal's iterations (a while loop's length is known once its primal
+    run has ended), with the primal's loop index values, scheme and storage. Its `RunStats` is
+    appended to the primal's ``second_order`` list.
+    """
+    n_s = run.n_s
+    leaves = run._merge(run.s_static, run.s_diff, dvals[:n_s])
+    state = (tuple(leaves), tuple(tangent[:n_s]))
+    params = (tuple(dvals[n_s:]), tuple(tangent[n_s:]))
+    loop = run.loop
+    rng = loop.rng if loop.rng is not None else range(run.steps)
+    scheme = _lifted_scheme(loop.scheme)
+    lifted = type(loop)(  # the driver's loop class (it imports this module, not the reverse)
+        _LiftedStep(run), None, rng, scheme, loop.progress, (TANGENT, SECOND_ORDER_ADJOINT)
+    )
+    out_leaves, xd = lifted.run(state, params, run.stats.second_order.append, False)
+    return [out_leaves[i] for i in run.s_diff], list(xd)
+
+
+def _lifted_scheme(scheme: Any) -> Any:
+    """The scheme for G: the primal's, with a storage of its own file when it writes to a path.
+
+    G may run while the primal's session is open (``grad`` of ``make_jvp(f)``), and a file
+    serves one session at a time: G's checkpoints go beside it, to ``<name>.tangent<ext>``.
+    """
+    path = getattr(scheme.storage, "path", None)
+    if not isinstance(path, str):
+        return scheme
+    root, ext = os.path.splitext(path)
+    storage = copy.copy(scheme.storage)
+    storage.path = f"{root}.tangent{ext}"
+    lifted = copy.copy(scheme)
+    lifted.storage = storage
+    return lifted
+
+
+class _LiftedStep:
+    """G's step: the primal step and its JVP in the direction of the tangent, in one pass."""
+
+    def __init__(self, run: Any) -> None:
+        self.step = run.loop.step
+        self.s_def, self.s_diff = run.s_def, run.s_diff
+        self.p_def, self.p_diff, self.p_static = run.p_def, run.p_diff, run.p_static
+        self.merge = run._merge
+
+    def __call__(self, pair: Any, i: int, dp: Any = (), pd: Any = ()) -> Any:
+        leaves, xd = pair
+        s_diff = self.s_diff
+        side: dict[str, list[Any]] = {}
+        # One differentiable leaf and no differentiated parameter (the common case): the leaf
+        # goes through forward mode bare, with no tuple to box and unbox per step.
+        single = len(s_diff) == 1 and not self.p_diff
+
+        def one_step(args: Any) -> Any:
+            xs, ps = ((args,), ()) if single else args
+            state = unflatten(self.s_def, self.merge(leaves, s_diff, xs))
+            params = unflatten(self.p_def, self.merge(self.p_static, self.p_diff, ps))
+            out, tdef = flatten(self.step(state, i, *params))
+            if tdef != self.s_def:
+                raise CheckpointError(
+                    f"the step changed the structure of the loop state at index {i}: it "
+                    f"received {describe(self.s_def)} and returned {describe(tdef)}"
+                )
+            side["leaves"] = out
+            return out[s_diff[0]] if single else abuiltins.tuple([out[j] for j in s_diff])
+
+        if single:
+            x1, xd1 = make_jvp(one_step, leaves[s_diff[0]])(xd[0])
+            x1, xd1 = (x1,), (xd1,)
+        else:
+            xs = tuple(leaves[j] for j in s_diff)
+            x1, xd1 = make_jvp(one_step, (xs, tuple(dp)))((tuple(xd), tuple(pd)))
+        new = self.merge([getval(v) for v in side["leaves"]], s_diff, x1)
+        return (tuple(new), tuple(xd1))

@@ -1,0 +1,385 @@
+"""Derivatives of every order through checkpointed loops, against autograd on the plain loop.
+
+Second order: ``grad(grad)``, ``hessian`` (reverse over reverse), ``hessian_tensor_product``,
+``jacobian(grad)`` and ``make_jvp(grad)`` (forward over reverse), for every scheme x both storages
+x ``for``/``while`` x functional/decorator; third order once; dataclass states, parameters that
+are and are not differentiated, ints riding along, ranges with a start and a step.
+"""
+
+# ruff: noqa: B007  (time-stepping loops often do not read their index, as users write them)
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import autograd.numpy as np
+import pytest
+from autograd import grad as _grad
+from autograd import hessian, jacobian, make_jvp
+from autograd.differential_operators import hessian_tensor_product
+
+from ckpt_transform import checkpoint_struct
+from ckpt_transform.runtime.driver import checkpointed_for, checkpointed_while
+from ckpt_transform.schemes.online_r2 import OnlineR2
+from ckpt_transform.schemes.periodic import Periodic
+from ckpt_transform.schemes.revolve import Revolve
+from ckpt_transform.schemes.store_all import StoreAll
+from ckpt_transform.storage.hdf5 import HDF5Storage
+
+TOL = 1e-10
+
+
+def grad(fun, argnum=0):
+    """autograd's grad, quiet about outputs that do not depend on the input."""
+
+    def g(*args):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Output seems independent of input.")
+            return _grad(fun, argnum)(*args)
+
+    return g
+
+
+def assert_close(got, want, tol=TOL):
+    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
+    assert got.shape == want.shape
+    scale = max(float(np.max(np.abs(want), initial=0.0)), 1e-300)
+    err = float(np.max(np.abs(got - want), initial=0.0))
+    assert err <= tol * scale, f"max error {err:.3e} > {tol:.0e} x {scale:.3e}\n{got}\n{want}"
+
+
+def make_scheme(kind, storage, steps=None):
+    if kind == "storeall":
+        return StoreAll()
+    if kind == "revolve":
+        return Revolve(2, storage=storage, steps=steps)
+    if kind == "periodic":
+        return Periodic(period=3, storage=storage)
+    return OnlineR2(2, storage=storage)
+
+
+SCHEMES = ["storeall", "revolve", "periodic", "online"]
+
+
+@pytest.fixture(params=["memory", "hdf5"])
+def storage(request, tmp_path):
+    return None if request.param == "memory" else HDF5Storage(tmp_path / "checkpoints.h5")
+
+
+# -- a nonlinear step with a parameter and an int riding along -------------------------------------
+
+
+def step(s, i, a):
+    x, k = s
+    return (np.sin(x) * a + 0.1 * x * x * np.cos(0.3 * i) + 0.05 * np.roll(x, 1), k + 1)
+
+
+def loss(x):
+    return np.sum(x**2) + np.prod(np.tanh(x))
+
+
+def plain_for(x, a, steps=7):
+    s = (x, 0)
+    for i in range(steps):
+        s = step(s, i, a)
+    return loss(s[0])
+
+
+def plain_while(x, a, steps=7):
+    s = (x, 0)
+    k = 0
+    while s[1] < steps:
+        s = step(s, k, a)
+        k += 1
+    return loss(s[0])
+
+
+def functional(kind, storage, loop):
+    def f(x, a):
+        if loop == "for":
+            s = checkpointed_for(step, (x, 0), 7, make_scheme(kind, storage), params=(a,))
+        else:
+            s = checkpointed_while(
+                lambda s, a: s[1] < 7, step, (x, 0), make_scheme(kind, storage, 7), params=(a,)
+            )
+        assert s[1] == 7 and type(s[1]) is int
+        return loss(s[0])
+
+    return f
+
+
+X = np.array([0.3, -0.5, 0.8])
+A = 1.3
+V = np.array([1.0, -2.0, 0.5])
+
+
+def check_second_order(f, plain):
+    """Every second-order operator of autograd, in x and in the parameter, against the oracle."""
+    assert_close(grad(f)(X, A), grad(plain)(X, A))
+    assert_close(hessian(f)(X, A), hessian(plain)(X, A))
+    assert_close(hessian_tensor_product(f)(X, A, V), hessian_tensor_product(plain)(X, A, V))
+    assert_close(jacobian(grad(f))(X, A), jacobian(grad(plain))(X, A))
+    got, want = make_jvp(grad(f))(X, A)(V), make_jvp(grad(plain))(X, A)(V)
+    assert_close(got[0], want[0])
+    assert_close(got[1], want[1])
+    assert_close(grad(grad(f, 1), 1)(X, A), grad(grad(plain, 1), 1)(X, A))
+    assert_close(
+        grad(lambda a, x: np.sum(grad(f)(x, a)))(A, X),
+        grad(lambda a, x: np.sum(grad(plain)(x, a)))(A, X),
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", SCHEMES)
+@pytest.mark.parametrize("loop", ["for", "while"])
+def test_second_order_functional(kind, loop, storage):
+    check_second_order(functional(kind, storage, loop), plain_for)
+
+
+def test_while_oracle_is_the_for_loop():
+    assert plain_while(X, A) == plain_for(X, A)
+
+
+# -- the decorator ---------------------------------------------------------------------------------
+
+
+def test_issue_reproducer_grad_grad_through_the_decorator():
+    """x = x * x, 3 steps: d2/dx2 x**8 = 56 x**6 at 1.1 is 99.207..., not 0.0."""
+
+    def f(x):
+        for i in range(3):
+            x = x * x
+        return x
+
+    for scheme in (StoreAll(), Revolve(1), Revolve(2), Periodic(period=2), OnlineR2(1)):
+        g = checkpoint_struct(scheme)(f)
+        assert grad(grad(g))(1.1) == pytest.approx(56 * 1.1**6, rel=1e-14)
+        assert grad(grad(g))(1.1) == pytest.approx(grad(grad(f))(1.1), rel=1e-14)
+
+
+def heat_body(T, lam, steps):
+    for i in range(steps):
+        interior = T[1:-1] + lam * (T[:-2] - 2.0 * T[1:-1] + T[2:]) + 0.01 * T[1:-1] ** 2
+        T = np.concatenate([T[:1], interior, T[-1:]])
+    return np.sum(T**3)
+
+
+def heat_while(T, lam, steps):
+    t = 0.0
+    while t < steps - 0.5:
+        interior = T[1:-1] + lam * (T[:-2] - 2.0 * T[1:-1] + T[2:]) + 0.01 * T[1:-1] ** 2
+        T = np.concatenate([T[:1], interior, T[-1:]])
+        t = t + 1.0
+    return np.sum(T**3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", SCHEMES)
+@pytest.mark.parametrize("plain", [heat_body, heat_while], ids=["for", "while"])
+def test_second_order_decorator(kind, plain, storage):
+    f = checkpoint_struct(make_scheme(kind, storage, 9))(plain)
+    T0, lam = np.linspace(0.0, 1.0, 6) ** 2, 0.3
+    v = np.linspace(-1.0, 1.0, 6)
+    assert_close(hessian(f)(T0, lam, 9), hessian(plain)(T0, lam, 9))
+    assert_close(
+        hessian_tensor_product(f)(T0, lam, 9, v), hessian_tensor_product(plain)(T0, lam, 9, v)
+    )
+    assert_close(make_jvp(grad(f))(T0, lam, 9)(v)[1], make_jvp(grad(plain))(T0, lam, 9)(v)[1])
+    assert_close(grad(grad(f, 1), 1)(T0, lam, 9), grad(grad(plain, 1), 1)(T0, lam, 9))
+
+
+# -- third order, dataclass states, ranges, params not differentiated ------------------------------
+
+
+def test_third_order():
+    f = functional("revolve", None, "for")
+
+    def third(fun):
+        return grad(lambda a: grad(lambda a: grad(lambda a: fun(X, a))(a))(a))
+
+    assert_close(third(f)(A), third(plain_for)(A))
+    assert_close(jacobian(hessian(f))(X, A), jacobian(hessian(plain_for))(X, A))
+
+
+@dataclasses.dataclass
+class Particle:
+    q: np.ndarray
+    p: np.ndarray
+    label: str
+    count: int
+
+
+def leapfrog(s, i, dt, mass):
+    p = s.p - 0.5 * dt * np.sin(s.q)
+    q = s.q + dt * p / mass
+    p = p - 0.5 * dt * np.sin(q)
+    return Particle(q, p, s.label, s.count + 1)
+
+
+@pytest.mark.parametrize("kind", SCHEMES)
+def test_dataclass_state(kind, storage):
+    def run(q0, dt, loop):
+        s = loop(leapfrog, Particle(q0, 0.5 * q0, "pendulum", 0), dt)
+        assert s.count == 8 and s.label == "pendulum"
+        return np.sum(s.q**3 + s.p**2)
+
+    def f(q0, dt):
+        scheme = make_scheme(kind, storage)
+        return run(q0, dt, lambda st, s0, dt: checkpointed_for(st, s0, 8, scheme, params=(dt, 2.0)))
+
+    def plain(q0, dt):
+        def loop(st, s, dt):
+            for i in range(8):
+                s = st(s, i, dt, 2.0)
+            return s
+
+        return run(q0, dt, loop)
+
+    q0 = np.array([0.4, 1.1])
+    assert_close(hessian(f)(q0, 0.1), hessian(plain)(q0, 0.1))
+    assert_close(grad(grad(f, 1), 1)(q0, 0.1), grad(grad(plain, 1), 1)(q0, 0.1))
+
+
+def test_range_with_start_and_step():
+    def st(x, i, a):
+        return np.sin(x * a) + 0.01 * i * x
+
+    def f(x, a):
+        return np.sum(checkpointed_for(st, x, range(3, 20, 4), Revolve(2), params=(a,)) ** 2)
+
+    def g(x, a):
+        return np.sum(checkpointed_for(st, x, 4, Revolve(2), params=(a,), start=5) ** 2)
+
+    def plain(x, a, indices):
+        for i in indices:
+            x = st(x, i, a)
+        return np.sum(x**2)
+
+    x = np.array([0.2, 0.7])
+    assert_close(hessian(f)(x, 0.9), hessian(lambda x, a: plain(x, a, range(3, 20, 4)))(x, 0.9))
+    assert_close(hessian(g)(x, 0.9), hessian(lambda x, a: plain(x, a, range(5, 9)))(x, 0.9))
+
+
+def test_parameter_not_differentiated_and_params_of_every_kind():
+    mask = np.array([1.0, 0.0, 1.0])
+
+    def st(x, i, a, m, n_inner, fn):
+        for _ in range(n_inner):
+            x = fn(x) * a * m + (1.0 - m) * x**2 * 0.5
+        return x
+
+    def f(x, a):
+        out = checkpointed_for(st, x, 5, OnlineR2(2), params=(a, mask, 2, np.cos))
+        return np.sum(out)
+
+    def plain(x, a):
+        for i in range(5):
+            x = st(x, i, a, mask, 2, np.cos)
+        return np.sum(x)
+
+    x = np.array([0.1, 0.4, -0.3])
+    assert_close(hessian(f)(x, 0.8), hessian(plain)(x, 0.8))
+    assert_close(hessian(f, 1)(x, 0.8), hessian(plain, 1)(x, 0.8))
+
+
+def test_second_order_stats_name_the_sweeps():
+    box = {}
+
+    def f(x, a):
+        s, box["stats"] = checkpointed_for(
+            step, (x, 0), 7, Revolve(2), params=(a,), return_stats=True
+        )
+        return loss(s[0])
+
+    hessian_tensor_product(f)(X, A, V)
+    stats = box["stats"]
+    assert stats.sweep == "forward, reverse"
+    assert [s.sweep for s in stats.second_order] == ["tangent, second-order adjoint"]
+    lifted = stats.second_order[0]
+    assert lifted.steps == 7 and lifted.max_snapshots <= 2 and lifted.max_taped_steps == 1
+    assert stats.second_order_evaluations == lifted.evaluations > 7
+    assert "second_order_evaluations" in str(stats)
+
+
+def test_forward_over_forward_is_the_tangent_sweep():
+    box = {}
+
+    def f(x):
+        s, box["stats"] = checkpointed_for(
+            step, (x, 0), 7, Revolve(2), params=(A,), return_stats=True
+        )
+        return loss(s[0])
+
+    got = make_jvp(f)(X)(V)
+    want = make_jvp(lambda x: plain_for(x, A))(X)(V)
+    assert_close(got[1], want[1])
+    assert [s.sweep for s in box["stats"].second_order] == ["tangent"]
+
+
+def test_progress_bars_name_the_second_order_sweeps(capsys):
+    def f(x):
+        s = checkpointed_for(step, (x, 0), 7, Revolve(2), params=(A,), progress=True)
+        return loss(s[0])
+
+    hessian_tensor_product(f)(X, V)
+    err = capsys.readouterr().err
+    assert "tangent" in err and "second-order adjoint" in err
+
+
+def test_reverse_over_forward_with_a_file(tmp_path):
+    """grad of make_jvp(f): the tangent sweep runs while the primal's file is open."""
+    path = tmp_path / "checkpoints.h5"
+
+    def f(x):
+        scheme = Revolve(2, storage=HDF5Storage(path))
+        return loss(checkpointed_for(step, (x, 0), 7, scheme, params=(A,))[0])
+
+    def hvp(fun):
+        return grad(lambda x: make_jvp(fun)(x)(V)[1])(X)
+
+    assert_close(hvp(f), hvp(lambda x: plain_for(x, A)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@dataclasses.dataclass
+class Heat:
+    Tnext: np.ndarray
+    Tlast: np.ndarray
+    n: int
+    lam: float
+
+
+def advance(heat):
+    last = heat.Tlast
+    interior = last[1:-1] + heat.lam * (last[:-2] - 2 * last[1:-1] + last[2:])
+    return np.concatenate([last[:1], interior + 0.05 * last[1:-1] ** 2, last[-1:]])
+
+
+def sumheat(heat, tsteps):
+    for i in range(tsteps):
+        heat.Tlast = heat.Tnext
+        heat.Tnext = advance(heat)
+    return np.sum(heat.Tnext**2)
+
+
+def sumheat_functional(T0, lam, tsteps):
+    """The same loop with the dataclass rebuilt each step: what autograd can differentiate."""
+    heat = Heat(T0, T0 * 0.0, len(T0), lam)
+    for i in range(tsteps):
+        heat = Heat(heat.Tnext, heat.Tnext, heat.n, heat.lam)
+        heat = Heat(advance(heat), heat.Tlast, heat.n, heat.lam)
+    return np.sum(heat.Tnext**2)
+
+
+@pytest.mark.parametrize("kind", SCHEMES)
+def test_seed_heat_struct_through_the_decorator(kind):
+    f = checkpoint_struct(make_scheme(kind, None))(sumheat)
+
+    def via(T0, lam):
+        return f(Heat(T0, T0 * 0.0, len(T0), lam), 9)
+
+    T0 = np.linspace(0.0, 1.0, 6) ** 2
+    assert_close(hessian(via)(T0, 0.3), hessian(sumheat_functional)(T0, 0.3, 9))
+    assert_close(grad(grad(via, 1), 1)(T0, 0.3), grad(grad(sumheat_functional, 1), 1)(T0, 0.3, 9))
+    assert f.stats.second_order and f.stats.second_order[0].steps == 9
