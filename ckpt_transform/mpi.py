@@ -231,6 +231,12 @@ def _check_cart(comm: Any, x: Any, width: int) -> tuple[list[int], list[bool]]:
     return list(dims), [bool(p) for p in periods]
 
 
+def _local(comm: Any, low: int, high: int) -> bool:
+    """True when both neighbours along an axis are this rank itself or nobody."""
+    me = comm.Get_rank()
+    return low in (me, MPI.PROC_NULL) and high in (me, MPI.PROC_NULL)
+
+
 def _exchange_axis(x: onp.ndarray, comm: Any, axis: int, w: int, fill: float) -> onp.ndarray:
     """x extended along ``axis`` by the neighbours' w edge slices (``fill`` where none)."""
     low, high = comm.Shift(axis, 1)  # the ranks before and after this one along the axis
@@ -240,6 +246,10 @@ def _exchange_axis(x: onp.ndarray, comm: Any, axis: int, w: int, fill: float) ->
     first = onp.ascontiguousarray(x[tuple(index)])
     index[axis] = slice(x.shape[axis] - w, x.shape[axis])
     last = onp.ascontiguousarray(x[tuple(index)])
+    if _local(comm, low, high):  # one rank along this axis: no messages
+        ghost_low = last if low != MPI.PROC_NULL else onp.full_like(first, fill)
+        ghost_high = first if high != MPI.PROC_NULL else onp.full_like(last, fill)
+        return onp.concatenate([ghost_low, x, ghost_high], axis=axis)
     ghost_low = onp.full_like(first, fill)
     ghost_high = onp.full_like(last, fill)
     requests = [
@@ -264,15 +274,19 @@ def _exchange_axis_adjoint(g: onp.ndarray, comm: Any, axis: int, w: int) -> onp.
     to_high = onp.ascontiguousarray(g[tuple(index)])  # the high neighbour's first slices
     index[axis] = slice(w, w + n)
     out = onp.array(g[tuple(index)])
-    from_low = onp.zeros_like(to_low)  # adds to my first slices
-    from_high = onp.zeros_like(to_high)  # adds to my last slices
-    requests = [
-        comm.Irecv(from_low, source=low, tag=_TAG_TO_HIGH + 10),
-        comm.Irecv(from_high, source=high, tag=_TAG_TO_LOW + 10),
-        comm.Isend(to_low, dest=low, tag=_TAG_TO_LOW + 10),
-        comm.Isend(to_high, dest=high, tag=_TAG_TO_HIGH + 10),
-    ]
-    _wait(requests, receives=2)
+    if _local(comm, low, high):  # one rank along this axis: my ghosts are my own cells
+        from_low = to_high if low != MPI.PROC_NULL else onp.zeros_like(to_high)
+        from_high = to_low if high != MPI.PROC_NULL else onp.zeros_like(to_low)
+    else:
+        from_low = onp.zeros_like(to_low)  # adds to my first slices
+        from_high = onp.zeros_like(to_high)  # adds to my last slices
+        requests = [
+            comm.Irecv(from_low, source=low, tag=_TAG_TO_HIGH + 10),
+            comm.Irecv(from_high, source=high, tag=_TAG_TO_LOW + 10),
+            comm.Isend(to_low, dest=low, tag=_TAG_TO_LOW + 10),
+            comm.Isend(to_high, dest=high, tag=_TAG_TO_HIGH + 10),
+        ]
+        _wait(requests, receives=2)
     index[axis] = slice(0, w)
     out[tuple(index)] += from_low
     index[axis] = slice(n - w, n)
