@@ -80,7 +80,7 @@ class Case:
             comm = sub.Create_cart(MPI.Compute_dims(ranks, 2), periods=[True, True])
             block = mpi.local_slices(comm, shape)
             self.energy = checkpoint_struct(self.scheme)(burgers_mpi.final_energy)
-            self.fun = mpi.value_and_grad(self.energy, (0, 1), comm=comm)
+            self.fun = mpi.value_and_grad(self.energy, (0, 1), comm)
             self.args = (u0[block], v0[block], self.nu, self.dx, self.dt, self.steps, comm)
 
     def run(self) -> float:

@@ -156,6 +156,7 @@ def spmd(comm: Any) -> Iterator[None]:
     communicators the block exchanged on are then refused (`CheckpointError`) by later calls of
     this module. Create a new one (``Create_cart``) to go on in the same run.
     """
+    _check_comm(comm)
     guard = _Guard(comm)
     _GUARDS.append(guard)
     error: Exception | None = None
@@ -500,11 +501,19 @@ def checkpointed_while(
     halo exchange for a neighbour that has left the loop. Other arguments and ``options``
     (``progress``, ``report``, ``return_stats``) as in `ckpt_transform.checkpointed_while`.
     """
+    _check_comm(comm)
     agreed = _AgreedCondition(cond, comm)
     return _driver.checkpointed_while(agreed, step, state, scheme, params=params, **options)
 
 
 # -- the gradient of the global loss ----------------------------------------------------------
+
+
+def _check_comm(comm: Any) -> None:
+    if not isinstance(comm, MPI.Comm):
+        raise TypeError(
+            f"comm must be an MPI communicator (MPI.COMM_WORLD or one made from it), got {comm!r}"
+        )
 
 
 def _argnums(argnum: int | Sequence[int]) -> tuple[int, ...]:
@@ -525,12 +534,13 @@ def _check_replicated(argnum: int | Sequence[int], replicated: int | Sequence[in
 
 def value_and_grad(
     fun: Callable[..., Any],
-    argnum: int | Sequence[int] = 0,
-    *,
+    argnum: int | Sequence[int],
     comm: Any,
+    *,
     replicated: int | Sequence[int] = (),
 ) -> Callable[..., tuple[Any, Any]]:
     """Like `grad`, returning ``(global loss, gradient)``; the loss is the sum over ranks."""
+    _check_comm(comm)
     rep = _check_replicated(argnum, replicated)
     nums = _argnums(argnum)
     inner = _ag_value_and_grad(fun, argnum)
@@ -552,9 +562,9 @@ def value_and_grad(
 
 def grad(
     fun: Callable[..., Any],
-    argnum: int | Sequence[int] = 0,
-    *,
+    argnum: int | Sequence[int],
     comm: Any,
+    *,
     replicated: int | Sequence[int] = (),
 ) -> Callable[..., Any]:
     """The gradient of the global loss, the sum over ranks of ``fun``'s local loss.
@@ -567,7 +577,7 @@ def grad(
     argnum
         The argument(s) to differentiate, as in `autograd.grad` (an int or a tuple).
     comm
-        The communicator whose ranks each hold a share (keyword).
+        The communicator whose ranks each hold a share.
     replicated
         Those of ``argnum`` that hold the same value on every rank (a viscosity, a coefficient):
         their gradient is summed over ranks, so every rank gets the full gradient. The others
@@ -583,7 +593,7 @@ def grad(
     `exchange_halos` return ghost cotangents to their owners, so a block's gradient is that of
     the global loss. The call runs inside `spmd`: an error on one rank ends it on every rank.
     """
-    vg = value_and_grad(fun, argnum, comm=comm, replicated=replicated)
+    vg = value_and_grad(fun, argnum, comm, replicated=replicated)
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         return vg(*args, **kwargs)[1]

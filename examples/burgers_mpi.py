@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     world.Barrier()
     start = time.perf_counter()
-    E, (gu, gv, gnu) = mpi.value_and_grad(energy, (0, 1, 2), comm=comm, replicated=2)(
+    E, (gu, gv, gnu) = mpi.value_and_grad(energy, (0, 1, 2), comm, replicated=2)(
         u0_mine, v0_mine, nu, dx, dt, args.steps, comm
     )
     world.Barrier()

@@ -73,7 +73,7 @@ def while_mode():
         return np.sum(u**2)
 
     try:
-        mpi.grad(loss, (0, 1), comm=comm, replicated=1)(u0, 0.1)
+        mpi.grad(loss, (0, 1), comm, replicated=1)(u0, 0.1)
         say(f"rank {RANK}: no error in functional")
     except CheckpointError as error:
         report("functional", error)
@@ -106,7 +106,7 @@ def while_mode():
         return np.sum(u**2)
 
     try:
-        mpi.grad(decorated, 0, comm=comm)(u0, 0.1)
+        mpi.grad(decorated, 0, comm)(u0, 0.1)
         say(f"rank {RANK}: no error in decorated")
     except CheckpointError as error:
         report("decorated", error)
@@ -135,7 +135,7 @@ def raise_mode(where):
     def loss(u, nu):
         return np.sum(checkpointed_for(failing_step, u, 8, Revolve(2), params=(nu,)) ** 2)
 
-    mpi.grad(loss, 0, comm=comm)(np.linspace(0.0, 1.0, 6), 0.1)
+    mpi.grad(loss, 0, comm)(np.linspace(0.0, 1.0, 6), 0.1)
     say(f"rank {RANK}: finished without an error")
 
 

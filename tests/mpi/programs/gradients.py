@@ -336,6 +336,12 @@ def operator_cases():
         lambda: mpi.exchange_halos(np.ones(4), cart(2, (True, True))),
     )
     expect(
+        "error: not a communicator",
+        TypeError,
+        ["MPI communicator", "'world'"],
+        lambda: mpi.grad(lambda a: a, 0, "world"),
+    )
+    expect(
         "error: replicated not differentiated",
         ValueError,
         ["replicated", "[2]"],
