@@ -104,3 +104,33 @@ def test_a_step_raising_on_one_rank_ends_every_rank(n: int, where: str, tmp_path
         want = f"rank {rank} ends with ValueError: step {step} failed on rank {n - 1}"
         assert lines == [want], run.stderr
     assert f"ValueError: step {step} failed on rank {n - 1}" in run.stderr
+
+
+SIGNATURES = """
+import inspect
+from ckpt_transform import mpi
+
+def signature(obj):
+    parts, star = [], False
+    for p in inspect.signature(obj).parameters.values():
+        if p.kind is p.KEYWORD_ONLY and not star:
+            parts.append("*")
+            star = True
+        text = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "") + p.name
+        parts.append(text if p.default is p.empty else f"{text}={p.default!r}")
+    return f"{obj.__name__}({', '.join(parts)})"
+
+for name in mpi.__all__:
+    print(signature(getattr(mpi, name)))
+"""
+
+
+def test_api_page_shows_the_signatures_of_the_code() -> None:
+    """docs/api.md's block on ckpt_transform.mpi (not run by the docs test) matches the code."""
+    run = launch(1, "-c", SIGNATURES, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    actual = {line for line in run.stdout.splitlines() if line}
+    page = (ROOT / "docs" / "api.md").read_text()
+    block = page.split("from ckpt_transform.mpi import (", 1)[1].split(")\n```", 1)[0]
+    shown = {m.group(1) for m in re.finditer(r"#\s+(\w+\(.*?\))(?::|$)", block, re.M)}
+    assert shown == actual

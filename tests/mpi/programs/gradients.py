@@ -288,6 +288,17 @@ def operator_cases():
                 name = f"dot-product exchange_halos {ndec}D periodic={periodic[:ndec]} width={w}"
                 results.append((name, None if err <= RTOL else f"<Jv,g>={left} <v,J'g>={right}"))
 
+    for ndec, w in ((1, 1), (2, 2)):
+        comm = cart(ndec, (True, False))
+        p, g = rng.standard_normal((2, 7, 6, 2))
+        g = g[tuple(slice(w, -w) if a < ndec else slice(None) for a in range(3))]
+        vjp, inner = make_vjp(lambda p, comm=comm, w=w: mpi.interior(p, comm, w))(p)
+        _, jv = make_jvp(lambda p, comm=comm, w=w: mpi.interior(p, comm, w))(p)(p)
+        inner_ok = np.array_equal(inner, p[tuple(slice(w, -w) for _ in range(ndec))])
+        err = abs(np.sum(jv * g) - np.sum(p * vjp(g))) / np.sum(np.abs(jv * g))
+        name = f"interior {ndec}D width={w}: values and dot-product"
+        results.append((name, None if inner_ok and err <= RTOL else f"{inner_ok} {err}"))
+
     comm = cart(1, (True,))
     for x in (1.5 + RANK, np.arange(3.0) + RANK):
         v, g = 0.3 + 0 * np.asarray(x), -1.1 + np.cos(np.asarray(x))
@@ -334,6 +345,12 @@ def operator_cases():
         ValueError,
         ["1 axes", "decomposes 2"],
         lambda: mpi.exchange_halos(np.ones(4), cart(2, (True, True))),
+    )
+    expect(
+        "error: interior of a block too small",
+        ValueError,
+        ["shape (2,)", "no interior"],
+        lambda: mpi.interior(np.ones(2), comm),
     )
     expect(
         "error: not a communicator",
