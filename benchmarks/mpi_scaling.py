@@ -11,13 +11,19 @@ repetition and in an order that rotates from one repetition to the next:
   while rank 1 sleeps;
 * ``1 rank``: the MPI model on the same n x n grid, on a one-rank communicator;
 * ``2 ranks, strong``: the same n x n grid split over 2 x 1 ranks;
-* ``2 ranks, weak``: a 2n x n grid, so each rank holds n x n as the baseline does.
+* ``2 ranks, weak``: a 2n x n grid, so each rank holds n x n as the baseline does;
+* ``two one-process runs at once``: the baseline on both ranks at the same time, without any
+  communication: what the machine itself allows two processes (two cores that are hyperthreads
+  of one, or shared with other work, slow both down); the weak run's time over it is the cost of
+  the communication alone.
 
-Each time is the slowest rank's, and its ratio is taken to the baseline of the same repetition
-(the figure is the median of the ratios, quartiles in parentheses): load from other processes
-slows both sides alike. Strong-scaling efficiency is ``t_baseline / (2 t_strong)``, weak
-``t_baseline / t_weak``. Memory is, per rank, the `tracemalloc` peak of one gradient call above
-the memory in use before it (after a warm-up call) and the checkpoint bytes held at most.
+Each wall time is the slowest rank's, and its ratio is taken to the baseline of the same
+repetition (the figure is the median of the ratios, quartiles in parentheses). The same is done
+with CPU time (`time.process_time`, the busiest rank's): on a machine shared with other work, two
+ranks seldom get two whole cores, which stretches wall time but not CPU time. Strong-scaling
+efficiency is ``t_baseline / (2 t_strong)``, weak ``t_baseline / t_weak``, from either time.
+Memory is, per rank, the `tracemalloc` peak of one gradient call above the memory in use before
+it (after a warm-up call) and the checkpoint bytes held at most.
 Rank 0 prints the tables (Markdown) that docs/benchmarks.md shows.
 """
 
@@ -62,13 +68,15 @@ def initial(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
 class Case:
     """One candidate: which ranks take part, on which grid, and how to run one gradient."""
 
-    def __init__(self, name: str, ranks: int, shape: tuple[int, int], args) -> None:
-        self.name, self.ranks, self.shape = name, ranks, shape
+    def __init__(
+        self, name: str, ranks: int, shape: tuple[int, int], args, *, copies: int = 1
+    ) -> None:
+        self.name, self.ranks, self.shape, self.copies = name, ranks, shape, copies
         n = shape[1]
         self.dx, self.nu, self.steps = 1.0 / n, args.nu, args.steps
         u0, v0 = initial(shape)
         self.dt = burgers.stable_time_step(u0, v0, self.nu, self.dx)
-        self.active = RANK < max(ranks, 1)
+        self.active = RANK < max(ranks, copies)
         color = 0 if self.active else MPI.UNDEFINED
         sub = WORLD.Split(color, RANK)
         self.scheme = Revolve(args.snapshots)
@@ -83,17 +91,22 @@ class Case:
             self.fun = mpi.value_and_grad(self.energy, (0, 1), comm)
             self.args = (u0[block], v0[block], self.nu, self.dx, self.dt, self.steps, comm)
 
-    def run(self) -> float:
-        """Time one gradient on the ranks that take part (the others sleep); slowest rank."""
+    def run(self) -> tuple[float, float]:
+        """Time one gradient on the ranks that take part (the others sleep).
+
+        Returns the slowest rank's wall time and the largest CPU time of a rank (the time the
+        rank computed, which a shared machine's other work does not stretch).
+        """
         WORLD.Barrier()
-        seconds = 0.0
+        seconds = cpu = 0.0
         if self.active:
             gc.collect()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             self.fun(*self.args)
             seconds = time.perf_counter() - start
+            cpu = time.process_time() - start_cpu
         idle_until_all_arrive()
-        return WORLD.allreduce(seconds, op=MPI.MAX)
+        return WORLD.allreduce(seconds, op=MPI.MAX), WORLD.allreduce(cpu, op=MPI.MAX)
 
     def memory(self) -> tuple[int, int]:
         """(tracemalloc peak above start, checkpoint bytes at most) of one call on this rank."""
@@ -110,6 +123,15 @@ class Case:
             ckpt = self.energy.stats.checkpoint_bytes_peak
         idle_until_all_arrive()
         return peak, ckpt
+
+
+def median_and_spread(values: list[float]) -> tuple[float, tuple[float, float]]:
+    """The median and the quartiles (the whole range below 4 values)."""
+    q = sorted(values)
+    if len(q) < 4:
+        return statistics.median(q), (q[0], q[-1])
+    quartiles = statistics.quantiles(q, n=4)
+    return statistics.median(q), (quartiles[0], quartiles[2])
 
 
 def mib(n: float) -> str:
@@ -133,42 +155,52 @@ def main() -> None:
         Case(f"1 rank, {n} x {n}", 1, (n, n), args),
         Case(f"2 ranks, strong: {n} x {n}", 2, (n, n), args),
         Case(f"2 ranks, weak: {2 * n} x {n}", 2, (2 * n, n), args),
+        Case("two one-process runs at once, no MPI", 0, (n, n), args, copies=2),
     ]
     for case in cases:  # warm-up
         case.run()
     times: dict[str, list[float]] = {c.name: [] for c in cases}
     ratios: dict[str, list[float]] = {c.name: [] for c in cases}
+    cpu_ratios: dict[str, list[float]] = {c.name: [] for c in cases}
     for r in range(args.reps):
         order = cases[r % len(cases) :] + cases[: r % len(cases)]
         got = {c.name: c.run() for c in order}
+        wall0, cpu0 = got[cases[0].name]
         for c in cases:
-            times[c.name].append(got[c.name])
-            ratios[c.name].append(got[c.name] / got[cases[0].name])
+            times[c.name].append(got[c.name][0])
+            ratios[c.name].append(got[c.name][0] / wall0)
+            cpu_ratios[c.name].append(got[c.name][1] / cpu0)
     memory = {c.name: WORLD.gather(c.memory()) for c in cases}
 
     if RANK != 0:
         return
     print(f"Burgers {args.steps} steps, Revolve({args.snapshots}) in memory, {args.reps} reps\n")
-    print("| run | ranks | median time | ratio to one process (quartiles) | efficiency |")
-    print("|---|---|---|---|---|")
+    print(
+        "| run | ranks | median wall time | wall time / one process (quartiles) | "
+        "CPU time of the busiest rank / one process | efficiency: wall, CPU |"
+    )
+    print("|---|---|---|---|---|---|")
     for c in cases:
-        ratio = statistics.median(ratios[c.name])
-        q = sorted(ratios[c.name])
-        spread = (q[0], q[-1]) if len(q) < 4 else statistics.quantiles(q, n=4)[::2]
+        ratio, spread = median_and_spread(ratios[c.name])
+        cpu_ratio, cpu_spread = median_and_spread(cpu_ratios[c.name])
         if c.ranks == 2:
-            eff = 1 / (2 * ratio) if "strong" in c.name else 1 / ratio
-            kind = "strong" if "strong" in c.name else "weak"
-            efficiency = f"{eff:.2f} ({kind})"
+            strong = "strong" in c.name
+            eff = [1 / (2 * x) if strong else 1 / x for x in (ratio, cpu_ratio)]
+            efficiency = f"{eff[0]:.2f}, {eff[1]:.2f} ({'strong' if strong else 'weak'})"
+        elif c.copies == 2:
+            efficiency = f"{1 / ratio:.2f}, {1 / cpu_ratio:.2f} (the machine's ceiling for weak)"
         else:
             efficiency = "-"
         print(
-            f"| {c.name} | {max(c.ranks, 1)} | {statistics.median(times[c.name]) * 1e3:.0f} ms | "
-            f"{ratio:.2f}x ({spread[0]:.2f}-{spread[1]:.2f}) | {efficiency} |"
+            f"| {c.name} | {max(c.ranks, c.copies)} | "
+            f"{statistics.median(times[c.name]) * 1e3:.0f} ms | "
+            f"{ratio:.2f}x ({spread[0]:.2f}-{spread[1]:.2f}) | "
+            f"{cpu_ratio:.2f}x ({cpu_spread[0]:.2f}-{cpu_spread[1]:.2f}) | {efficiency} |"
         )
     print("\n| run | rank | traced peak above start | checkpoint bytes at most |")
     print("|---|---|---|---|")
     for c in cases:
-        for rank, (peak, ckpt) in enumerate(memory[c.name][: max(c.ranks, 1)]):
+        for rank, (peak, ckpt) in enumerate(memory[c.name][: max(c.ranks, c.copies)]):
             print(f"| {c.name} | {rank} | {mib(peak)} | {mib(ckpt)} |")
 
 
