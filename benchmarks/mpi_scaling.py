@@ -47,8 +47,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import burgers  # the one-process model
 import burgers_mpi  # the distributed model
 
+import ckpt_transform.mpi as _mpi_module
+
 WORLD = MPI.COMM_WORLD
 RANK = WORLD.Get_rank()
+
+
+# Time spent in ckpt_transform.mpi's waits (wall, CPU) on this rank: the part of a run that is
+# waiting for a neighbour rather than computing. Measured by wrapping its one wait function.
+WAITED = [0.0, 0.0]
+_original_wait = _mpi_module._wait
+
+
+def _timed_wait(*args, **kwargs) -> None:
+    start, start_cpu = time.perf_counter(), time.process_time()
+    try:
+        _original_wait(*args, **kwargs)
+    finally:
+        WAITED[0] += time.perf_counter() - start
+        WAITED[1] += time.process_time() - start_cpu
+
+
+_mpi_module._wait = _timed_wait
 
 
 def idle_until_all_arrive() -> None:
@@ -91,14 +111,16 @@ class Case:
             self.fun = mpi.value_and_grad(self.energy, (0, 1), comm)
             self.args = (u0[block], v0[block], self.nu, self.dx, self.dt, self.steps, comm)
 
-    def run(self) -> tuple[float, float]:
+    def run(self) -> tuple[float, float, float, float]:
         """Time one gradient on the ranks that take part (the others sleep).
 
-        Returns the slowest rank's wall time and the largest CPU time of a rank (the time the
-        rank computed, which a shared machine's other work does not stretch).
+        Returns the slowest rank's wall time, the largest CPU time of a rank (the time the rank
+        computed, which a shared machine's other work does not stretch), and the largest wall
+        and CPU time a rank spent waiting for its neighbours.
         """
         WORLD.Barrier()
         seconds = cpu = 0.0
+        WAITED[:] = [0.0, 0.0]
         if self.active:
             gc.collect()
             start, start_cpu = time.perf_counter(), time.process_time()
@@ -106,7 +128,8 @@ class Case:
             seconds = time.perf_counter() - start
             cpu = time.process_time() - start_cpu
         idle_until_all_arrive()
-        return WORLD.allreduce(seconds, op=MPI.MAX), WORLD.allreduce(cpu, op=MPI.MAX)
+        out = [seconds, cpu, *WAITED]
+        return tuple(WORLD.allreduce(x, op=MPI.MAX) for x in out)  # type: ignore[return-value]
 
     def memory(self) -> tuple[int, int]:
         """(tracemalloc peak above start, checkpoint bytes at most) of one call on this rank."""
@@ -162,14 +185,16 @@ def main() -> None:
     times: dict[str, list[float]] = {c.name: [] for c in cases}
     ratios: dict[str, list[float]] = {c.name: [] for c in cases}
     cpu_ratios: dict[str, list[float]] = {c.name: [] for c in cases}
+    waits: dict[str, list[tuple[float, float, float, float]]] = {c.name: [] for c in cases}
     for r in range(args.reps):
         order = cases[r % len(cases) :] + cases[: r % len(cases)]
         got = {c.name: c.run() for c in order}
-        wall0, cpu0 = got[cases[0].name]
+        wall0, cpu0 = got[cases[0].name][:2]
         for c in cases:
             times[c.name].append(got[c.name][0])
             ratios[c.name].append(got[c.name][0] / wall0)
             cpu_ratios[c.name].append(got[c.name][1] / cpu0)
+            waits[c.name].append(got[c.name])
     memory = {c.name: WORLD.gather(c.memory()) for c in cases}
 
     if RANK != 0:
@@ -197,6 +222,21 @@ def main() -> None:
             f"{ratio:.2f}x ({spread[0]:.2f}-{spread[1]:.2f}) | "
             f"{cpu_ratio:.2f}x ({cpu_spread[0]:.2f}-{cpu_spread[1]:.2f}) | {efficiency} |"
         )
+    print("\n| run | wall time waiting | CPU time waiting | CPU time outside the waits |")
+    print("|---|---|---|---|")
+    for c in cases:
+        if c.ranks >= 1:
+            rows = waits[c.name]
+            wall_wait = statistics.median(r[2] for r in rows)
+            cpu_wait = statistics.median(r[3] for r in rows)
+            outside = statistics.median(r[1] - r[3] for r in rows)
+            wall = statistics.median(times[c.name])
+            print(
+                f"| {c.name} | {wall_wait * 1e3:.0f} ms of {wall * 1e3:.0f} ms | "
+                f"{cpu_wait * 1e3:.0f} ms | {outside * 1e3:.0f} ms |"
+            )
+    base_cpu = statistics.median(r[1] for r in waits[cases[0].name])
+    print(f"| {cases[0].name} | - | - | {base_cpu * 1e3:.0f} ms |")
     print("\n| run | rank | traced peak above start | checkpoint bytes at most |")
     print("|---|---|---|---|")
     for c in cases:
