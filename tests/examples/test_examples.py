@@ -174,3 +174,27 @@ def test_burgers_picture_says_it_shows_the_gradient_per_unit_area(tmp_path, monk
     module._plot(field, field, field, field, 0.1, str(tmp_path / "b.png"))
     assert "dE/du0 / dx²  (gradient per unit area)" in labels
     assert "dE/dv0 / dx²  (gradient per unit area)" in labels
+
+
+def test_burgers_mpi(tmp_path):
+    """The MPI example on a 2 x 2 process grid (mpiexec -n 4), against the one-process run."""
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    command = [str(mpiexec) if mpiexec.exists() else "mpiexec", "-n", "4", sys.executable]
+    command += [str(EXAMPLES / "burgers_mpi.py"), "--n", "16", "--steps", "20"]
+    command += ["--snapshots", "4", "--out", "b.png"]
+    env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+    root = str(EXAMPLES.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    proc = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "on 2 x 2 ranks" in out
+    assert "check against the one-process gradient: passed" in out
+    for name in ("final energy", "dE/du0", "dE/dv0", "dE/dν"):
+        assert number(rf"  {re.escape(name)}\s+(\S+)", out) <= 1e-12
+    per_rank = [int(b) for b in re.findall(r"  rank \d: (\d+)", out)]
+    single = number(r"one process: (\d+)", out)
+    assert len(per_rank) == 4 and sum(per_rank) == single, out
+    check_picture(tmp_path / "b.png")

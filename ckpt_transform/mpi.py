@@ -1,0 +1,699 @@
+"""Checkpointed loops run SPMD under MPI: differentiable halo exchanges and sums over ranks.
+
+Every rank runs the same program, the same scheme and the same driver on its own block of the
+state. Communication inside a step is made of two autograd primitives, `exchange_halos` and
+`allreduce`, whose VJPs communicate too; since every rank walks the same plan, the reverse sweeps
+of all ranks exchange their cotangents in the same order. `grad` and `value_and_grad` give the
+gradient of the global loss (the sum of the ranks' local losses) in one call.
+
+No rank can hang on another's failure: every wait is a polled nonblocking request, and `spmd`
+(which `grad` and `value_and_grad` enter for you) sends an exception raised on one rank to all
+the others, where the next wait raises it. A while loop's condition is agreed across ranks with a
+small collective (`checkpointed_while`, `agree`); ranks that disagree raise `CheckpointError`.
+
+Needs ``mpi4py`` and an MPI library (``pip install "ckpt_transform[mpi]"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as onp
+from autograd import value_and_grad as _ag_value_and_grad
+from autograd.extend import defjvp, defvjp, primitive
+
+from ckpt_transform.errors import CheckpointError
+from ckpt_transform.runtime import driver as _driver
+
+try:
+    from mpi4py import MPI
+except ImportError as exc:  # pragma: no cover - the mpi extra is not installed
+    raise ImportError(
+        "ckpt_transform.mpi needs mpi4py and an MPI library: pip install 'ckpt_transform[mpi]' "
+        "(or: pip install mpi4py mpich)"
+    ) from exc
+
+__all__ = [
+    "agree",
+    "allreduce",
+    "checkpointed_while",
+    "exchange_halos",
+    "gather",
+    "grad",
+    "interior",
+    "local_slices",
+    "spmd",
+    "value_and_grad",
+]
+
+# Tags of this module's point-to-point messages (the MPI standard guarantees tags up to 32767).
+_TAG_TO_LOW = 32001  # halo data travelling towards the lower neighbour along an axis
+_TAG_TO_HIGH = 32002  # halo data travelling towards the higher neighbour
+_TAG_ABORT = 32003  # an exception raised on one rank, sent to every other rank
+
+# Abort messages sent, kept referenced (with their buffers) until the process ends.
+_SENT: list[Any] = []
+
+
+# -- waiting without hanging ------------------------------------------------------------------
+
+
+class _Guard:
+    """An entered `spmd` block: its communicator, the ones waited on, aborts received."""
+
+    def __init__(self, comm: Any) -> None:
+        self.comm = comm
+        self.used: dict[int, Any] = {}
+        self.received = 0
+
+
+# The `spmd` blocks entered on this rank, innermost last: a wait listens for their aborts.
+_GUARDS: list[_Guard] = []
+# Communicators whose point-to-point messages an error left out of step, with the reason.
+_BROKEN: dict[int, str] = {}
+
+
+def _usable(comm: Any) -> None:
+    """Refuse a communicator an earlier error left out of step; note it as used by the block."""
+    key = comm.py2f()
+    if key in _BROKEN:
+        raise CheckpointError(_BROKEN[key])
+    for guard in _GUARDS:
+        guard.used[key] = comm
+
+
+def _abort_message() -> Any:
+    """The payload of an abort message pending for an entered `spmd` block, or None."""
+    status = MPI.Status()
+    for guard in reversed(_GUARDS):
+        if guard.comm.Iprobe(source=MPI.ANY_SOURCE, tag=_TAG_ABORT, status=status):
+            guard.received += 1
+            return guard.comm.recv(source=status.Get_source(), tag=_TAG_ABORT)
+    return None
+
+
+def _remote_error(payload: tuple[int, bytes | None, str]) -> BaseException:
+    rank, pickled, text = payload
+    error: Any = None
+    if pickled is not None:
+        with contextlib.suppress(Exception):
+            error = pickle.loads(pickled)
+    if not isinstance(error, Exception):
+        error = RuntimeError(text)
+    error.add_note(f"(raised on MPI rank {rank}; this rank stopped at its next communication)")
+    error._ckpt_remote = True
+    return error
+
+
+def _wait(requests: list[Any], receives: int = 0, *, listen: bool = True) -> None:
+    """Complete ``requests``, raising the error of another rank if one arrives meanwhile.
+
+    Polls (Testall) rather than blocking in MPI_Waitall, so that a rank whose neighbour failed
+    sees the neighbour's abort message instead of waiting forever. Spins for `_SPIN` seconds
+    (a neighbour on another core answers within microseconds), then sleeps between polls, 50 us
+    at first, doubling up to 0.2 ms, which leaves the CPU to the ranks (and other work) sharing it.
+    The first ``receives`` requests are receives, cancelled when an abort arrives.
+    ``listen=False`` ignores aborts (for the end of an `spmd` block, which counts them itself).
+    """
+    if MPI.Request.Testall(requests):
+        return
+    spin_until = time.perf_counter() + _SPIN
+    delay = 5e-5
+    while not MPI.Request.Testall(requests):
+        payload = _abort_message() if listen and _GUARDS else None
+        if payload is not None:
+            for r in requests[:receives]:
+                with contextlib.suppress(MPI.Exception):
+                    r.Cancel()
+            raise _remote_error(payload)
+        if time.perf_counter() > spin_until:
+            time.sleep(delay)
+            delay = min(2 * delay, 2e-4)
+
+
+# How long a wait polls without sleeping, in seconds.
+_SPIN = 5e-5
+
+
+@contextlib.contextmanager
+def spmd(comm: Any) -> Iterator[None]:
+    """A block that ends on every rank of ``comm`` when it raises on one.
+
+    An exception raised in the block on one rank is sent to every other rank, where the next
+    communication of this module (a halo exchange, an allreduce, a while condition), forward or
+    reverse, raises the same exception, with a note naming the rank it came from (or, on a rank
+    that finished the block, the block's end raises it). Without it a rank whose neighbour
+    failed would wait for the neighbour forever.
+
+    `grad` and `value_and_grad` enter it for you; enter it yourself around other distributed
+    work. Every rank of ``comm`` enters and leaves it at the same point, like a collective call:
+    the end of the block is a small allreduce that counts the ranks that failed.
+
+    Parameters
+    ----------
+    comm
+        The communicator whose ranks run the block (``MPI.COMM_WORLD`` or a Cartesian one).
+
+    Notes
+    -----
+    After an error, halo messages a failed rank never received may still be queued: the
+    communicators the block exchanged on are then refused (`CheckpointError`) by later calls of
+    this module. Create a new one (``Create_cart``) to go on in the same run.
+    """
+    _check_comm(comm)
+    guard = _Guard(comm)
+    _GUARDS.append(guard)
+    error: Exception | None = None
+    try:
+        yield
+    except Exception as exc:
+        error = exc
+    finally:
+        _GUARDS.remove(guard)
+    local = error is not None and not hasattr(error, "_ckpt_remote")
+    local = local and not hasattr(error, "_ckpt_sent")
+    if local:
+        _send_abort(comm, error)
+        error._ckpt_sent = True  # type: ignore[union-attr]
+    # Every rank reaches this point: one whose peer failed gets the abort at its next wait.
+    flags = onp.array([int(local), int(error is not None)], dtype=onp.int64)
+    total = onp.empty_like(flags)
+    _wait([comm.Iallreduce(flags, total, op=MPI.SUM)], listen=False)
+    # Collect the aborts still on their way (each was sent before its sender's allreduce), so
+    # none is left to be mistaken for an error of a later block.
+    first = None
+    for _ in range(int(total[0]) - int(local) - guard.received):
+        payload = comm.recv(source=MPI.ANY_SOURCE, tag=_TAG_ABORT)
+        first = first or payload
+    if total[1]:
+        for key in guard.used:
+            _BROKEN[key] = (
+                "an earlier error interrupted the halo exchanges on this communicator, so its "
+                "messages are out of step; create a new communicator (Create_cart) to go on"
+            )
+    if error is not None:
+        raise error
+    if first is not None:
+        raise _remote_error(first)
+
+
+def _send_abort(comm: Any, error: BaseException) -> None:
+    try:
+        pickled: bytes | None = pickle.dumps(error)
+    except Exception:
+        pickled = None
+    payload = (comm.Get_rank(), pickled, f"{type(error).__name__}: {error}")
+    for dest in range(comm.Get_size()):
+        if dest != comm.Get_rank():
+            # never waited on: the message is collected by the receiver's block end
+            _SENT.append(comm.isend(payload, dest=dest, tag=_TAG_ABORT))
+
+
+# -- halo exchange ----------------------------------------------------------------------------
+
+
+def _check_cart(comm: Any, x: Any, width: int) -> tuple[list[int], list[bool]]:
+    if not isinstance(comm, MPI.Cartcomm):
+        raise TypeError(
+            f"comm must be a Cartesian communicator, got {type(comm).__name__}; make one with "
+            "MPI.COMM_WORLD.Create_cart(dims, periods=...) (dims from MPI.Compute_dims)"
+        )
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be an int >= 1, got {width!r}")
+    dims, periods, _ = comm.Get_topo()
+    shape = onp.shape(x)
+    if len(shape) < len(dims):
+        raise ValueError(
+            f"the block has {len(shape)} axes but the communicator decomposes {len(dims)} "
+            f"(dims {list(dims)}): the first {len(dims)} axes of x are the decomposed ones"
+        )
+    for axis in range(len(dims)):
+        if shape[axis] < width:
+            raise ValueError(
+                f"axis {axis} of this rank's block has {shape[axis]} cells, fewer than the halo "
+                f"width {width}: use fewer ranks along that axis or a narrower halo"
+            )
+    return list(dims), [bool(p) for p in periods]
+
+
+def _local(comm: Any, low: int, high: int) -> bool:
+    """True when both neighbours along an axis are this rank itself or nobody."""
+    me = comm.Get_rank()
+    return low in (me, MPI.PROC_NULL) and high in (me, MPI.PROC_NULL)
+
+
+def _exchange_axis(x: onp.ndarray, comm: Any, axis: int, w: int, fill: float) -> onp.ndarray:
+    """x extended along ``axis`` by the neighbours' w edge slices (``fill`` where none)."""
+    low, high = comm.Shift(axis, 1)  # the ranks before and after this one along the axis
+    x = onp.asarray(x)
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(0, w)
+    first = onp.ascontiguousarray(x[tuple(index)])
+    index[axis] = slice(x.shape[axis] - w, x.shape[axis])
+    last = onp.ascontiguousarray(x[tuple(index)])
+    if _local(comm, low, high):  # one rank along this axis: no messages
+        ghost_low = last if low != MPI.PROC_NULL else onp.full_like(first, fill)
+        ghost_high = first if high != MPI.PROC_NULL else onp.full_like(last, fill)
+        return onp.concatenate([ghost_low, x, ghost_high], axis=axis)
+    ghost_low = onp.full_like(first, fill)
+    ghost_high = onp.full_like(last, fill)
+    requests = [
+        comm.Irecv(ghost_low, source=low, tag=_TAG_TO_HIGH),
+        comm.Irecv(ghost_high, source=high, tag=_TAG_TO_LOW),
+        comm.Isend(first, dest=low, tag=_TAG_TO_LOW),
+        comm.Isend(last, dest=high, tag=_TAG_TO_HIGH),
+    ]
+    _wait(requests, receives=2)
+    return onp.concatenate([ghost_low, x, ghost_high], axis=axis)
+
+
+def _exchange_axis_adjoint(g: onp.ndarray, comm: Any, axis: int, w: int) -> onp.ndarray:
+    """The transpose of `_exchange_axis`: ghost cotangents go back to their owners and add up."""
+    low, high = comm.Shift(axis, 1)
+    g = onp.asarray(g)
+    n = g.shape[axis] - 2 * w
+    index = [slice(None)] * g.ndim
+    index[axis] = slice(0, w)
+    to_low = onp.ascontiguousarray(g[tuple(index)])  # belongs to the low neighbour's last slices
+    index[axis] = slice(w + n, n + 2 * w)
+    to_high = onp.ascontiguousarray(g[tuple(index)])  # the high neighbour's first slices
+    index[axis] = slice(w, w + n)
+    out = onp.array(g[tuple(index)])
+    if _local(comm, low, high):  # one rank along this axis: my ghosts are my own cells
+        from_low = to_high if low != MPI.PROC_NULL else onp.zeros_like(to_high)
+        from_high = to_low if high != MPI.PROC_NULL else onp.zeros_like(to_low)
+    else:
+        from_low = onp.zeros_like(to_low)  # adds to my first slices
+        from_high = onp.zeros_like(to_high)  # adds to my last slices
+        requests = [
+            comm.Irecv(from_low, source=low, tag=_TAG_TO_HIGH + 10),
+            comm.Irecv(from_high, source=high, tag=_TAG_TO_LOW + 10),
+            comm.Isend(to_low, dest=low, tag=_TAG_TO_LOW + 10),
+            comm.Isend(to_high, dest=high, tag=_TAG_TO_HIGH + 10),
+        ]
+        _wait(requests, receives=2)
+    index[axis] = slice(0, w)
+    out[tuple(index)] += from_low
+    index[axis] = slice(n - w, n)
+    out[tuple(index)] += from_high
+    return out
+
+
+@primitive
+def _halos(x: Any, comm: Any, width: int, fill: float) -> onp.ndarray:
+    dims, _ = _check_cart(comm, x, width)
+    _usable(comm)
+    out = onp.asarray(x)
+    for axis in range(len(dims)):
+        out = _exchange_axis(out, comm, axis, width, fill)
+    return out
+
+
+def _halos_adjoint(g: Any, comm: Any, width: int) -> onp.ndarray:
+    ndims = comm.Get_dim()
+    _usable(comm)
+    for axis in reversed(range(ndims)):
+        g = _exchange_axis_adjoint(g, comm, axis, width)
+    return g
+
+
+defvjp(
+    _halos,
+    lambda ans, x, comm, width, fill: lambda g: _halos_adjoint(g, comm, width),
+)
+# Linear in x: the tangent of the ghosts is the exchange of the tangent, with zero ghosts where
+# the values are the constant ``fill``.
+defjvp(_halos, lambda g, ans, x, comm, width, fill: _halos(g, comm, width, 0.0))
+
+
+def exchange_halos(x: Any, comm: Any, width: int = 1, fill: float = 0.0) -> Any:
+    """This rank's block extended by ``width`` ghost cells from its neighbours, differentiably.
+
+    Parameters
+    ----------
+    x
+        This rank's block of a field decomposed over the Cartesian communicator ``comm``; its
+        first ``len(dims)`` axes are the decomposed ones (later axes, e.g. components, are not).
+    comm
+        ``MPI.COMM_WORLD.Create_cart(dims, periods=...)``.
+    width
+        Ghost cells on both sides of every decomposed axis (at most the block's size there).
+    fill
+        The ghost values at a non-periodic edge of the global domain.
+
+    Returns
+    -------
+    ``x`` with ``2 * width`` more cells along each decomposed axis: the neighbours' edge values
+    (periodic axes wrap around), ``fill`` beyond a non-periodic edge. Axes are exchanged one after
+    the other, the later ones including the earlier ones' ghosts, so corner ghosts hold the
+    diagonal neighbours' values.
+
+    Notes
+    -----
+    An autograd primitive. Its VJP is the transpose of the exchange: each ghost's cotangent is
+    sent back to the rank that owns the cell and added to that cell's cotangent (axes in reverse
+    order). Forward mode (``make_jvp``) exchanges the tangent. Every rank of ``comm`` must call
+    it, in the same order, as with any collective operation.
+    """
+    return _halos(x, comm, width, float(fill))
+
+
+def _interior_index(ndim: int, ndims: int, width: int) -> tuple[slice, ...]:
+    return tuple(slice(width, -width) if a < ndims else slice(None) for a in range(ndim))
+
+
+@primitive
+def _interior(p: Any, ndims: int, width: int) -> onp.ndarray:
+    return onp.asarray(p)[_interior_index(onp.ndim(p), ndims, width)]
+
+
+def _interior_adjoint(g: Any, p: Any, ndims: int, width: int) -> onp.ndarray:
+    out = onp.zeros(onp.shape(p), dtype=onp.result_type(g))
+    out[_interior_index(out.ndim, ndims, width)] = g
+    return out
+
+
+defvjp(_interior, lambda ans, p, ndims, width: lambda g: _interior_adjoint(g, p, ndims, width))
+defjvp(_interior, lambda g, ans, p, ndims, width: _interior(g, ndims, width))
+
+
+def interior(p: Any, comm: Any, width: int = 1) -> Any:
+    """A block without its ghost cells: ``width`` cells cut from both ends of each decomposed axis.
+
+    The inverse of the extension `exchange_halos` makes, for the pattern "apply the one-process
+    step to the block with its ghosts, keep the interior". Differentiable; its VJP pads the
+    cotangent with zeros by one assignment, much faster than autograd's adjoint of slicing
+    (``np.add.at``).
+
+    Parameters
+    ----------
+    p
+        A block with ghost cells, as `exchange_halos` returns it.
+    comm
+        The Cartesian communicator the block is decomposed over (only its number of dims is used).
+    width
+        The ghost width to remove.
+    """
+    ndims = comm.Get_dim()
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be an int >= 1, got {width!r}")
+    shape = onp.shape(p)
+    if len(shape) < ndims or any(shape[a] <= 2 * width for a in range(ndims)):
+        raise ValueError(
+            f"a block of shape {shape} has no interior inside {width} ghost cells on each side "
+            f"of its first {ndims} axes"
+        )
+    return _interior(p, ndims, width)
+
+
+# -- sums over ranks --------------------------------------------------------------------------
+
+
+def _sum_over_ranks(x: Any, comm: Any) -> Any:
+    _usable(comm)
+    arr = onp.asarray(x)
+    out = onp.empty_like(arr)
+    _wait([comm.Iallreduce(arr, out, op=MPI.SUM)])
+    return out if onp.ndim(x) else out.dtype.type(out)
+
+
+@primitive
+def _allreduce(x: Any, comm: Any) -> Any:
+    return _sum_over_ranks(x, comm)
+
+
+defvjp(_allreduce, lambda ans, x, comm: lambda g: _sum_over_ranks(g, comm))
+defjvp(_allreduce, lambda g, ans, x, comm: _allreduce(g, comm))
+
+
+def allreduce(x: Any, comm: Any) -> Any:
+    """The sum of ``x`` over the ranks of ``comm``, differentiable.
+
+    Parameters
+    ----------
+    x
+        A float or an array of the same shape on every rank.
+    comm
+        The communicator to sum over.
+
+    Notes
+    -----
+    The result is the same on every rank. Its VJP is the allreduce of the cotangent: each rank's
+    cotangent is that rank's share of the total, which is how reverse mode sees a value every
+    rank uses. So do not seed every rank with 1 on an allreduced loss (that counts it once per
+    rank): differentiate the rank's local loss with `grad`, which sums it over ranks for you.
+    """
+    return _allreduce(x, comm)
+
+
+# -- while loops ------------------------------------------------------------------------------
+
+
+def _gather_flags(flag: bool, comm: Any) -> onp.ndarray:
+    _usable(comm)
+    mine = onp.array([1 if flag else 0], dtype=onp.int8)
+    every = onp.empty(comm.Get_size(), dtype=onp.int8)
+    _wait([comm.Iallgather(mine, every)])
+    return every
+
+
+def _ranks(flags: onp.ndarray, value: int) -> str:
+    ranks = [int(r) for r in onp.flatnonzero(flags == value)]
+    return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(map(str, ranks))
+
+
+def agree(flag: Any, comm: Any, iteration: int | None = None) -> bool:
+    """``flag`` (a while loop's condition on this rank), checked to be the same on every rank.
+
+    Write ``while agree(cond, comm):`` in a distributed while loop (decorated or not) so that no
+    rank runs a step its neighbours do not: a small allgather of one byte per rank.
+
+    Parameters
+    ----------
+    flag
+        The condition as this rank sees it.
+    comm
+        The communicator whose ranks run the loop.
+    iteration
+        The loop's iteration count, when the loop keeps one: the error then names it.
+
+    Raises
+    ------
+    CheckpointError
+        On every rank, naming the ranks where the condition is true and those where it is false,
+        when they differ.
+    """
+    value = bool(flag)
+    flags = _gather_flags(value, comm)
+    if flags.min() != flags.max():
+        after = "" if iteration is None else f" after {iteration} iterations"
+        raise CheckpointError(
+            f"the while condition differs across ranks{after}: true on {_ranks(flags, 1)} "
+            f"(they would run more iterations), false on {_ranks(flags, 0)} (they end the "
+            "loop); every rank must end the loop after the same number of iterations (decide "
+            "it from a value every rank shares, e.g. an allreduce)"
+        )
+    return value
+
+
+class _AgreedCondition:
+    """A while condition evaluated on every rank and checked to agree, counting iterations.
+
+    The driver evaluates the condition once per state of the primal run, in order (states 0,
+    1, 2, ...), so the number of calls before the loop ends is the state's index. Later calls
+    come from recomputations in the reverse sweep, where the condition held on every rank.
+    """
+
+    def __init__(self, cond: Callable[..., Any], comm: Any) -> None:
+        self.cond, self.comm = cond, comm
+        self.calls = 0
+        self.ended_after: int | None = None
+
+    def __call__(self, state: Any, *params: Any) -> bool:
+        value = bool(self.cond(state, *params))
+        flags = _gather_flags(value, self.comm)
+        if flags.min() != flags.max():
+            if self.ended_after is None:
+                k = self.calls
+                raise CheckpointError(
+                    f"the while loop ran a different number of iterations on different ranks: "
+                    f"{_ranks(flags, 0)} ended it after {k} iterations, while on "
+                    f"{_ranks(flags, 1)} the condition still held (at least {k + 1} "
+                    "iterations); every rank must run the same number of iterations (decide the "
+                    "condition from a value every rank shares, e.g. an allreduce)"
+                )
+            raise CheckpointError(
+                f"the while condition held on every rank for the {self.ended_after} iterations "
+                f"of the primal run, but when the reverse sweep recomputed a state it was false "
+                f"on {_ranks(flags, 0)}: the condition must be a deterministic function of the "
+                "state and parameters"
+            )
+        if self.ended_after is None:
+            if value:
+                self.calls += 1
+            else:
+                self.ended_after = self.calls
+        return value
+
+
+def checkpointed_while(
+    cond: Callable[..., Any],
+    step: Callable[..., Any],
+    state: Any,
+    scheme: Any,
+    *,
+    comm: Any,
+    params: Sequence[Any] = (),
+    **options: Any,
+) -> Any:
+    """`ckpt_transform.checkpointed_while` with the condition agreed across the ranks of ``comm``.
+
+    Each evaluation of ``cond`` is followed by a one-byte allgather; if the ranks disagree, every
+    rank raises `CheckpointError` naming the iteration counts, instead of one rank waiting in a
+    halo exchange for a neighbour that has left the loop. Other arguments and ``options``
+    (``progress``, ``report``, ``return_stats``) as in `ckpt_transform.checkpointed_while`.
+    """
+    _check_comm(comm)
+    agreed = _AgreedCondition(cond, comm)
+    return _driver.checkpointed_while(agreed, step, state, scheme, params=params, **options)
+
+
+# -- the gradient of the global loss ----------------------------------------------------------
+
+
+def _check_comm(comm: Any) -> None:
+    if not isinstance(comm, MPI.Comm):
+        raise TypeError(
+            f"comm must be an MPI communicator (MPI.COMM_WORLD or one made from it), got {comm!r}"
+        )
+
+
+def _argnums(argnum: int | Sequence[int]) -> tuple[int, ...]:
+    return (argnum,) if isinstance(argnum, int) else tuple(argnum)
+
+
+def _check_replicated(argnum: int | Sequence[int], replicated: int | Sequence[int]) -> tuple:
+    nums = _argnums(argnum)
+    rep = _argnums(replicated)
+    stray = [r for r in rep if r not in nums]
+    if stray:
+        raise ValueError(
+            f"replicated={replicated!r} names arguments {stray} that are not differentiated "
+            f"(argnum={argnum!r}); replicated must be a subset of argnum"
+        )
+    return rep
+
+
+def value_and_grad(
+    fun: Callable[..., Any],
+    argnum: int | Sequence[int],
+    comm: Any,
+    *,
+    replicated: int | Sequence[int] = (),
+) -> Callable[..., tuple[Any, Any]]:
+    """Like `grad`, returning ``(global loss, gradient)``; the loss is the sum over ranks."""
+    _check_comm(comm)
+    rep = _check_replicated(argnum, replicated)
+    nums = _argnums(argnum)
+    inner = _ag_value_and_grad(fun, argnum)
+
+    def wrapped(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        with spmd(comm):
+            value, g = inner(*args, **kwargs)
+            value = _sum_over_ranks(value, comm)
+            if rep:
+                g = list(g) if isinstance(argnum, (tuple, list)) else [g]
+                for j, a in enumerate(nums):
+                    if a in rep:
+                        g[j] = _tree_sum(g[j], comm)
+                g = tuple(g) if isinstance(argnum, (tuple, list)) else g[0]
+        return value, g
+
+    return wrapped
+
+
+def grad(
+    fun: Callable[..., Any],
+    argnum: int | Sequence[int],
+    comm: Any,
+    *,
+    replicated: int | Sequence[int] = (),
+) -> Callable[..., Any]:
+    """The gradient of the global loss, the sum over ranks of ``fun``'s local loss.
+
+    Parameters
+    ----------
+    fun
+        ``fun(*args) -> float``: this rank's share of the loss, computed from its blocks of the
+        distributed arguments (exchanging halos as it needs) and the replicated ones.
+    argnum
+        The argument(s) to differentiate, as in `autograd.grad` (an int or a tuple).
+    comm
+        The communicator whose ranks each hold a share.
+    replicated
+        Those of ``argnum`` that hold the same value on every rank (a viscosity, a coefficient):
+        their gradient is summed over ranks, so every rank gets the full gradient. The others
+        are distributed: each rank gets the gradient with respect to its own block.
+
+    Returns
+    -------
+    A function of ``fun``'s arguments returning the gradient (a tuple when ``argnum`` is).
+
+    Notes
+    -----
+    Each rank seeds its local loss with 1 and runs the reverse sweep; the VJPs of
+    `exchange_halos` return ghost cotangents to their owners, so a block's gradient is that of
+    the global loss. The call runs inside `spmd`: an error on one rank ends it on every rank.
+    """
+    vg = value_and_grad(fun, argnum, comm, replicated=replicated)
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        return vg(*args, **kwargs)[1]
+
+    return wrapped
+
+
+def _tree_sum(g: Any, comm: Any) -> Any:
+    if isinstance(g, (tuple, list)):
+        return type(g)(_tree_sum(v, comm) for v in g)
+    if isinstance(g, dict):
+        return {k: _tree_sum(v, comm) for k, v in g.items()}
+    return _sum_over_ranks(g, comm)
+
+
+# -- blocks of a global array -----------------------------------------------------------------
+
+
+def local_slices(comm: Any, shape: Sequence[int]) -> tuple[slice, ...]:
+    """The slices of a global array of ``shape`` that this rank of ``comm`` owns.
+
+    Each decomposed axis of length n over d ranks is cut into d contiguous blocks, the first
+    ``n % d`` of them one cell longer (the split `numpy.array_split` makes).
+    """
+    dims, _, coords = comm.Get_topo()
+    slices = []
+    for n, d, c in zip(shape, dims, coords):
+        base, extra = divmod(int(n), int(d))
+        start = c * base + min(c, extra)
+        slices.append(slice(start, start + base + (1 if c < extra else 0)))
+    return tuple(slices)
+
+
+def gather(x: Any, comm: Any, shape: Sequence[int], root: int = 0) -> onp.ndarray | None:
+    """The global array of ``shape`` assembled from every rank's block, on ``root`` (else None).
+
+    ``shape`` is the global array's whole shape (the decomposed axes first, as for
+    `exchange_halos`); blocks are placed by `local_slices`. A blocking collective, for results.
+    """
+    x = onp.asarray(x)
+    parts = comm.gather((local_slices(comm, shape), x), root=root)
+    if comm.Get_rank() != root:
+        return None
+    out = onp.empty(tuple(shape), dtype=x.dtype)
+    for slices, block in parts:
+        out[slices] = block
+    return out
