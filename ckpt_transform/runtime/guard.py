@@ -86,6 +86,12 @@ class Guard:
 
     def _check_view(self, view: Any, values: dict[str, Any], carried: frozenset[str]) -> None:
         attrs = getattr(view, "__dict__", None)
+        if (
+            attrs is not None
+            and len(attrs) == len(values) + len(carried)
+            and all(attrs.get(k, _MISSING) is v for k, v in values.items())
+        ):
+            return  # the common case, checked fast: nothing but carried fields assigned
         names = list(attrs) if attrs is not None else list(values)
         for name in names:
             if name in carried:

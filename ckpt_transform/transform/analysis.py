@@ -727,6 +727,8 @@ def _call_writes(scope: _Scope, writes: _Writes) -> list[effects.BodyWrite]:
     others: list[effects.BodyWrite] = []
     for write in found:
         attr = write.effect.field
+        if write.fresh and (attr is not None or write.effect.kind == "mutation"):
+            continue  # a new object of this iteration: its fields and items are its own
         if attr is None or write.root == scope.index:
             others.append(write)
             continue
@@ -761,7 +763,7 @@ def _check_call_writes(
 ) -> None:
     """Element writes and container mutation through calls, on objects from outside the step."""
     source = scope.source
-    for write in calls:
+    for write in calls:  # in place on an array: autograd cannot differentiate it, even on a new one
         effect = write.effect
         target = effect.target(write.root)
         own = effect.helper == source.function.__qualname__
@@ -786,12 +788,18 @@ def _check_call_writes(
                 f"(`{target.split('[')[0]} = ...`; for one element, `a[k] = v` in the body itself "
                 "is rewritten into a functional update)."
             )
-        raise source.error(
-            f"`{source.header_text(write.stmt)}` at {source.where(write.stmt)} {how}. "
-            f"{write.root} holds an object from outside the step (the state it was given, or a "
-            "value from before the loop): a checkpointed loop carries a state of fixed "
+        why = (
+            "autograd cannot differentiate in-place writes (a traced array cannot be written "
+            "into, so under grad the plain loop itself would compute something else)"
+            if write.fresh
+            else f"{write.root} holds an object from outside the step (the state it was given, "
+            "or a value from before the loop): a checkpointed loop carries a state of fixed "
             "structure that it stores and runs again from, and autograd cannot differentiate "
-            f"in-place writes. {instead}",
+            "in-place writes"
+        )
+        raise source.error(
+            f"`{source.header_text(write.stmt)}` at {source.where(write.stmt)} {how}. {why}. "
+            f"{instead}",
             write.stmt,
         )
 

@@ -681,6 +681,7 @@ class BodyWrite:
     stmt: Any  # the body's statement holding the call
     root: str
     effect: Effect
+    fresh: bool = False  # root was assigned earlier in the same iteration: a new object
 
 
 @dataclass(frozen=True)
@@ -697,7 +698,8 @@ class _BodyWalker(_Walker):
     Assignments in the body are the rewrite's business (they become functional updates); what
     this pass adds is the writes made by calls: container methods (``traj.append(x)``),
     ``setattr``, ``out=``, and the effects of helpers mapped back onto the body's variables. A
-    name the body rebinds stops being followed from that point (it holds a new object).
+    write through a name the body assigned earlier in the iteration is marked ``fresh`` (it
+    changes a new object, not one from outside the step).
     """
 
     def __init__(self, source: Any, context: Context) -> None:
@@ -708,7 +710,7 @@ class _BodyWalker(_Walker):
 
     def ref(self, node: Any) -> tuple[str, tuple[str, ...]] | None:
         if isinstance(node, gast.Name) and node.id not in self.aliases:
-            return None if node.id in self.ended else (node.id, ())
+            return (node.id, ())
         return super().ref(node)
 
     def outside(self, node: Any) -> str | None:
@@ -737,7 +739,8 @@ class _BodyWalker(_Walker):
                     self.ended.add(name.id)
 
     def add_effect(self, effect: Effect) -> None:
-        self.writes.append(BodyWrite(self.current, effect.param, effect))
+        fresh = effect.param in self.ended
+        self.writes.append(BodyWrite(self.current, effect.param, effect, fresh))
 
     def add_problem(self, problem: Unmodelled) -> None:
         self.problems.append(BodyProblem(self.current, problem))
