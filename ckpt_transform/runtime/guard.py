@@ -72,26 +72,26 @@ class Guard:
         """Run ``step(*args)``; during the primal run, check the struct views it built."""
         if not self.active:
             return step(*args)
-        depth = len(_running)
         _running.append(self)
         try:
             out = step(*args)
         finally:
-            del _running[depth:]
-        views, self.views = self.views, []
-        for view, values, carried in views:
-            self._check_view(view, values, carried)
+            _running.pop()
+        if self.views:
+            for view, values, carried in self.views:
+                self._check_view(view, values, carried)
+            self.views.clear()
         self.calls += 1
         return out
 
     def _check_view(self, view: Any, values: dict[str, Any], carried: frozenset[str]) -> None:
         attrs = getattr(view, "__dict__", None)
-        if (
-            attrs is not None
-            and len(attrs) == len(values) + len(carried)
-            and all(attrs.get(k, _MISSING) is v for k, v in values.items())
-        ):
-            return  # the common case, checked fast: nothing but carried fields assigned
+        if attrs is not None and len(attrs) == len(values) + len(carried):
+            for k, v in values.items():  # the common case, checked fast
+                if attrs.get(k, _MISSING) is not v:
+                    break
+            else:
+                return  # nothing but carried fields assigned
         names = list(attrs) if attrs is not None else list(values)
         for name in names:
             if name in carried:
