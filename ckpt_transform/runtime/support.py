@@ -50,14 +50,16 @@ def checkpointed_for(
     params: Sequence[Any] = (),
     report: Callable[[Any], None] | None = None,
     progress: bool = False,
+    refill: tuple[int, ...] = (),
 ) -> Any:
     """`ckpt_transform.runtime.driver.checkpointed_for` with a guarded step.
 
     Read-only parameters that are plain objects holding traced values travel as their fields
-    (see `_pack`), so they receive gradients like dataclasses do.
+    (see `_pack`), so they receive gradients like dataclasses do. The entries ``refill`` of the
+    state, which the body only updates element by element, are written back (`_refill`).
     """
     packed = tuple(_pack(p) for p in params)
-    return driver.checkpointed_for(
+    out = driver.checkpointed_for(
         _guarded(step, any(_is_packed(p) for p in packed)),
         state,
         steps,
@@ -66,6 +68,7 @@ def checkpointed_for(
         report=report,
         progress=progress,
     )
+    return _refill(state, out, refill)
 
 
 def checkpointed_while(
@@ -77,11 +80,12 @@ def checkpointed_while(
     params: Sequence[Any] = (),
     report: Callable[[Any], None] | None = None,
     progress: bool = False,
+    refill: tuple[int, ...] = (),
 ) -> Any:
     """`ckpt_transform.runtime.driver.checkpointed_while` with a guarded step (see above)."""
     packed = tuple(_pack(p) for p in params)
     unpack = any(_is_packed(p) for p in packed)
-    return driver.checkpointed_while(
+    out = driver.checkpointed_while(
         _unpacking(cond) if unpack else cond,
         _guarded(step, unpack),
         state,
@@ -90,6 +94,38 @@ def checkpointed_while(
         report=report,
         progress=progress,
     )
+    return _refill(state, out, refill)
+
+
+def _refill(state: tuple, out: tuple, refill: tuple[int, ...]) -> tuple:
+    """Write the final values of ``out[k]`` into the objects ``state[k]``, for k in ``refill``.
+
+    In the plain loop ``x[i] = v`` changes the array ``x`` from before the loop, which the
+    caller may hold; the step updates functionally, so the final array is another object. Its
+    values are copied into the original (plain values: a traced original, an argument being
+    differentiated, is left alone, as autograd would not let the plain loop write into it), and
+    the original is what the variable holds after the loop when nothing is traced.
+    """
+    if not refill:
+        return out
+    out = list(out)
+    for k in refill:
+        old, new = state[k], out[k]
+        if isbox(old) or old is new:
+            continue
+        value = getval(new)
+        if isinstance(old, np.ndarray) and np.shape(value) == old.shape and old.flags.writeable:
+            old[...] = value
+        elif isinstance(old, list) and isinstance(value, list):
+            old[:] = [getval(v) for v in value]
+        elif isinstance(old, dict) and isinstance(value, dict):
+            old.clear()
+            old.update({key: getval(v) for key, v in value.items()})
+        else:
+            continue
+        if not isbox(new) and not _any_box(new):
+            out[k] = old
+    return tuple(out)
 
 
 # -- read-only plain objects ----------------------------------------------------------------------

@@ -101,6 +101,9 @@ class LoopAnalysis:
     cond_structs: tuple[str, ...]  # structs the while condition reads
     index_read_after: bool  # the for variable is read after the loop (it keeps its last value)
     helper_writes: tuple[tuple[Location, str], ...] = ()  # struct fields only helpers assign
+    # positions in `state` of arrays (or lists, dicts) the body only updates element by element:
+    # as in the plain loop, the object from before the loop ends holding the final values
+    refill: tuple[int, ...] = ()
 
 
 # -- reading names ---------------------------------------------------------------------------
@@ -429,6 +432,7 @@ class _Writes:
     element_updates: dict[Location, Any]  # array location -> first element-update target
     # a field only helpers assign -> "helper (file:line)"
     helpers: dict[Location, str] = dataclass_field(default_factory=dict)
+    whole: set[Location] = dataclass_field(default_factory=set)  # assigned other than by element
 
 
 def _body_writes(source: FunctionSource, body: list[Any]) -> _Writes:
@@ -450,6 +454,8 @@ def _body_writes(source: FunctionSource, body: list[Any]) -> _Writes:
             writes.fields.setdefault(loc, node)
         if element:
             writes.element_updates.setdefault(loc, node)
+        else:
+            writes.whole.add(loc)
     return writes
 
 
@@ -537,6 +543,11 @@ def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
         index_read_after=scope.index is not None and scope.index in usage.read_after,
         helper_writes=tuple(
             (loc, helper) for loc, helper in writes.helpers.items() if loc.name in struct_names
+        ),
+        refill=tuple(
+            k
+            for k, loc in enumerate(state)
+            if loc in writes.element_updates and loc not in writes.whole
         ),
     )
 

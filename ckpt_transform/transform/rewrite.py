@@ -270,6 +270,9 @@ def _outer_function(
         )
     if progress:
         call[0].value.keywords.append(nodes.keyword("progress", nodes.constant(True)))
+    if info.refill:
+        refill = nodes.tuple_of([nodes.constant(k) for k in info.refill])
+        call[0].value.keywords.append(nodes.keyword("refill", refill))
     call_site += call
     for struct in info.structs:
         keywords = [

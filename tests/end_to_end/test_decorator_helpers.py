@@ -337,3 +337,39 @@ def calls_an_unreadable_helper(u0):
 
 def test_a_helper_whose_source_cannot_be_read_is_refused():
     refused(calls_an_unreadable_helper, "hidden", "cannot be checked")
+
+
+# -- element updates of an array from outside the loop: the plain loop's semantics ----------------
+
+
+def fills_an_outside_array(buf, c):
+    for i in range(4):
+        buf[i] = c * np.sin(i + 1.0)
+    return buf
+
+
+def updates_a_list_argument(items, c):
+    for i in range(3):
+        items[i] = items[i] * c + 1.0
+    return items[0] + items[1] + items[2]
+
+
+@pytest.mark.parametrize("make_scheme", schemes())
+def test_an_array_updated_element_by_element_ends_holding_the_final_values(make_scheme):
+    decorated = checkpoint_struct(make_scheme())(fills_an_outside_array)
+    ours, plain = onp.zeros(4), onp.zeros(4)
+    result = decorated(ours, 0.7)
+    fills_an_outside_array(plain, 0.7)
+    onp.testing.assert_array_equal(ours, plain)  # the caller's array, as the plain loop leaves it
+    assert result is ours  # and the variable still names it after the loop
+    assert "refill=(0,)" in decorated.generated_source
+
+
+@pytest.mark.parametrize("make_scheme", schemes())
+def test_a_list_updated_element_by_element_ends_holding_the_final_values(make_scheme):
+    decorated = checkpoint_struct(make_scheme())(updates_a_list_argument)
+    ours, plain = [0.5, -1.0, 2.0], [0.5, -1.0, 2.0]
+    assert decorated(ours, 0.3) == pytest.approx(updates_a_list_argument(plain, 0.3), rel=1e-14)
+    assert ours == pytest.approx(plain, rel=1e-14)
+    got = grad(lambda c: decorated([0.5, -1.0, 2.0], c))(0.3)
+    assert got == pytest.approx(grad(lambda c: updates_a_list_argument([0.5, -1.0, 2.0], c))(0.3))
