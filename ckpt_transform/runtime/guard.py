@@ -27,6 +27,7 @@ given to `checkpointed_for` directly is the user's own pure function and is left
 from __future__ import annotations
 
 import inspect
+import threading
 import types
 import zlib
 from collections.abc import Callable, Iterator
@@ -46,7 +47,14 @@ _MAX_OBJECTS = 4096  # objects fingerprinted per run, at most
 _MAX_DEPTH = 6  # containers followed below a root, at most
 _SKIPPED_MODULES = ("ckpt_transform", "numpy", "autograd", "builtins", "scipy", "jax")
 
-_running: list[Guard] = []  # the guards of the steps running now (innermost last)
+_local = threading.local()  # per thread: `running`, the guards of the steps running now
+
+
+def _running() -> list[Guard]:
+    running = getattr(_local, "running", None)
+    if running is None:
+        running = _local.running = []
+    return running
 
 
 class Guard:
@@ -72,11 +80,12 @@ class Guard:
         """Run ``step(*args)``; during the primal run, check the struct views it built."""
         if not self.active:
             return step(*args)
-        _running.append(self)
+        running = _running()
+        running.append(self)
         try:
             out = step(*args)
         finally:
-            _running.pop()
+            running.pop()
         if self.views:
             for view, values, carried in self.views:
                 self._check_view(view, values, carried)
@@ -115,8 +124,9 @@ _MISSING = object()
 
 def note_view(view: Any, values: dict[str, Any], carried: frozenset[str]) -> None:
     """Record a struct view built inside a guarded step, to check it when the step returns."""
-    if _running:
-        _running[-1].views.append((view, values, carried))
+    running = _running()
+    if running:
+        running[-1].views.append((view, values, carried))
 
 
 def start(step: Callable[..., Any], params: Any) -> Guard | None:
