@@ -113,7 +113,8 @@ class Guard:
                     f"{name} of a {cls} the loop reads, but the loop does not carry that field: "
                     "the write would be lost when the step returns. It was made where the "
                     "transform could not see it (a method of an object whose class was not "
-                    "known when decorating, or a function passed in). Instead, assign the field "
+                    "known when decorating, a function passed in, or a function defined inside "
+                    "the decorated function). Instead, assign the field "
                     f"in the loop body (`obj.{name} = ...`), or annotate the argument with its "
                     "class (`def f(obj: Model, ...)`) so the method is read."
                 )

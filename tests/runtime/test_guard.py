@@ -86,6 +86,24 @@ def test_a_field_assigned_on_a_struct_view_is_reported(traced):
             f(1.2, Grower())
 
 
+def nested_helper_writes_a_field(u0):
+    s = S(u=u0, n=0.0)
+
+    def grow(t):  # defined inside the decorated function: not read when decorating
+        t.u = t.u * 1.5
+
+    for i in range(3):
+        grow(s)
+        s.n = s.n + 1.0
+    return s.u + s.n
+
+
+def test_a_field_assigned_by_a_function_defined_inside_is_reported():
+    f = checkpoint_struct(Revolve(2))(nested_helper_writes_a_field)
+    with pytest.raises(CheckpointError, match=r"field u of a S .*defined inside"):
+        f(1.2)
+
+
 def test_a_callback_growing_a_list_is_reported():
     log: list = []
     f = checkpoint_struct(StoreAll())(callback_appends)
