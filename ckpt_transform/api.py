@@ -106,7 +106,8 @@ def checkpoint_struct(
     assigns and later reads, and every attribute it assigns on an object (a *struct*, as in
     Checkpointing.jl's ``@checkpoint_struct``); everything it only reads is a parameter and
     receives gradients. Element updates ``x[i] = v`` in the loop body are rewritten into
-    functional updates; functions the body calls must not write into their arguments.
+    functional updates. The helpers and methods the body calls are read too: a field they assign
+    is carried; an in-place write or a container they grow is a `TransformError`.
 
     References
     ----------
@@ -123,30 +124,37 @@ def checkpoint_struct(
     ...     return np.sum(heat.Tnext)
     """
     _check_scheme(scheme)
+    _check_loop(loop)
+    return functools.partial(
+        _decorate, scheme=scheme, loop=loop, progress=progress, verbose=verbose
+    )
+
+
+def _check_loop(loop: Any) -> None:
     if isinstance(loop, bool):
         raise TypeError(
             f"loop must be the position of a top-level loop (0, 1, ...) or the name of a for "
             f"loop's variable, got {loop!r}"
         )
 
-    def decorate(function: F) -> F:
-        reporter = _Reporter()
-        result = transform_function(
-            function,
-            scheme=scheme,
-            loop=loop,
-            progress=progress,
-            machinery={"_ckpt": support, "_ckpt_scheme": scheme, "_ckpt_report": reporter},
-            verbose=verbose,
-        )
-        decorated = result.functions.function
-        functools.update_wrapper(decorated, function)
-        # inspect follows __wrapped__; without it, inspect.getsource shows the code that runs.
-        del decorated.__wrapped__
-        decorated.generated_source = result.source  # type: ignore[attr-defined]
-        decorated.original = function  # type: ignore[attr-defined]
-        decorated.stats = None  # type: ignore[attr-defined]
-        reporter.target = decorated
-        return decorated  # type: ignore[return-value]
 
-    return decorate
+def _decorate(function: F, *, scheme: Any, loop: Any, progress: bool, verbose: bool) -> F:
+    """Transform ``function`` and give the result the attributes `checkpoint_struct` promises."""
+    reporter = _Reporter()
+    result = transform_function(
+        function,
+        scheme=scheme,
+        loop=loop,
+        progress=progress,
+        machinery={"_ckpt": support, "_ckpt_scheme": scheme, "_ckpt_report": reporter},
+        verbose=verbose,
+    )
+    decorated = result.functions.function
+    functools.update_wrapper(decorated, function)
+    # inspect follows __wrapped__; without it, inspect.getsource shows the code that runs.
+    del decorated.__wrapped__
+    decorated.generated_source = result.source  # type: ignore[attr-defined]
+    decorated.original = function  # type: ignore[attr-defined]
+    decorated.stats = None  # type: ignore[attr-defined]
+    reporter.target = decorated
+    return decorated  # type: ignore[return-value]

@@ -29,6 +29,7 @@ from ckpt_transform.backends.autograd import (
     vspace,
 )
 from ckpt_transform.errors import CheckpointError
+from ckpt_transform.runtime import guard
 from ckpt_transform.runtime.higher_order import loop_primitive
 from ckpt_transform.runtime.stats import RunStats
 from ckpt_transform.runtime.tree import describe, flatten, leaf_paths, unflatten
@@ -186,10 +187,12 @@ class _Loop:
             report(stats)
         s_leaves, s_def = flatten(state)
         p_leaves, p_def = flatten(tuple(params))
+        watch = guard.start(self.step, params)  # None unless the step asks to be guarded
         if any(isbox(x) for x in s_leaves) or any(isbox(x) for x in p_leaves):
             out = _Run(self, stats, s_leaves, s_def, p_leaves, p_def).call()
         else:
             out = self.plain(state, tuple(params), stats)
+        guard.finish(watch)  # what the step changed outside its state, before returning
         return (out, stats) if return_stats else out
 
     def plain(self, state: Any, params: tuple, stats: RunStats) -> Any:

@@ -5,5 +5,5 @@ The passes, run in this order by `pipeline`: `parse` (read and parse the source,
 loop index), `rewrite` (the loop body becomes a step function, the loop one driver call),
 `codegen` (readable text with a header, compiled through linecache and bound like the original).
 Shared by them: `naming` (deterministic names), `nodes` and `templates` (building nodes) and
-`text` (a node's source text).
+`text` (a node's source text), `effects` (what the helpers a body calls write).
 """

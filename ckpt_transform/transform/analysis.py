@@ -31,11 +31,14 @@ from __future__ import annotations
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import gast
 
+from ckpt_transform.transform import effects
 from ckpt_transform.transform.parse import FunctionSource, LoopChoice
+from ckpt_transform.transform.text import expression_text as _text
 
 __all__ = ["Location", "LoopAnalysis", "Param", "Struct", "analyse", "reads"]
 
@@ -98,6 +101,10 @@ class LoopAnalysis:
     by_name: tuple[str, ...]  # globals and builtins the step refers to directly
     cond_structs: tuple[str, ...]  # structs the while condition reads
     index_read_after: bool  # the for variable is read after the loop (it keeps its last value)
+    helper_writes: tuple[tuple[Location, str], ...] = ()  # struct fields only helpers assign
+    # positions in `state` of arrays (or lists, dicts) the body only updates element by element:
+    # as in the plain loop, the object from before the loop ends holding the final values
+    refill: tuple[int, ...] = ()
 
 
 # -- reading names ---------------------------------------------------------------------------
@@ -389,12 +396,6 @@ def target_location(source: FunctionSource, target: Any) -> Location:
     )
 
 
-def _text(node: Any) -> str:
-    from ckpt_transform.transform.text import expression_text
-
-    return expression_text(node)
-
-
 def _targets(stmt: Any) -> list[Any]:
     """The assignment targets of one statement, tuples and starred unpacked."""
     if isinstance(stmt, gast.Assign):
@@ -424,6 +425,9 @@ class _Writes:
     variables: dict[str, Any]  # name -> first target node writing it
     fields: dict[Location, Any]  # struct field -> first target node
     element_updates: dict[Location, Any]  # array location -> first element-update target
+    # a field only helpers assign -> "helper (file:line)"
+    helpers: dict[Location, str] = dataclass_field(default_factory=dict)
+    whole: set[Location] = dataclass_field(default_factory=set)  # assigned other than by element
 
 
 def _body_writes(source: FunctionSource, body: list[Any]) -> _Writes:
@@ -445,6 +449,8 @@ def _body_writes(source: FunctionSource, body: list[Any]) -> _Writes:
             writes.fields.setdefault(loc, node)
         if element:
             writes.element_updates.setdefault(loc, node)
+        else:
+            writes.whole.add(loc)
     return writes
 
 
@@ -456,56 +462,126 @@ def _is_by_name(value: Any) -> bool:
     return isinstance(value, types.ModuleType) or callable(value)
 
 
-def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
-    """Classify the names of the chosen loop; raise `TransformError` for what cannot work."""
-    fdef = source.node
-    node = loop.node
-    function = source.function
-    pre = fdef.body[: loop.position]
-    post = fdef.body[loop.position + 1 :]
-    kind = "for" if loop.is_for else "while"
-    index = node.target.id if loop.is_for else None
-    body = node.body
+@dataclass(frozen=True)
+class _Scope:
+    """The parts of the function around the chosen loop, and what its names are."""
 
-    arguments = _arg_names(fdef.args)
-    function_locals = arguments | set(local_names(fdef.body))
-    closure = set(function.__code__.co_freevars)
+    source: FunctionSource
+    node: Any  # the loop
+    pre: list[Any]
+    post: list[Any]
+    kind: str
+    index: str | None
+    arguments: set[str]
+    function_locals: set[str]
+    closure: set[str]
 
-    writes = _body_writes(source, body)
-    if index is not None and index in writes.variables:
-        bad = writes.variables[index]
-        raise source.error(
-            f"the loop variable {index} is assigned inside the checkpointed loop at "
-            f"{source.where(bad)}; the driver passes each iteration its own {index}. Instead of "
-            f"assigning {index}, use another name (`j = {index} + 1`).",
-            bad,
+    @classmethod
+    def of(cls, source: FunctionSource, loop: LoopChoice) -> _Scope:
+        fdef = source.node
+        arguments = _arg_names(fdef.args)
+        return cls(
+            source=source,
+            node=loop.node,
+            pre=fdef.body[: loop.position],
+            post=fdef.body[loop.position + 1 :],
+            kind="for" if loop.is_for else "while",
+            index=loop.node.target.id if loop.is_for else None,
+            arguments=arguments,
+            function_locals=arguments | set(local_names(fdef.body)),
+            closure=set(source.function.__code__.co_freevars),
         )
 
-    # Upward-exposed reads of the body, and reads after the loop.
-    flow = _Flow()
-    flow.block(body, frozenset({index} if index else ()))
-    exposed = flow.exposed
-    cond_reads = reads(node.test) if kind == "while" else []
-    cond_names = {n.id for n in cond_reads}
-    read_after = {n.id for n in reads(post)}
-    for stmt in pre:  # functions defined before the loop may read its results when called after
-        for child in gast.walk(stmt):
-            if isinstance(child, _NESTED_FUNCTIONS):
-                read_after |= {n.id for n in reads(child)}
+    @property
+    def body(self) -> list[Any]:
+        return self.node.body
 
-    # Structs: attributes assigned on a name the body does not rebind.
-    struct_fields: dict[str, list[str]] = {}
-    for loc in writes.fields:
-        struct_fields.setdefault(loc.name, []).append(loc.attr)  # type: ignore[arg-type]
+
+@dataclass
+class _Usage:
+    """Where the loop's names are read: before assignment in the body, by the condition, after."""
+
+    exposed: dict[str, Any]
+    cond_reads: list[Any]
+    cond_names: set[str]
+    read_after: set[str]
+
+
+def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
+    """Classify the names of the chosen loop; raise `TransformError` for what cannot work."""
+    scope = _Scope.of(source, loop)
+    writes = _body_writes(source, scope.body)
+    _check_index_not_written(scope, writes)
+    calls = _call_writes(scope, writes)
+    usage = _usage(scope)
     carried_vars = [
         name
         for name in writes.variables
-        if name != index and (name in exposed or name in read_after or name in cond_names)
+        if name != scope.index
+        and (name in usage.exposed or name in usage.read_after or name in usage.cond_names)
     ]
+    _check_call_writes(scope, calls, writes, carried_vars)
+    structs = _structs(scope, writes, carried_vars)
+    state = _state(scope, writes, carried_vars, structs, usage)
+    _check_aliases(source, scope.pre, scope.body, writes)
+    _check_stale_closures(source, scope.pre, scope.body, {loc.name for loc in state})
+    params, by_name, cond_structs = _parameters(scope, writes, structs, usage)
+    struct_names = {s.name for s in structs}
+    return LoopAnalysis(
+        kind=scope.kind,
+        index=scope.index,
+        state=tuple(state),
+        structs=structs,
+        params=params,
+        by_name=by_name,
+        cond_structs=cond_structs,
+        index_read_after=scope.index is not None and scope.index in usage.read_after,
+        helper_writes=tuple(
+            (loc, helper) for loc, helper in writes.helpers.items() if loc.name in struct_names
+        ),
+        refill=tuple(
+            k
+            for k, loc in enumerate(state)
+            if loc in writes.element_updates and loc not in writes.whole
+        ),
+    )
+
+
+def _check_index_not_written(scope: _Scope, writes: _Writes) -> None:
+    index = scope.index
+    if index is not None and index in writes.variables:
+        bad = writes.variables[index]
+        raise scope.source.error(
+            f"the loop variable {index} is assigned inside the checkpointed loop at "
+            f"{scope.source.where(bad)}; the driver passes each iteration its own {index}. "
+            f"Instead of assigning {index}, use another name (`j = {index} + 1`).",
+            bad,
+        )
+
+
+def _usage(scope: _Scope) -> _Usage:
+    """Upward-exposed reads of the body, reads by the while condition, and reads after the loop."""
+    flow = _Flow()
+    flow.block(scope.body, frozenset({scope.index} if scope.index else ()))
+    cond_reads = reads(scope.node.test) if scope.kind == "while" else []
+    read_after = {n.id for n in reads(scope.post)}
+    for stmt in scope.pre:  # functions defined before the loop may read its results after it
+        for child in gast.walk(stmt):
+            if isinstance(child, _NESTED_FUNCTIONS):
+                read_after |= {n.id for n in reads(child)}
+    return _Usage(flow.exposed, cond_reads, {n.id for n in cond_reads}, read_after)
+
+
+def _structs(scope: _Scope, writes: _Writes, carried_vars: list[str]) -> tuple[Struct, ...]:
+    """Structs: names whose attributes the body (or a helper it calls) assigns, not rebound."""
+    source = scope.source
+    struct_fields: dict[str, list[str]] = {}
+    for loc in writes.fields:
+        struct_fields.setdefault(loc.name, []).append(loc.attr)  # type: ignore[arg-type]
     for name in list(struct_fields):
+        attr_node = writes.fields[Location(name, struct_fields[name][0])]
         if name in writes.variables:
             if name in carried_vars:
-                attr_node = writes.fields[Location(name, struct_fields[name][0])]
                 raise source.error(
                     f"{name} is both rebound (at {source.where(writes.variables[name])}) and "
                     f"has attributes assigned (at {source.where(attr_node)}) in the "
@@ -515,18 +591,28 @@ def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
                     attr_node,
                 )
             del struct_fields[name]  # a temporary of the body: ordinary code
-        elif name == index:
+        elif name == scope.index:
             raise source.error(
-                f"the loop variable {index} has attributes assigned in the checkpointed loop; "
-                "instead, use another name.",
-                writes.fields[Location(name, struct_fields[name][0])],
+                f"the loop variable {scope.index} has attributes assigned in the checkpointed "
+                "loop; instead, use another name.",
+                attr_node,
             )
-    structs = tuple(
-        Struct(name, tuple(fields), name in function_locals)
+    return tuple(
+        Struct(name, tuple(fields), name in scope.function_locals)
         for name, fields in struct_fields.items()
     )
-    struct_names = set(struct_fields)
 
+
+def _state(
+    scope: _Scope,
+    writes: _Writes,
+    carried_vars: list[str],
+    structs: tuple[Struct, ...],
+    usage: _Usage,
+) -> list[Location]:
+    """The carried locations in order of first assignment; each must have a value before."""
+    source, node = scope.source, scope.node
+    struct_names = {s.name for s in structs}
     state = [Location(n) for n in carried_vars]
     state += [loc for loc in writes.fields if loc.name in struct_names]
     first_write = {Location(n): writes.variables[n] for n in carried_vars}
@@ -540,18 +626,16 @@ def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
             "used after it (or to attributes of an object).",
             node,
         )
-
-    # Every carried variable needs a value before the loop.
-    defined_before = _Flow().block(pre, frozenset(arguments))
+    defined_before = _Flow().block(scope.pre, frozenset(scope.arguments))
     for loc in state:
         if loc.attr is None and loc.name not in defined_before:
             written = first_write[loc]
             why = (
                 "read after the loop"
-                if loc.name in read_after
+                if loc.name in usage.read_after
                 else "read by the loop condition"
-                if loc.name in cond_names
-                else f"read at {source.where(exposed[loc.name])} before it is assigned"
+                if loc.name in usage.cond_names
+                else f"read at {source.where(usage.exposed[loc.name])} before it is assigned"
             )
             raise source.error(
                 f"{loc.name} is carried by the checkpointed loop (assigned at "
@@ -561,28 +645,32 @@ def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
                 "of the same kind before the loop (e.g. `y = 0.0` or `y = np.zeros_like(x)`).",
                 written,
             )
+    return state
 
-    _check_aliases(source, pre, body, writes)
-    _check_stale_closures(source, pre, body, {loc.name for loc in state})  # structs included
 
-    # Parameters: what the condition and the body read but do not assign.
+def _parameters(
+    scope: _Scope, writes: _Writes, structs: tuple[Struct, ...], usage: _Usage
+) -> tuple[tuple[Param, ...], tuple[str, ...], tuple[str, ...]]:
+    """What the condition and the body read but do not assign: parameters, by-name values, and
+    the structs the condition reads."""
+    struct_names = {s.name for s in structs}
     params: list[Param] = []
     by_name: list[str] = []
     seen: set[str] = set()
     cond_structs: list[str] = []
-    glob = function.__globals__
-    for name_node in cond_reads + reads(body):
+    glob = scope.source.function.__globals__
+    for name_node in usage.cond_reads + reads(scope.body):
         name = name_node.id
-        if name in struct_names and name_node in cond_reads and name not in cond_structs:
+        if name in struct_names and name_node in usage.cond_reads and name not in cond_structs:
             cond_structs.append(name)
-        if name in seen or name == index or name in writes.variables:
+        if name in seen or name == scope.index or name in writes.variables:
             continue
         seen.add(name)
         if name in struct_names:
             params.append(Param(name, "struct"))
-        elif name in function_locals:
-            params.append(Param(name, "argument" if name in arguments else "local"))
-        elif name in closure:
+        elif name in scope.function_locals:
+            params.append(Param(name, "argument" if name in scope.arguments else "local"))
+        elif name in scope.closure:
             params.append(Param(name, "closure"))
         elif name in glob:
             if _is_by_name(glob[name]):
@@ -591,16 +679,135 @@ def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
                 params.append(Param(name, "global"))
         else:
             by_name.append(name)  # a builtin, or a global defined after the decoration
-    return LoopAnalysis(
-        kind=kind,
-        index=index,
-        state=tuple(state),
-        structs=structs,
-        params=tuple(params),
-        by_name=tuple(by_name),
-        cond_structs=tuple(cond_structs),
-        index_read_after=index is not None and index in read_after,
+    return tuple(params), tuple(by_name), tuple(cond_structs)
+
+
+# -- writes made through calls --------------------------------------------------------------------
+
+
+def _body_context(scope: _Scope) -> effects.Context:
+    """Names as the loop body sees them, with the classes of variables known when decorating:
+    an argument annotated with a class (``s: State``), a variable assigned ``S(...)`` once
+    before the loop."""
+    context = effects.Context.of(scope.source.function, frozenset(scope.function_locals))
+    outer = effects.Context.of(scope.source.function)
+
+    def class_of(node: Any) -> type | None:
+        if isinstance(node, gast.Constant) and isinstance(node.value, str):
+            node = gast.Name(id=node.value, ctx=gast.Load(), annotation=None, type_comment=None)
+        if isinstance(node, gast.Name) and node.id.isidentifier():
+            known, value = outer.value(node.id)
+            if known and isinstance(value, type):
+                return value
+        return None
+
+    args = scope.source.node.args
+    for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs]:
+        cls = class_of(arg.annotation) if arg.annotation is not None else None
+        if cls is not None:
+            context.classes[arg.id] = cls
+    assigned: dict[str, list[Any]] = {}
+    for stmt in statements(scope.pre):
+        for name in _statement_binds(stmt):
+            assigned.setdefault(name, []).append(stmt)
+    for name, stmts in assigned.items():
+        (stmt,) = stmts if len(stmts) == 1 else (None,)
+        if isinstance(stmt, gast.Assign) and isinstance(stmt.value, gast.Call):
+            cls = class_of(stmt.value.func)
+            if cls is not None and name not in scope.arguments:
+                context.classes[name] = cls
+    return context
+
+
+def _call_writes(scope: _Scope, writes: _Writes) -> list[effects.BodyWrite]:
+    """Writes the body makes through calls; a helper's field writes become struct fields.
+
+    Returns the writes that are not plain field writes (element writes, container mutation),
+    for `_check_call_writes` to judge once the carried variables are known; raises at once for
+    what cannot be modelled.
+    """
+    source = scope.source
+    found, problems = effects.body_effects(source, scope.body, _body_context(scope))
+    if problems:
+        _refuse_unmodelled(source, problems[0])
+    others: list[effects.BodyWrite] = []
+    for write in found:
+        attr = write.effect.field
+        if write.fresh and (attr is not None or write.effect.kind == "mutation"):
+            continue  # a new object of this iteration: its fields and items are its own
+        if attr is None or write.root == scope.index:
+            others.append(write)
+            continue
+        loc = Location(write.root, attr)
+        if loc not in writes.fields:
+            writes.fields[loc] = write.stmt
+            if write.effect.helper != source.function.__qualname__:
+                writes.helpers[loc] = f"{write.effect.helper} at {write.effect.where}"
+    writes.fields = dict(
+        sorted(writes.fields.items(), key=lambda kv: (kv[1].lineno, kv[1].col_offset))
     )
+    return others
+
+
+def _refuse_unmodelled(source: FunctionSource, found: effects.BodyProblem) -> None:
+    problem, stmt = found.problem, found.stmt
+    own = problem.helper == source.function.__qualname__
+    who = "the loop body" if own else f"{problem.helper}, called at {source.where(stmt)},"
+    raise source.error(
+        f"{who} {problem.reason}: `{problem.text}` ({problem.where}). The checkpointed loop "
+        "runs the body (and what it calls) again when it recomputes a step, and carries only "
+        "the variables the body assigns and the fields of its structs, so this write cannot be "
+        "carried. Instead, return the new value and assign it in the loop body "
+        "(`x = helper(x)` or `s.field = helper(s)`), or pass the object as an argument and "
+        "assign its fields.",
+        stmt,
+    )
+
+
+def _check_call_writes(
+    scope: _Scope, calls: list[effects.BodyWrite], writes: _Writes, carried_vars: list[str]
+) -> None:
+    """Element writes and container mutation through calls, on objects from outside the step."""
+    source = scope.source
+    for write in calls:  # in place on an array: autograd cannot differentiate it, even on a new one
+        effect = write.effect
+        target = effect.target(write.root)
+        own = effect.helper == source.function.__qualname__
+        if own and effect.kind == "mutation":
+            how = f"changes {target} in place"
+        elif own:
+            how = f"writes {target} in place"
+        else:
+            how = (
+                f"calls {effect.helper}, which writes {target} in place at {effect.where}: "
+                f"`{effect.text}`"
+            )
+        if effect.kind == "mutation":
+            instead = (
+                "Instead of growing a container, preallocate an array before the loop and "
+                "assign its elements in the body (`traj = np.zeros(n)` before the loop, "
+                "`traj[i] = x` inside), or keep in a variable what the code after the loop needs."
+            )
+        else:
+            instead = (
+                "Instead of writing in place, compute a new value and assign it in the loop body "
+                f"(`{target.split('[')[0]} = ...`; for one element, `a[k] = v` in the body itself "
+                "is rewritten into a functional update)."
+            )
+        why = (
+            "autograd cannot differentiate in-place writes (a traced array cannot be written "
+            "into, so under grad the plain loop itself would compute something else)"
+            if write.fresh
+            else f"{write.root} holds an object from outside the step (the state it was given, "
+            "or a value from before the loop): a checkpointed loop carries a state of fixed "
+            "structure that it stores and runs again from, and autograd cannot differentiate "
+            "in-place writes"
+        )
+        raise source.error(
+            f"`{source.header_text(write.stmt)}` at {source.where(write.stmt)} {how}. {why}. "
+            f"{instead}",
+            write.stmt,
+        )
 
 
 def _check_stale_closures(

@@ -67,6 +67,7 @@ def header(
         f"state:      {', '.join(state)}",
         f"parameters: {', '.join(params) or 'none'}",
         f"by name:    {', '.join(by_name) or 'none'}",
+        *[f"helpers:    {loc} is assigned by {helper}" for loc, helper in info.helper_writes],
         "",
         f"{MACHINERY['scope']} is never called: it gives the functions inside it their free "
         f"names. They are built from their compiled code with the globals, closure cells and "

@@ -89,6 +89,7 @@ def _describe(info: LoopAnalysis) -> str:
         f"structs:    {', '.join(s.name for s in info.structs) or 'none'}",
         f"parameters: {', '.join(f'{p.name} ({p.origin})' for p in info.params) or 'none'}",
         f"by name:    {', '.join(info.by_name) or 'none'}",
+        *[f"helpers:    {loc} is assigned by {helper}" for loc, helper in info.helper_writes],
     ]
     return "\n".join(lines)
 

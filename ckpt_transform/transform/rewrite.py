@@ -29,6 +29,7 @@ from ckpt_transform.transform import nodes, templates
 from ckpt_transform.transform.analysis import Location, LoopAnalysis
 from ckpt_transform.transform.naming import MACHINERY, Namer, identifiers
 from ckpt_transform.transform.parse import FunctionSource, LoopChoice
+from ckpt_transform.transform.text import expression_text as _text
 
 __all__ = ["Rewritten", "rewrite"]
 
@@ -68,6 +69,56 @@ class _Texts:
         return [self.keep(s) for s in stmts]
 
 
+@dataclass(frozen=True)
+class _Names:
+    """The generated functions' names and the step's names for the state and parameters."""
+
+    step: str
+    cond: str | None
+    field_var: dict[Location, str]  # struct field -> the step's variable (`heat_Tnext`)
+    fields_param: dict[str, str]  # struct -> the parameter holding its other fields
+    state: tuple[str, ...]
+    params: tuple[str, ...]
+
+    @classmethod
+    def of(cls, name: str, info: LoopAnalysis, namer: Namer) -> _Names:
+        step_name = namer.step(name)
+        cond_name = namer.cond(name) if info.kind == "while" else None
+        field_var = {
+            Location(s.name, f): namer.field(s.name, f) for s in info.structs for f in s.fields
+        }
+        fields_param = {s.name: namer.fields(s.name) for s in info.structs}
+        return cls(
+            step=step_name,
+            cond=cond_name,
+            field_var=field_var,
+            fields_param=fields_param,
+            state=tuple(field_var.get(loc, loc.name) for loc in info.state),
+            params=tuple(
+                fields_param[p.name] if p.origin == "struct" else p.name for p in info.params
+            ),
+        )
+
+    def unpack(self) -> Any:
+        return nodes.tuple_of([nodes.store(n) for n in self.state], gast.Store())
+
+    def views(self, structs: list[Any]) -> list[Any]:
+        """``heat = _ckpt.struct_view(heat_fields, Tnext=heat_Tnext, ...)`` for each struct."""
+        out: list[Any] = []
+        for s in structs:
+            out += templates.fill(
+                templates.struct_view,
+                _ckpt=_M["support"],
+                struct=s.name,
+                fields=self.fields_param[s.name],
+                keywords=[
+                    nodes.keyword(f, nodes.load(self.field_var[Location(s.name, f)]))
+                    for f in s.fields
+                ],
+            )
+        return out
+
+
 def rewrite(
     source: FunctionSource, loop: LoopChoice, info: LoopAnalysis, *, progress: bool = False
 ) -> Rewritten:
@@ -76,72 +127,67 @@ def rewrite(
     function = source.function
     freevars = tuple(function.__code__.co_freevars)
     namer = Namer(identifiers(fdef) | set(freevars) | set(function.__code__.co_names))
-    name = fdef.name
-    step_name = namer.step(name)
-    cond_name = namer.cond(name) if info.kind == "while" else None
-
-    field_var = {
-        Location(s.name, f): namer.field(s.name, f) for s in info.structs for f in s.fields
-    }
-    fields_param = {s.name: namer.fields(s.name) for s in info.structs}
-    state_names = tuple(field_var.get(loc, loc.name) for loc in info.state)
-    param_names = tuple(
-        fields_param[p.name] if p.origin == "struct" else p.name for p in info.params
+    names = _Names.of(fdef.name, info, namer)
+    texts = _Texts(source)
+    functions = _step_functions(source, loop, info, names, texts)
+    functions.append(
+        _outer_function(
+            source, loop, info, names.step, names.cond, names.field_var, progress, texts
+        )
+    )
+    module = gast.Module(body=[_scope(functions, freevars)], type_ignores=[])
+    return Rewritten(
+        module,
+        fdef.name,
+        names.step,
+        names.cond,
+        freevars,
+        names.state,
+        names.params,
+        tuple(texts.texts),
     )
 
-    def unpack() -> Any:
-        return nodes.tuple_of([nodes.store(n) for n in state_names], gast.Store())
 
-    def views(structs: list[Any]) -> list[Any]:
-        out: list[Any] = []
-        for s in structs:
-            out += templates.fill(
-                templates.struct_view,
-                _ckpt=_M["support"],
-                struct=s.name,
-                fields=fields_param[s.name],
-                keywords=[
-                    nodes.keyword(f, nodes.load(field_var[Location(s.name, f)])) for f in s.fields
-                ],
-            )
-        return out
-
+def _step_functions(
+    source: FunctionSource, loop: LoopChoice, info: LoopAnalysis, names: _Names, texts: _Texts
+) -> list[Any]:
+    """The step function, and for a while loop the condition function."""
     result = nodes.tuple_of(
         [
             nodes.load(loc.name) if loc.attr is None else nodes.attribute(loc.name, loc.attr)
             for loc in info.state
         ]
     )
-    texts = _Texts(source)
     body, _ = _Rewriter(source, texts).statements(copy.deepcopy(loop.node.body))
-    step = templates.fill(
+    functions = templates.fill(
         templates.step_function,
-        name=step_name,
+        name=names.step,
         _ckpt_state=_M["state"],
         index=info.index or _M["iteration"],
-        params=list(param_names),
-        unpack=unpack(),
-        prologue=views(list(info.structs)),
+        params=list(names.params),
+        unpack=names.unpack(),
+        prologue=names.views(list(info.structs)),
         body=[nodes.comment(f"loop body, {source.where_span(loop.node.body)}"), *body],
         result=result,
     )
-    functions = step
-    if cond_name is not None:
+    if names.cond is not None:
         cond_structs = [s for s in info.structs if s.name in info.cond_structs]
         functions += templates.fill(
             templates.cond_function,
-            name=cond_name,
+            name=names.cond,
             _ckpt_state=_M["state"],
-            params=list(param_names),
-            unpack=unpack(),
-            prologue=views(cond_structs),
+            params=list(names.params),
+            unpack=names.unpack(),
+            prologue=names.views(cond_structs),
             body=[nodes.comment(f"loop condition, {source.where(loop.node.test)}")],
             result=copy.deepcopy(loop.node.test),
         )
-    functions.append(
-        _outer_function(source, loop, info, step_name, cond_name, field_var, progress, texts)
-    )
-    scope = gast.FunctionDef(
+    return functions
+
+
+def _scope(functions: list[Any], freevars: tuple[str, ...]) -> Any:
+    """``def _ckpt_scope(_ckpt, _ckpt_scheme, _ckpt_report, *freevars): <functions>``."""
+    return gast.FunctionDef(
         name=_M["scope"],
         args=gast.arguments(
             args=[
@@ -160,17 +206,6 @@ def rewrite(
         returns=None,
         type_comment=None,
         type_params=[],
-    )
-    module = gast.Module(body=[scope], type_ignores=[])
-    return Rewritten(
-        module,
-        name,
-        step_name,
-        cond_name,
-        freevars,
-        state_names,
-        param_names,
-        tuple(texts.texts),
     )
 
 
@@ -236,6 +271,9 @@ def _outer_function(
         )
     if progress:
         call[0].value.keywords.append(nodes.keyword("progress", nodes.constant(True)))
+    if info.refill:
+        refill = nodes.tuple_of([nodes.constant(k) for k in info.refill])
+        call[0].value.keywords.append(nodes.keyword("refill", refill))
     call_site += call
     for struct in info.structs:
         keywords = [
@@ -405,9 +443,3 @@ def _key(index: Any) -> Any:
 
 def _to_load(node: Any) -> None:
     node.ctx = gast.Load()
-
-
-def _text(node: Any) -> str:
-    from ckpt_transform.transform.text import expression_text
-
-    return expression_text(node)

@@ -34,6 +34,7 @@ def _ckpt_scope(_ckpt, _ckpt_scheme, _ckpt_report):
             _ckpt_scheme,
             params=(n, lam),
             report=_ckpt_report,
+            refill=(0, 1),
         )
         # after the loop, golden_cases.py:117
         return np.sum(nxt)
