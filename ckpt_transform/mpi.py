@@ -26,8 +26,8 @@ import numpy as onp
 from autograd import value_and_grad as _ag_value_and_grad
 from autograd.extend import defjvp, defvjp, primitive
 
+from ckpt_transform import checkpointed_while as _checkpointed_while
 from ckpt_transform.errors import CheckpointError
-from ckpt_transform.runtime import driver as _driver
 
 try:
     from mpi4py import MPI
@@ -559,7 +559,7 @@ def checkpointed_while(
     """
     _check_comm(comm)
     agreed = _AgreedCondition(cond, comm)
-    return _driver.checkpointed_while(agreed, step, state, scheme, params=params, **options)
+    return _checkpointed_while(agreed, step, state, scheme, params=params, **options)
 
 
 # -- the gradient of the global loss ----------------------------------------------------------

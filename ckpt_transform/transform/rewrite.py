@@ -239,12 +239,41 @@ def _outer_function(
             for loc in info.state
         ]
     )
-    params = nodes.tuple_of([_param_value(p, info) for p in info.params])
     call_site = [nodes.comment(f"the loop, {source.where(node)}: {source.header_text(node)}")]
     steps: Any = node.iter if cond_name is None else None
     if info.index_read_after:
         call_site += templates.fill(templates.keep_range, _ckpt_range=_M["range"], steps=steps)
         steps = nodes.load(_M["range"])
+    call_site += _driver_call(info, targets, initial, steps, step_name, cond_name, progress)
+    for struct in info.structs:
+        keywords = [
+            nodes.keyword(f, nodes.load(field_var[Location(struct.name, f)])) for f in struct.fields
+        ]
+        template = templates.struct_update if struct.rebindable else templates.struct_set
+        call_site += templates.fill(
+            template, _ckpt=_M["support"], struct=struct.name, keywords=keywords
+        )
+    if info.index_read_after:
+        call_site += templates.fill(templates.last_index, _ckpt_range=_M["range"], index=info.index)
+    tail = []
+    if post:
+        tail = [nodes.comment(f"after the loop, {source.where_span(post)}"), *texts.keep_all(post)]
+    fdef.body = head + call_site + tail
+    fdef.decorator_list = []
+    return fdef
+
+
+def _driver_call(
+    info: LoopAnalysis,
+    targets: Any,
+    initial: Any,
+    steps: Any,
+    step_name: str,
+    cond_name: str | None,
+    progress: bool,
+) -> list[Any]:
+    """The statement that runs the loop: ``state = checkpointed_for(...)`` (or ``_while``)."""
+    params = nodes.tuple_of([_param_value(p, info) for p in info.params])
     if cond_name is None:
         call = templates.fill(
             templates.checkpointed_for,
@@ -274,23 +303,7 @@ def _outer_function(
     if info.refill:
         refill = nodes.tuple_of([nodes.constant(k) for k in info.refill])
         call[0].value.keywords.append(nodes.keyword("refill", refill))
-    call_site += call
-    for struct in info.structs:
-        keywords = [
-            nodes.keyword(f, nodes.load(field_var[Location(struct.name, f)])) for f in struct.fields
-        ]
-        template = templates.struct_update if struct.rebindable else templates.struct_set
-        call_site += templates.fill(
-            template, _ckpt=_M["support"], struct=struct.name, keywords=keywords
-        )
-    if info.index_read_after:
-        call_site += templates.fill(templates.last_index, _ckpt_range=_M["range"], index=info.index)
-    tail = []
-    if post:
-        tail = [nodes.comment(f"after the loop, {source.where_span(post)}"), *texts.keep_all(post)]
-    fdef.body = head + call_site + tail
-    fdef.decorator_list = []
-    return fdef
+    return call
 
 
 def _param_value(param: Any, info: LoopAnalysis) -> Any:
