@@ -24,16 +24,19 @@ from autograd.extend import defjvp, defvjp, primitive
 from ckpt_transform.backends.autograd import dataclass_replace, getval, isbox
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.runtime import driver
+from ckpt_transform.runtime.vector import fits, where  # vectorised element loops
 
 __all__ = [
     "checkpointed_for",
     "checkpointed_while",
+    "fits",
     "index",
     "other_fields",
     "setitem",
     "struct_set",
     "struct_update",
     "struct_view",
+    "where",
 ]
 
 
