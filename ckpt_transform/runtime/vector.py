@@ -62,5 +62,14 @@ def fits(spans: tuple[tuple[Any, Any], ...], *accesses: Any, scalars: tuple = ()
 
 
 def where(condition: Any, then: Any, other: Any) -> Any:
-    """``then`` where ``condition`` holds, else ``other`` (differentiable in both)."""
+    """``then`` where ``condition`` holds, else ``other`` (differentiable in both).
+
+    The branches are broadcast to the common shape first, so that the gradient of a scalar
+    branch (``z[i] = a`` under an ``if``) comes back summed to a scalar.
+    """
+    shape = np.broadcast_shapes(np.shape(condition), anp.shape(then), anp.shape(other))
+    if anp.shape(then) != shape:  # adding zeros broadcasts with a gradient that sums back
+        then = then + np.zeros(shape)
+    if anp.shape(other) != shape:
+        other = other + np.zeros(shape)
     return anp.where(condition, then, other)

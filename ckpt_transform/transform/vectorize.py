@@ -428,6 +428,8 @@ class _Nest:
         here = (node.lineno, node.col_offset)
         for name in sorted(private):
             for use in _uses_outside(whole, name, here):
+                if getattr(use, "lineno", None) is None:  # in the step's own machinery
+                    raise _NotVectorizable(f"{name} is carried from one time step to the next")
                 raise _NotVectorizable(
                     f"{name} is also used at {self.source.where(use)}, outside the loop"
                 )
