@@ -33,6 +33,9 @@ from ckpt_transform import Revolve
 from ckpt_transform.schemes.actions import Advance, Record
 from ckpt_transform.schemes.cost import revolve_evaluations, revolve_forward_steps
 
+#: Where the sections of docs/benchmarks.md that other scripts measured begin (kept by this one).
+KEPT_MARK = "<!-- sections below are kept by benchmarks/run.py -->"
+
 SECTIONS = ("revolve", "online", "heat", "nocopy", "scalar", "large", "hdf5")
 
 
@@ -643,8 +646,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(summary)
     if out:
+        # Sections written by the other benchmark scripts (benchmarks/vectorize.py, plans.py)
+        # start at KEPT_MARK and are kept across runs of this one.
+        kept = ""
+        if os.path.exists(out):
+            with open(out) as f:
+                previous = f.read()
+            if KEPT_MARK in previous:
+                kept = "\n" + previous[previous.index(KEPT_MARK) :]
         with open(out, "w") as f:
-            f.write(doc)
+            f.write(doc + kept)
         log(f"wrote {out}")
     return 0
 
