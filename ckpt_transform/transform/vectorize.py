@@ -233,11 +233,6 @@ class _Nest:
                     self.stored.add(child.id)
                 elif isinstance(child, gast.Attribute) and isinstance(child.ctx, gast.Store):
                     self.stored.add(_text(child))
-        for dim in self.dims:
-            for bound in (dim.lo, dim.hi):
-                self.invariant(bound, "a range bound")
-                if _names(bound) & indices:
-                    raise _NotVectorizable("a range bound depends on another loop of the nest")
         # first pass: what is written, and where
         for stmt in self.body:
             for write in _writes(stmt):
@@ -257,6 +252,11 @@ class _Nest:
                     )
         if not self.written:
             raise _NotVectorizable("the loop updates no array element")
+        for dim in self.dims:  # element updates keep shapes: len(u) and u.shape stay invariant
+            for bound in (dim.lo, dim.hi):
+                if _names(bound) & indices:
+                    raise _NotVectorizable("a range bound depends on another loop of the nest")
+                self.invariant(bound, "a range bound")
         # second pass: every statement, in order
         defined: set[str] = set()
         for stmt in self.body:
@@ -407,7 +407,7 @@ class _Nest:
         """``node`` is pure and the nest does not change it."""
         for child in gast.walk(node):
             if isinstance(child, gast.Call):
-                if isinstance(child.func, gast.Name) and child.func.id == "len":
+                if _is_len(child, self.source.function.__globals__):
                     continue
                 raise _NotVectorizable(f"{what} `{_text(node)}` calls a function")
             if not isinstance(child, _PURE):
@@ -415,7 +415,7 @@ class _Nest:
         text = _text(node)
         if text in allow:
             return
-        for path in _paths(node):
+        for path in _paths(_without_shapes(node, set(self.written))):
             for stored in self.stored:
                 if path == stored or path.startswith(stored + "."):
                     raise _NotVectorizable(f"{what} `{text}` changes inside the loop")
@@ -727,6 +727,33 @@ def _uses_outside(whole: Any, name: str, here: tuple[int, int]) -> Iterator[Any]
 
 def _position(node: Any) -> tuple[int, int] | None:
     return (getattr(node, "lineno", None), getattr(node, "col_offset", None))  # type: ignore[return-value]
+
+
+def _is_len(call: Any, globals_: dict[str, Any]) -> bool:
+    return (
+        isinstance(call.func, gast.Name)
+        and call.func.id == "len"
+        and "len" not in globals_
+        and len(call.args) == 1
+    )
+
+
+def _without_shapes(node: Any, written: set[str]) -> Any:
+    """``node`` with ``len(a)`` and ``a.shape`` of the written arrays ``a`` replaced by 0: an
+    element update keeps an array's shape, so these do not change inside the loop."""
+
+    class Strip(gast.NodeTransformer):
+        def visit_Call(self, call: Any) -> Any:
+            if _is_len(call, {}) and _text(call.args[0]) in written:
+                return nodes.constant(0)
+            return self.generic_visit(call)
+
+        def visit_Attribute(self, attr: Any) -> Any:
+            if attr.attr == "shape" and _text(attr.value) in written:
+                return nodes.constant(0)
+            return self.generic_visit(attr)
+
+    return Strip().visit(copy.deepcopy(node))
 
 
 def _set_ctx(node: Any, ctx: Any) -> None:
