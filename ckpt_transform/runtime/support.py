@@ -24,7 +24,7 @@ from autograd.extend import defjvp, defvjp, primitive
 from ckpt_transform.backends.autograd import dataclass_replace, getval, isbox
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.runtime import driver
-from ckpt_transform.runtime.vector import fits, where  # vectorised element loops
+from ckpt_transform.runtime.vector import fits, span, where  # vectorised element loops
 
 __all__ = [
     "checkpointed_for",
@@ -33,6 +33,7 @@ __all__ = [
     "index",
     "other_fields",
     "setitem",
+    "span",
     "struct_set",
     "struct_update",
     "struct_view",

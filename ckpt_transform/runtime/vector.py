@@ -18,7 +18,7 @@ import numpy as np
 
 from ckpt_transform.backends.autograd import getval
 
-__all__ = ["fits", "where"]
+__all__ = ["fits", "span", "where"]
 
 
 def fits(spans: tuple[tuple[Any, Any], ...], *accesses: Any, scalars: tuple = ()) -> bool:
@@ -73,3 +73,11 @@ def where(condition: Any, then: Any, other: Any) -> Any:
     if anp.shape(other) != shape:
         other = other + np.zeros(shape)
     return anp.where(condition, then, other)
+
+
+def span(lo: int, hi: int, dim: int, ndims: int) -> np.ndarray:
+    """The values ``lo, ..., hi - 1`` of loop ``dim`` of a nest of ``ndims`` loops, shaped to
+    broadcast along that loop's axis (a loop index used as a value in a vectorised loop)."""
+    shape = [1] * ndims
+    shape[dim] = -1
+    return np.arange(lo, hi).reshape(shape)

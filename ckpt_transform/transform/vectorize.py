@@ -16,8 +16,8 @@ independent of the others:
   no loop-carried dependence, so the loop runs as one vector statement per update);
 * an array the nest does not write may be read at any such index, or at loop-invariant indices;
 * everything else in an expression is loop-invariant (names, attributes, constants, arithmetic),
-  a temporary, or an element-wise function of numpy (``np.sin``...), and the loop index is never
-  a value;
+  a temporary, a loop index used as a value (it becomes the array of its values,
+  `ckpt_transform.runtime.vector.span`), or an element-wise function of numpy (``np.sin``...);
 * a loop index or temporary is not used anywhere else in the step function.
 
 Slices differ from the scalar loop when a slice runs off an end of its array (a negative index
@@ -317,8 +317,8 @@ class _Nest:
             self.scalars.setdefault(_text(node), node)
             return
         if isinstance(node, gast.Name):
-            if node.id in indices:
-                raise _NotVectorizable(f"the loop variable {node.id} is used as a value")
+            if node.id in indices:  # becomes _ckpt.span(lo, hi, dim, ndims): the index values
+                return
             if node.id not in defined:
                 raise _NotVectorizable(f"the temporary {node.id} is read before it is assigned")
             return
@@ -453,7 +453,24 @@ class _Nest:
         """``node`` with every element access replaced by its slice."""
         indices = {d.index for d in self.dims}
 
+        position = {d.index: k for k, d in enumerate(self.dims)}
+
         class Slicer(gast.NodeTransformer):
+            def visit_Name(inner, name: Any) -> Any:
+                if name.id not in position:
+                    return name
+                dim = self.dims[position[name.id]]
+                return gast.Call(
+                    func=nodes.attribute(_SUPPORT, "span"),
+                    args=[
+                        copy.deepcopy(dim.lo),
+                        copy.deepcopy(dim.hi),
+                        nodes.constant(position[name.id]),
+                        nodes.constant(len(self.dims)),
+                    ],
+                    keywords=[],
+                )
+
             def visit_Subscript(inner, sub: Any) -> Any:
                 if not (_names(sub.slice) & indices):
                     return sub

@@ -6,7 +6,7 @@ import autograd.numpy as np
 import numpy as onp
 from autograd import grad
 
-from ckpt_transform.runtime.vector import fits, where
+from ckpt_transform.runtime.vector import fits, span, where
 
 
 def test_fits_accepts_slices_inside_their_arrays():
@@ -43,3 +43,9 @@ def test_where_sums_the_gradient_of_a_scalar_branch():
     assert grad(lambda a: np.sum(where(c, onp.ones(4), a * onp.ones(4))))(0.3) == 1.0
     x = onp.arange(4.0)
     assert onp.array_equal(grad(lambda x: np.sum(where(c, x * x, x)))(x), [0.0, 1.0, 4.0, 6.0])
+
+
+def test_span_broadcasts_along_its_loop_axis():
+    assert onp.array_equal(span(2, 5, 0, 1), [2, 3, 4])
+    assert span(1, 4, 0, 2).shape == (3, 1) and span(0, 5, 1, 2).shape == (1, 5)
+    assert onp.array_equal(span(0, 2, 1, 3).ravel(), [0, 1]) and span(0, 2, 1, 3).ndim == 3

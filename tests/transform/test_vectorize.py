@@ -169,12 +169,13 @@ def non_affine(x, steps):
     return np.sum(x)
 
 
-def index_value(x, steps):
+def index_assigned(x, steps):
     n = len(x)
     for t in range(steps):
         y = np.array(x)
         for i in range(n):
-            y[i] = x[i] * i
+            y[i] = x[i] * 2.0
+            i = 0
         x = y * 1.0
     return np.sum(x)
 
@@ -210,7 +211,7 @@ def temp_read_after(x, steps):
         (indirect, "the index idx[i] is not a loop variable plus a loop-invariant offset"),
         (unknown_call, "`float` is called element by element"),
         (non_affine, "the index 2 * i is not a loop variable plus a loop-invariant offset"),
-        (index_value, "the loop variable i is used as a value"),
+        (index_assigned, "the loop variable i is assigned in the loop"),
         (temp_after, "last is carried from one time step to the next"),
         (temp_read_after, "last is also used at test_vectorize.py:"),
     ],
@@ -230,6 +231,25 @@ def test_kept_loops_still_give_the_scalar_gradient():
     _same(vec, scalar, (onp.linspace(0.0, 1.0, 6), 0.4, 3), 0)
     vec, scalar = _both(temp_after)
     _same(vec, scalar, (onp.linspace(0.0, 1.0, 6), 3), 0)
+
+
+def index_as_value(u, dx, steps):
+    n, m = u.shape
+    for t in range(steps):
+        old = np.array(u)
+        for i in range(n):
+            for j in range(1, m):
+                u[i, j] = old[i, j] * np.cos(i * dx) + j * dx * old[i, j - 1]
+    return np.sum(u * u)
+
+
+def test_a_loop_index_used_as_a_value_becomes_the_array_of_its_values():
+    vec, scalar = _both(index_as_value)
+    assert "_ckpt.span(0, n, 0, 2)" in vec.generated_source
+    assert "_ckpt.span(1, m, 1, 2)" in vec.generated_source
+    u = onp.random.default_rng(1).uniform(size=(4, 5))
+    _same(vec, scalar, (u, 0.3, 3), 0)
+    _same(vec, scalar, (u, 0.3, 3), 1)
 
 
 def branches(x, a, steps):

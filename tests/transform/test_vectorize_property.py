@@ -2,12 +2,13 @@
 
 Hypothesis writes a time loop whose body holds one element loop over ``range(lo, n - hi)``:
 scalar temporaries, element updates ``z[i + c] = ...`` and ``if`` statements, reading ``x``,
-``y`` and ``z`` at offsets of the loop index. Some loops are independent (``z`` read only where
-it is written), some carry a dependence (``z`` read at another offset), some read off the front of
-an array (a negative index, which wraps around: the run-time guard must send them to the scalar
-loop). Each program runs three ways: decorated with ``vectorize=True``, decorated with
-``vectorize=False``, and undecorated with every element update written as a functional update
-(the oracle: plain autograd through the plain loop). Values and gradients agree to 1e-12.
+``y`` and ``z`` at offsets of the loop index, and the loop index itself as a value. Some loops
+are independent (``z`` read only where it is written), some carry a dependence (``z`` read at
+another offset), some read off the front of an array (a negative index, which wraps around: the
+run-time guard must send them to the scalar loop). Each program runs three ways: decorated with
+``vectorize=True``, decorated with ``vectorize=False``, and undecorated with every element
+update written as a functional update (the oracle: plain autograd through the plain loop).
+Values and gradients agree to 1e-12.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def programs(draw):
         return f"i + {d}" if d > 0 else (f"i - {-d}" if d < 0 else "i")
 
     def expression(depth: int, in_if: bool) -> str:
-        choices = ["read", "read", "const", "param"] + (["temp"] if temps else [])
+        choices = ["read", "read", "const", "param", "index"] + (["temp"] if temps else [])
         if depth > 0:
             choices += ["binop", "binop"] + ([] if in_if else ["call"])
         kind = draw(st.sampled_from(choices))
@@ -67,6 +68,8 @@ def programs(draw):
             return draw(st.sampled_from(["0.5", "2", "1.25"]))
         if kind == "param":
             return "a"
+        if kind == "index":
+            return "(i * 0.1)"
         if kind == "temp":
             return draw(st.sampled_from(temps))
         if kind == "call":
