@@ -372,6 +372,14 @@ class _Nest:
         self.invariant(base, "an array", allow=set(self.written))
         entries = self.key_entries(key)
         key_text = _key_text(key)
+        if isinstance(base, gast.Attribute) and text not in self.written:
+            # `h.T` and a written `heat.T` may be the same field of one object under two names
+            for written in self.written:
+                if written.rsplit(".", 1)[-1] == base.attr and "." in written:
+                    raise _NotVectorizable(
+                        f"{text} is read and {written} written: they may be the same field of "
+                        "one object"
+                    )
         if text in self.written and self.written[text] != key_text:
             raise _NotVectorizable(
                 f"{text} is written at [{self.written[text]}] and read at [{key_text}]: "
