@@ -55,6 +55,8 @@ def checkpoint_struct(
     loop: int | str | None = None,
     progress: bool = False,
     verbose: bool = False,
+    vectorize: bool = True,
+    explain: bool = False,
 ) -> Callable[[F], F]:
     """Rewrite a function's time-stepping loop into a checkpointed, differentiable loop.
 
@@ -77,6 +79,13 @@ def checkpoint_struct(
     verbose
         Print the result of each transform pass (parse, fence, analyse, rewrite, codegen,
         compile) when decorating.
+    vectorize
+        Replace element loops of the body (``for i in range(1, n - 1): x[i] = ...``) whose
+        iterations are provably independent by slice arithmetic, under a run-time guard that
+        falls back to the loop as written; the generated source says which loop became which
+        statement and why that was legal. False keeps every loop as written.
+    explain
+        With ``vectorize``, also say in the generated source why a loop was kept as written.
 
     Returns
     -------
@@ -126,7 +135,13 @@ def checkpoint_struct(
     _check_scheme(scheme)
     _check_loop(loop)
     return functools.partial(
-        _decorate, scheme=scheme, loop=loop, progress=progress, verbose=verbose
+        _decorate,
+        scheme=scheme,
+        loop=loop,
+        progress=progress,
+        verbose=verbose,
+        vectorize=vectorize,
+        explain=explain,
     )
 
 
@@ -138,7 +153,16 @@ def _check_loop(loop: Any) -> None:
         )
 
 
-def _decorate(function: F, *, scheme: Any, loop: Any, progress: bool, verbose: bool) -> F:
+def _decorate(
+    function: F,
+    *,
+    scheme: Any,
+    loop: Any,
+    progress: bool,
+    verbose: bool,
+    vectorize: bool,
+    explain: bool,
+) -> F:
     """Transform ``function`` and give the result the attributes `checkpoint_struct` promises."""
     reporter = _Reporter()
     result = transform_function(
@@ -148,6 +172,8 @@ def _decorate(function: F, *, scheme: Any, loop: Any, progress: bool, verbose: b
         progress=progress,
         machinery={"_ckpt": support, "_ckpt_scheme": scheme, "_ckpt_report": reporter},
         verbose=verbose,
+        vectorize_loops=vectorize,
+        explain=explain,
     )
     decorated = result.functions.function
     functools.update_wrapper(decorated, function)

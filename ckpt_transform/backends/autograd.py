@@ -6,7 +6,10 @@
   shadow copy). Fields holding floats, complex numbers or float/complex arrays (or containers of
   them) carry gradients; other fields (ints, strings, functions) are copied unchanged.
 * `make_segment_vjp` tapes a function of one tuple argument and returns its VJP and value: the one
-  operation the driver needs to differentiate steps.
+  operation the driver needs to differentiate steps. It uses autograd's tracer directly
+  (``VJPNode``, ``trace_stack``, ``new_box``, ``backward_pass``), checked at import against the
+  public ``make_vjp``; with an autograd whose internals differ it falls back to ``make_vjp`` per
+  segment, with one warning (see "autograd versions" below).
 
 autograd finds vector spaces and box types by exact type (``VSpace.mappings[type(x)]``,
 ``box_type_mappings[type(x)]``); both tables are replaced here by dicts that register a dataclass
@@ -16,16 +19,20 @@ type the first time they are asked about it.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
+import os
 import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import autograd.tracer as _tracer
 import numpy as onp
+from autograd import make_vjp
 from autograd.builtins import SequenceBox, container_take  # noqa: F401  (re-exported helper)
-from autograd.core import SparseObject, VJPNode, VSpace, backward_pass, vspace
+from autograd.core import SparseObject, VSpace, vspace
 from autograd.extend import defjvp_argnum, defvjp_argnum, primitive
-from autograd.tracer import Box, getval, isbox, new_box, trace_stack
+from autograd.tracer import Box, getval, isbox
 
 __all__ = [
     "DataclassBox",
@@ -291,10 +298,17 @@ def _install() -> None:
 _install()
 
 
+try:  # autograd's tracer internals (not public API): see "autograd versions" below
+    from autograd.core import VJPNode, backward_pass
+    from autograd.tracer import new_box, trace_stack
+except ImportError:  # pragma: no cover - an autograd whose internals moved
+    VJPNode = backward_pass = new_box = trace_stack = None
+
+
 # -- taping a segment -----------------------------------------------------------------------------
 
 
-def make_segment_vjp(fun: Callable[[Any], Any], x: Any) -> tuple[Callable[[Any], Any], Any]:
+def _internal_segment_vjp(fun: Callable[[Any], Any], x: Any) -> tuple[Callable[[Any], Any], Any]:
     """Tape ``fun(x)`` and return ``(vjp, value)``, as autograd's ``make_vjp`` does.
 
     Unlike ``make_vjp`` it does not warn when the output does not depend on the input: for a loop
@@ -313,3 +327,82 @@ def make_segment_vjp(fun: Callable[[Any], Any], x: Any) -> tuple[Callable[[Any],
     if end_node is None:
         return (lambda g: vspace(x).zeros()), end_value
     return (lambda g: backward_pass(g, end_node)), end_value
+
+
+# -- autograd versions ---------------------------------------------------------------------------
+#
+# pyproject allows autograd>=1.5,<2. `_internal_segment_vjp` relies on autograd's tracer, which is
+# not public API: at import it is checked on a small function against the public `make_vjp` (the
+# same value and VJP). If that fails (an autograd whose internals moved), or when the environment
+# variable CKPT_AUTOGRAD_PUBLIC=1 asks for it, every segment is taped with `make_vjp` instead: the
+# same gradients, a little slower on tiny steps. One warning says so.
+
+#: True when segments are taped through autograd's public ``make_vjp`` (see above).
+PUBLIC_API_ONLY = False
+
+
+def _public_segment_vjp(fun: Callable[[Any], Any], x: Any) -> tuple[Callable[[Any], Any], Any]:
+    """`make_segment_vjp` through the public ``autograd.make_vjp`` only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Output seems independent of input")
+        vjp, value = make_vjp(fun)(x)
+    return vjp, value
+
+
+def _internals_fit() -> str | None:
+    """None when the internal path agrees with ``make_vjp`` here, else why it does not."""
+    import autograd.numpy as anp
+
+    def probe(x: Any) -> Any:
+        return anp.sin(x) * x[::-1] + 2.0 * x
+
+    x, g = onp.array([0.3, -1.2]), onp.array([1.0, 0.5])
+    try:
+        vjp, value = _internal_segment_vjp(probe, x)
+        got = vjp(g)
+        vjp_ref, value_ref = _public_segment_vjp(probe, x)
+        want = vjp_ref(g)
+    except Exception as error:  # any change of the internals: a missing name, a new signature
+        return f"{type(error).__name__}: {error}"
+    if not (onp.allclose(value, value_ref) and onp.allclose(got, want)):
+        return f"the internal path gave {got!r}, make_vjp {want!r}"
+    return None
+
+
+def _choose() -> Callable[[Callable[[Any], Any], Any], tuple[Callable[[Any], Any], Any]]:
+    global PUBLIC_API_ONLY
+    if os.environ.get("CKPT_AUTOGRAD_PUBLIC") == "1":
+        why: str | None = "CKPT_AUTOGRAD_PUBLIC=1 is set"
+    else:
+        why = _internals_fit()
+    if why is None:
+        return _internal_segment_vjp
+    PUBLIC_API_ONLY = True
+    warnings.warn(
+        f"ckpt_transform: autograd {_autograd_version()}'s tracer internals do not fit ({why}); "
+        "each checkpointed segment is taped with autograd.make_vjp instead (the same gradients, "
+        "slower for very small steps).",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return _public_segment_vjp
+
+
+def _autograd_version() -> str:
+    try:
+        return importlib.metadata.version("autograd")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source checkout
+        return "(unknown version)"
+
+
+_segment_vjp = _choose()
+
+
+def make_segment_vjp(fun: Callable[[Any], Any], x: Any) -> tuple[Callable[[Any], Any], Any]:
+    """Tape ``fun(x)`` and return ``(vjp, value)``, as autograd's ``make_vjp`` does.
+
+    Unlike ``make_vjp`` it does not warn when the output does not depend on the input: for a loop
+    step that is a legitimate case (a state that a step resets to constants), and the VJP then
+    returns zeros.
+    """
+    return _segment_vjp(fun, x)

@@ -25,16 +25,20 @@ from autograd.extend import defjvp, defvjp, primitive
 from ckpt_transform.backends.autograd import dataclass_replace, getval, isbox
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.runtime import driver, guard
+from ckpt_transform.runtime.vector import fits, span, where  # vectorised element loops
 
 __all__ = [
     "checkpointed_for",
     "checkpointed_while",
+    "fits",
     "index",
     "other_fields",
     "setitem",
+    "span",
     "struct_set",
     "struct_update",
     "struct_view",
+    "where",
 ]
 
 

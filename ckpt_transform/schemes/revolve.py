@@ -40,7 +40,9 @@ computed while the last step is taped; the reverse sweep (`Plan.reverse`) is the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from math import comb
 
 from ckpt_transform._checks import check_int, typechecked
@@ -48,6 +50,7 @@ from ckpt_transform.errors import CheckpointError
 from ckpt_transform.schemes.actions import (
     Action,
     Advance,
+    EndForward,
     Free,
     Record,
     Restore,
@@ -168,6 +171,26 @@ class Revolve(Scheme):
             )
         return _RevolvePlan(steps, self.snapshots, self.verbose)
 
+    def schedule(self, steps: int) -> Iterator[Action]:
+        """The whole plan for a loop of ``steps`` iterations, as `Scheme.schedule` gives it.
+
+        The same actions, chained in C (`itertools.chain`) rather than delegated through a
+        generator per action: the plan of a long loop streams about 1.2x faster.
+        """
+        return chain.from_iterable(self._schedule_parts(steps))
+
+    def _schedule_parts(self, steps: int) -> Iterator[Iterable[Action]]:
+        # Lazy like a generator: nothing is checked or planned before the first action is asked
+        # for, and the reverse sweep is asked of the plan only once the primal run is consumed.
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+        plan = self.plan(steps)
+        # An offline plan for exactly `steps` iterations: its primal run ends at the state at
+        # `steps` with nothing to cut (what `cut_forward` would do for a plan of unknown length).
+        yield plan.forward()
+        yield (EndForward(n=steps),)
+        yield plan.reverse(steps)
+
 
 class _RevolvePlan(Plan):
     """One run of binomial checkpointing over ``steps`` iterations (see the module docstring)."""
@@ -222,12 +245,65 @@ class _RevolvePlan(Plan):
         return self._echo(self._actions) if self.verbose >= 2 else self._actions
 
 
+# Construction speed. A long plan is several actions per step (593 000 for T = 1e5, s = 100),
+# and a keyword call of an action's `__init__` costs about twice what the rest of the planning
+# costs. The plan therefore builds its actions through the positional factories below, which
+# allocate the (slotted, frozen) instance and set its slots through their member descriptors.
+# The result is the very same object the keyword constructor makes: same class, fields, `__eq__`,
+# `__hash__`, `__repr__`. A field added to an action class later with a default gets that default
+# here too; a field without one makes the factory fall back to the keyword constructor.
+
+
+def _factory(cls: type[Action], first: str, second: str) -> Callable[[int, int], Action]:
+    """A positional ``(a, b) -> cls(first=a, second=b)`` that skips the keyword call."""
+    new = object.__new__
+    set_first = getattr(cls, first).__set__
+    set_second = getattr(cls, second).__set__
+    others = [f for f in dataclasses.fields(cls) if f.name not in (first, second)]
+    if not others:
+
+        def make(a: int, b: int) -> Action:
+            action = new(cls)
+            set_first(action, a)
+            set_second(action, b)
+            return action
+
+        return make
+    if any(f.default is dataclasses.MISSING for f in others):  # a default_factory or none at all
+
+        def make_slow(a: int, b: int) -> Action:
+            return cls(**{first: a, second: b})
+
+        return make_slow
+    defaults = [(getattr(cls, f.name).__set__, f.default) for f in others]
+
+    def make_defaults(a: int, b: int) -> Action:
+        action = new(cls)
+        set_first(action, a)
+        set_second(action, b)
+        for setter, value in defaults:
+            setter(action, value)
+        return action
+
+    return make_defaults
+
+
+_advance = _factory(Advance, "n0", "n1")
+_record = _factory(Record, "n0", "n1")
+_reverse = _factory(Reverse, "n0", "n1")
+_store = _factory(Store, "n", "slot")
+_restore = _factory(Restore, "n", "slot")
+_free = _factory(Free, "n", "slot")
+
+
 def _revolve_actions(steps: int, snapshots: int) -> Iterator[Action]:
     """Every action of binomial checkpointing over ``steps`` steps, primal run first."""
     if steps == 0:
         return
+    advance, record, reverse = _advance, _record, _reverse
+    store, restore, free = _store, _restore, _free
     if steps >= 2:
-        yield Store(n=0, slot=0)
+        yield store(0, 0)
     # Pending left parts, innermost last: (n0, length, s, t, slot, right_n, right_slot), each
     # saying: once the right part starting at right_n is reversed, free its slot (if right_n >= 0),
     # restore n0 from `slot` and reverse [n0, n0 + length) with s snapshots; t bounds the
@@ -248,9 +324,9 @@ def _revolve_actions(steps: int, snapshots: int) -> Iterator[Action]:
                 # max(length - beta(s - 1, t), beta(s, t - 2))
                 j = max(length - comb(s + t - 1, s - 1), comb(s + t - 2, s))
             right = length - j
-            yield Advance(n0=n0, n1=n0 + j)
+            yield advance(n0, n0 + j)
             if right >= 2:
-                yield Store(n=n0 + j, slot=slot + 1)
+                yield store(n0 + j, slot + 1)
                 pending.append((n0, j, s, t - 1, slot, n0 + j, slot + 1))
             else:
                 pending.append((n0, j, s, t - 1, slot, -1, -1))
@@ -258,26 +334,26 @@ def _revolve_actions(steps: int, snapshots: int) -> Iterator[Action]:
             # number; the left part has j <= beta(s, t - 1), so t - 1 bounds its own.
             n0, length, s, slot = n0 + j, right, s - 1, slot + 1
         if length == 1:
-            yield Record(n0=n0, n1=n0 + 1)
-            yield Reverse(n0=n0, n1=n0 + 1)
+            yield record(n0, n0 + 1)
+            yield reverse(n0, n0 + 1)
         else:  # s == 1: from n0 to each step, last first; n0 is current for the first one
             k = length - 1
-            yield Advance(n0=n0, n1=n0 + k)
-            yield Record(n0=n0 + k, n1=n0 + k + 1)
-            yield Reverse(n0=n0 + k, n1=n0 + k + 1)
+            yield advance(n0, n0 + k)
+            yield record(n0 + k, n0 + k + 1)
+            yield reverse(n0 + k, n0 + k + 1)
             for k in range(length - 2, 0, -1):
-                yield Restore(n=n0, slot=slot)
-                yield Advance(n0=n0, n1=n0 + k)
-                yield Record(n0=n0 + k, n1=n0 + k + 1)
-                yield Reverse(n0=n0 + k, n1=n0 + k + 1)
-            yield Restore(n=n0, slot=slot)
-            yield Record(n0=n0, n1=n0 + 1)
-            yield Reverse(n0=n0, n1=n0 + 1)
+                yield restore(n0, slot)
+                yield advance(n0, n0 + k)
+                yield record(n0 + k, n0 + k + 1)
+                yield reverse(n0 + k, n0 + k + 1)
+            yield restore(n0, slot)
+            yield record(n0, n0 + 1)
+            yield reverse(n0, n0 + 1)
         if not pending:
             break
         n0, length, s, t, slot, right_n, right_slot = pending.pop()
         if right_n >= 0:
-            yield Free(n=right_n, slot=right_slot)
-        yield Restore(n=n0, slot=slot)
+            yield free(right_n, right_slot)
+        yield restore(n0, slot)
     if steps >= 2:
-        yield Free(n=0, slot=0)
+        yield free(0, 0)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from ckpt_transform.transform import analysis, codegen, fence, parse, rewrite
+from ckpt_transform.transform import analysis, codegen, fence, parse, rewrite, vectorize
 from ckpt_transform.transform.analysis import LoopAnalysis
 
 __all__ = ["Transformed", "transform_function"]
@@ -36,6 +36,8 @@ def transform_function(
     machinery: Mapping[str, Any],
     verbose: bool = False,
     out: TextIO | None = None,
+    vectorize_loops: bool = True,
+    explain: bool = False,
 ) -> Transformed:
     """Rewrite ``function``'s loop into a checkpointed driver call and build the result.
 
@@ -52,6 +54,8 @@ def transform_function(
         Values of the generated scope's parameters: ``_ckpt``, ``_ckpt_scheme``, ``_ckpt_report``.
     verbose, out
         Print the result of every pass to ``out`` (standard output by default).
+    vectorize_loops, explain
+        As ``vectorize`` and ``explain`` in `ckpt_transform.checkpoint_struct`.
     """
     show = _printer(verbose, out)
 
@@ -70,6 +74,10 @@ def transform_function(
 
     rewritten = rewrite.rewrite(source, chosen, info, progress=progress)
     show("rewrite", codegen.generate(rewritten, []))
+
+    if vectorize_loops:
+        rewritten, loops = vectorize.vectorize(rewritten, source, explain=explain)
+        show("vectorize", "\n".join(loops) or "no element loop")
 
     text = codegen.generate(
         rewritten, codegen.header(source, info, rewritten, codegen.scheme_text(scheme), chosen.node)

@@ -377,3 +377,70 @@ def test_verbose_prints_the_plan(capsys):
     assert "reverse  [0, 1)" in capsys.readouterr().out
     list(Revolve(3).schedule(10))
     assert capsys.readouterr().out == ""
+
+
+# --- the fast action factories ------------------------------------------------------------
+
+
+def test_schedule_equals_the_generic_schedule_action_for_action():
+    from ckpt_transform.schemes.base import Scheme
+
+    for snapshots in range(1, 7):
+        for steps in range(0, 40):
+            fast = list(Revolve(snapshots).schedule(steps))
+            generic = list(Scheme.schedule(Revolve(snapshots), steps))
+            assert fast == generic
+            assert [type(a) for a in fast] == [type(a) for a in generic]
+            assert [repr(a) for a in fast] == [repr(a) for a in generic]
+
+
+def test_schedule_is_lazy_and_checks_its_argument():
+    stream = Revolve(3, steps=5).schedule(6)  # nothing is checked before the first action
+    with pytest.raises(CheckpointError, match="planned for 5 steps"):
+        next(stream)
+    with pytest.raises(ValueError, match="int >= 0"):
+        next(Revolve(3).schedule(-1))
+
+
+def test_factories_make_the_same_objects_as_the_keyword_constructors():
+    from ckpt_transform.schemes import revolve
+
+    pairs = [
+        (revolve._advance(3, 7), Advance(n0=3, n1=7)),
+        (revolve._record(3, 4), Record(n0=3, n1=4)),
+        (revolve._reverse(3, 4), Reverse(n0=3, n1=4)),
+        (revolve._store(5, 1), Store(n=5, slot=1)),
+        (revolve._restore(5, 1), Restore(n=5, slot=1)),
+        (revolve._free(5, 1), Free(n=5, slot=1)),
+    ]
+    for fast, keyword in pairs:
+        assert type(fast) is type(keyword)
+        assert fast == keyword and hash(fast) == hash(keyword) and repr(fast) == repr(keyword)
+        field = next(iter(type(fast).__dataclass_fields__))
+        for action in (fast, keyword):  # still frozen, refused the same way
+            with pytest.raises((AttributeError, TypeError)):
+                setattr(action, field, 0)
+
+
+def test_factory_sets_the_default_of_a_field_it_is_not_given():
+    import dataclasses
+
+    from ckpt_transform.schemes.actions import Action
+    from ckpt_transform.schemes.revolve import _factory
+
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class Tagged(Action):
+        n: int
+        slot: int
+        level: str = "ram"
+
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class Listed(Action):
+        n: int
+        slot: int
+        tags: list = dataclasses.field(default_factory=list)
+
+    assert _factory(Tagged, "n", "slot")(2, 1) == Tagged(n=2, slot=1)
+    assert _factory(Tagged, "n", "slot")(2, 1).level == "ram"
+    made = _factory(Listed, "n", "slot")(2, 1)
+    assert made == Listed(n=2, slot=1) and made.tags == []

@@ -104,8 +104,8 @@ def picard(u, lam, dt, steps, sweeps):
     return u
 
 
-# 6. Element-wise updates, as the seed's Julia advance writes them.
-@checkpoint_struct(Revolve(4))
+# 6. Element-wise updates, as the seed's Julia advance writes them (kept scalar, for teaching).
+@checkpoint_struct(Revolve(4), vectorize=False)
 def heat_elementwise(T0, lam, tsteps):
     n = len(T0)
     nxt = np.array(T0)
@@ -118,7 +118,7 @@ def heat_elementwise(T0, lam, tsteps):
 
 
 # 7. The seed's struct updated element by element in the loop body (Julia's `.=` and `next[i]`).
-@checkpoint_struct(Revolve(4))
+@checkpoint_struct(Revolve(4), vectorize=False)
 def sumheat_elementwise(heat, tsteps):
     for t in range(tsteps):
         heat.Tlast[:] = heat.Tnext
@@ -139,6 +139,46 @@ def warm_then_run(x, warmup, steps):
     return x, step
 
 
+# 9. The seed's element-wise heat as issue 12 quotes it: the inner loop becomes slices.
+@checkpoint_struct(Revolve(4))
+def sumheat_vectorized(heat, tsteps):
+    for t in range(tsteps):
+        heat.Tlast = np.array(heat.Tnext)
+        for i in range(1, heat.n - 1):
+            heat.Tnext[i] = heat.Tlast[i] + heat.lam * (
+                heat.Tlast[i - 1] - 2 * heat.Tlast[i] + heat.Tlast[i + 1]
+            )
+    return np.sum(heat.Tnext)
+
+
+# 10. A 2D five-point stencil with a scalar temporary: a nest of two loops becomes 2D slices.
+@checkpoint_struct(Revolve(3))
+def stencil_vectorized(u, c, steps):
+    n, m = u.shape
+    for t in range(steps):
+        old = np.array(u)
+        for i in range(1, n - 1):
+            for j in range(1, m - 1):
+                lap = old[i - 1, j] + old[i + 1, j] + old[i, j - 1] + old[i, j + 1] - 4 * old[i, j]
+                u[i, j] = old[i, j] + c * lap
+    return np.sum(u)
+
+
+# 11. An if as np.where, and a sweep that keeps its loop (explain=True says why).
+@checkpoint_struct(Revolve(2), explain=True)
+def clip_and_sweep(x, a, steps):
+    n = len(x)
+    for t in range(steps):
+        y = np.array(x)
+        for i in range(n):
+            if x[i] > 0.5:
+                y[i] = x[i] * x[i]
+        x = np.array(y)
+        for k in range(1, n):
+            x[k] = x[k] + a * x[k - 1]
+    return np.sum(x)
+
+
 GOLDEN = {
     "heat_struct": sumheat,
     "local_state": oscillator,
@@ -148,4 +188,7 @@ GOLDEN = {
     "elementwise": heat_elementwise,
     "elementwise_struct": sumheat_elementwise,
     "loop_choice": warm_then_run,
+    "vectorize_heat": sumheat_vectorized,
+    "vectorize_stencil": stencil_vectorized,
+    "vectorize_explain": clip_and_sweep,
 }
