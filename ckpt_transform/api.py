@@ -122,27 +122,11 @@ def checkpoint_struct(
     ----------
     Griewank, A. and Walther, A. (2000). Algorithm 799: revolve. ACM TOMS 26(1), 19-45.
     https://doi.org/10.1145/347837.347846
-
-    Examples
-    --------
-    >>> @checkpoint_struct(Revolve(4))  # doctest: +SKIP
-    ... def sumheat(heat, tsteps):
-    ...     for i in range(tsteps):
-    ...         heat.Tlast = heat.Tnext
-    ...         heat.Tnext = advance(heat)
-    ...     return np.sum(heat.Tnext)
     """
     _check_scheme(scheme)
     _check_loop(loop)
-    return functools.partial(
-        _decorate,
-        scheme=scheme,
-        loop=loop,
-        progress=progress,
-        verbose=verbose,
-        vectorize=vectorize,
-        explain=explain,
-    )
+    options = dict(progress=progress, verbose=verbose, vectorize=vectorize, explain=explain)
+    return functools.partial(_decorate, scheme=scheme, loop=loop, **options)
 
 
 def _check_loop(loop: Any) -> None:

@@ -65,7 +65,7 @@ def checkpointed_for(
     packed = tuple(_pack(p) for p in params)
     out = driver.checkpointed_for(
         _guarded(step, any(_is_packed(p) for p in packed)),
-        state,
+        _detached(state, refill),
         steps,
         scheme,
         params=packed,
@@ -92,13 +92,34 @@ def checkpointed_while(
     out = driver.checkpointed_while(
         _unpacking(cond) if unpack else cond,
         _guarded(step, unpack),
-        state,
+        _detached(state, refill),
         scheme,
         params=packed,
         report=report,
         progress=progress,
     )
     return _refill(state, out, refill)
+
+
+def _detached(state: tuple, refill: tuple[int, ...]) -> tuple:
+    """``state`` with copies of the objects `_refill` will write into after the loop.
+
+    The loop's checkpoints may hold the initial state by reference (the step updates
+    functionally, so nothing else writes into it); writing the final values into that same
+    object after the loop would change the checkpoint the reverse sweep restores.
+    """
+    if not refill:
+        return state
+    state = list(state)
+    for k in refill:
+        old = state[k]
+        if isinstance(old, np.ndarray):
+            state[k] = old.copy()
+        elif isinstance(old, list):
+            state[k] = list(old)
+        elif isinstance(old, dict):
+            state[k] = dict(old)
+    return tuple(state)
 
 
 def _refill(state: tuple, out: tuple, refill: tuple[int, ...]) -> tuple:

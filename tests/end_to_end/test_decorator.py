@@ -487,3 +487,33 @@ def test_decorated_method():
     want = grad(loss, (0, 1))(u0, 0.1, plain_run)
     assert_close(got[0], want[0])
     assert float(got[1]) == pytest.approx(float(want[1]), rel=RTOL)
+
+
+@pytest.mark.parametrize("scheme", [Revolve(2), Periodic(2), OnlineR2(2), StoreAll()], ids=repr)
+def test_an_array_updated_in_place_is_not_the_checkpoint_the_reverse_sweep_restores(scheme):
+    """The caller's array receives the final values after the loop (as in the plain loop); the
+    checkpoint of the initial state must not be that same object, or the reverse sweep restores
+    the final values in its place and the gradient with respect to ``lam`` is wrong."""
+
+    def heat(u, lam, steps):
+        n = len(u)
+        for t in range(steps):
+            old = np.array(u)
+            for i in range(1, n - 1):
+                u[i] = old[i] + lam * (old[i - 1] - 2 * old[i] + old[i + 1])
+        return np.sum(u * u)
+
+    def plain(u, lam, steps):
+        for t in range(steps):
+            u = np.concatenate([u[:1], u[1:-1] + lam * (u[:-2] - 2 * u[1:-1] + u[2:]), u[-1:]])
+        return np.sum(u * u)
+
+    decorated = checkpoint_struct(scheme, vectorize=False)(heat)
+    u0 = onp.linspace(0.0, 1.0, 12) ** 2
+    u = u0.copy()
+    assert onp.allclose(decorated(u, 0.3, 7), plain(u0, 0.3, 7), rtol=1e-12)
+    assert not onp.array_equal(u, u0)  # the final values are in the caller's array
+    got = grad(decorated, 1)(u0.copy(), 0.3, 7)
+    assert onp.allclose(got, grad(plain, 1)(u0, 0.3, 7), rtol=1e-12)
+    hvp = grad(grad(decorated, 1), 1)(u0.copy(), 0.3, 7)
+    assert onp.allclose(hvp, grad(grad(plain, 1), 1)(u0, 0.3, 7), rtol=1e-10)

@@ -46,6 +46,7 @@ def _ckpt_scope(_ckpt, _ckpt_scheme, _ckpt_report):
             _ckpt_scheme,
             params=(_ckpt.other_fields(heat, 'Tlast', 'Tnext'),),
             report=_ckpt_report,
+            refill=(1,),
         )
         heat = _ckpt.struct_update(heat, Tlast=heat_Tlast, Tnext=heat_Tnext)
         # after the loop, golden_cases.py:151

@@ -42,6 +42,7 @@ def _ckpt_scope(_ckpt, _ckpt_scheme, _ckpt_report):
             _ckpt_scheme,
             params=(n, m, c),
             report=_ckpt_report,
+            refill=(0,),
         )
         # after the loop, golden_cases.py:164
         return np.sum(u)
