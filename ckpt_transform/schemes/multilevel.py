@@ -162,6 +162,11 @@ class Multilevel(Scheme):
         """The memory level's storage (what single-level code reads as ``scheme.storage``)."""
         return self.memory_storage
 
+    @property
+    def snapshots(self) -> int | None:
+        """States held at once in both levels (None when the disk is unlimited)."""
+        return None if self.disk is None else self.memory + self.disk
+
     def storages(self) -> dict[str, object]:
         """The storage of each level, the defaults filled in."""
         from ckpt_transform.storage.hdf5 import HDF5Storage  # only when a run needs it

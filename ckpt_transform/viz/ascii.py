@@ -18,6 +18,10 @@ blank  a step already reversed (its adjoint is known)
 ``|``  the primal run ends here (the reverse sweep starts)
 ====  =====================================================================
 
+A two-level schedule (`Multilevel`) draws its disk level apart: ``D`` a state written to disk,
+``U`` read back from disk, ``X`` its disk copy freed, ``#`` a disk checkpoint held (the memory
+level keeps ``S R F o``); the legend then has a line for them.
+
 When T + 1 positions do not fit in the width, several positions share a column (a *bucket*);
 a column then shows its strongest mark, in the order ``S R F |`` > ``<`` > ``=`` > ``-`` > ``o`` >
 ``.`` > blank, and the header says how many steps a column holds.
@@ -44,13 +48,23 @@ from ckpt_transform.viz.summary import ScheduleTotals, schedule_totals
 __all__ = ["LEGEND", "format_totals", "timeline"]
 
 # Strength of each mark when several fall into one column; higher wins.
-_RANK = {" ": 0, ".": 1, "o": 2, "-": 3, "=": 4, "<": 5, "S": 6, "R": 6, "F": 6, "|": 6}
+_RANK = {" ": 0, ".": 1, "o": 2, "#": 2, "-": 3, "=": 4, "<": 5, "S": 6, "R": 6, "F": 6, "|": 6}
+_RANK.update(D=6, U=6, X=6)
+_SLOT_MARKS = {
+    ("memory", Store): "S",
+    ("memory", Restore): "R",
+    ("memory", Free): "F",
+    ("disk", Store): "D",
+    ("disk", Restore): "U",
+    ("disk", Free): "X",
+}
 
 LEGEND = (
     "legend: - passive step (advance)   = taped step (record)   < step reversed (reverse)\n"
     "        S store   R restore   F free   o checkpoint held   . not yet reversed\n"
     "        (blank) already reversed   | primal run ends, reverse sweep starts"
 )
+LEGEND_DISK = "        disk level: D write   U read back   X free   # disk checkpoint held"
 
 
 @typechecked
@@ -131,7 +145,6 @@ def timeline(
 
     bucket = -(-(steps + 1) // width)
     ncols = steps // bucket + 1
-
     texts = ["primal run ends" if isinstance(a, EndForward) else str(a) for a in actions]
     index_w = len(str(len(actions) - 1))
     evals_w = max(len("evals"), len(str(summary.evaluations)))
@@ -145,8 +158,27 @@ def timeline(
     out = [f"{summary.scheme} over {steps} steps: {len(actions)} actions", axis, ""]
     lead = f"{'#':>{index_w}}  {'evals':>{evals_w}}  {'action':<{text_w}}  "
     out.append(lead + _ruler(steps, bucket, ncols))
+    out += _table(actions, texts, steps, bucket, ncols, max_rows, (index_w, evals_w, text_w))
+    if legend:
+        out += ["", LEGEND]
+        if any(getattr(a, "level", "memory") != "memory" for a in actions):
+            out.append(LEGEND_DISK)
+    if totals:
+        out += ["", format_totals(summary)]
+    return "\n".join(out)
 
-    shown = range(len(actions))
+
+def _table(
+    actions: Sequence[Action],
+    texts: list[str],
+    steps: int,
+    bucket: int,
+    ncols: int,
+    max_rows: int | None,
+    widths: tuple[int, int, int],
+) -> list[str]:
+    """The action rows of `timeline` (the middle ones left out beyond ``max_rows``)."""
+    index_w, evals_w, text_w = widths
     cut: tuple[int, int] | None = None
     if max_rows and len(actions) > max_rows:
         head = (max_rows + 1) // 2
@@ -154,7 +186,8 @@ def timeline(
         cut = (head, len(actions) - tail)
     hidden = cut or (0, 0)
     rows = _rows(actions, steps, bucket, ncols, lambda i: not hidden[0] <= i < hidden[1])
-    for i in shown:
+    out = []
+    for i in range(len(actions)):
         if cut is not None and cut[0] <= i < cut[1]:
             if i == cut[0]:
                 left = cut[1] - cut[0]
@@ -166,11 +199,7 @@ def timeline(
         evals, cells = rows[i]
         line = f"{i:>{index_w}}  {evals:>{evals_w}}  {texts[i]:<{text_w}}  {cells}"
         out.append(line.rstrip())
-    if legend:
-        out += ["", LEGEND]
-    if totals:
-        out += ["", format_totals(summary)]
-    return "\n".join(out)
+    return out
 
 
 def format_totals(summary: ScheduleTotals) -> str:
@@ -228,6 +257,12 @@ def format_totals(summary: ScheduleTotals) -> str:
         ("snapshots held at most", f"{c.max_snapshots}{budget}"),
         ("taped steps held at most", str(c.max_taped_steps)),
     ]
+    if c.writes.get("disk"):  # a two-level schedule
+        most = c.level_max_snapshots
+        pairs += [
+            ("held at most, per level", f"memory {most.get('memory', 0)}, disk {most['disk']}"),
+            ("disk writes / reads", f"{c.writes['disk']} / {c.reads.get('disk', 0)}"),
+        ]
     w = max(len(k) for k, _ in pairs)
     return "\n".join(["totals"] + [f"  {k:<{w}}  {v}" for k, v in pairs])
 
@@ -271,7 +306,7 @@ def _rows(
     Every action updates the bookkeeping (checkpoints held, the reverse front, evaluations); only
     the wanted ones are drawn, so a long schedule shown in part costs little more than its replay.
     """
-    held: dict[int, int] = {}  # slot -> state
+    held: dict[tuple[str, int], int] = {}  # (level, slot) -> state
     front: int | None = None  # positions >= front are reversed (None: the primal run)
     evals = 0
     out: dict[int, tuple[int, str]] = {}
@@ -283,9 +318,9 @@ def _rows(
         elif isinstance(action, EndForward):
             front = steps
         elif isinstance(action, Store):
-            held[action.slot] = action.n
+            held[(action.level, action.slot)] = action.n
         elif isinstance(action, Free):
-            held.pop(action.slot, None)
+            held.pop((action.level, action.slot), None)
         if not wanted(i):
             continue
         marks: dict[int, str] = {}
@@ -294,15 +329,17 @@ def _rows(
             if _RANK[ch] > _RANK[marks.get(col, " ")]:
                 marks[col] = ch
 
-        for n in held.values():
-            mark(n // bucket, "o")
+        for (level, _), n in held.items():
+            mark(n // bucket, "o" if level == "memory" else "#")
         if isinstance(action, (Advance, Record, Reverse)):
             ch = "-" if isinstance(action, Advance) else "=" if isinstance(action, Record) else "<"
             for col in range(action.n0 // bucket, (action.n1 - 1) // bucket + 1):
                 mark(col, ch)
-        elif isinstance(action, (Store, Restore, Free, EndForward)):
-            ch = {Store: "S", Restore: "R", Free: "F", EndForward: "|"}[type(action)]
-            mark(action.n // bucket, ch)
+        elif isinstance(action, (Store, Restore, Free)):
+            kind = next(k for k in (Store, Restore, Free) if isinstance(action, k))
+            mark(action.n // bucket, _SLOT_MARKS[(action.level, kind)])
+        elif isinstance(action, EndForward):
+            mark(action.n // bucket, "|")
         cells = []
         for col in range(ncols):
             ch = marks.get(col)
