@@ -370,9 +370,11 @@ def build_tables(steps: int, memory: int, disk: int | None, costs: Mapping[str, 
         flipped[T - n] = right[n]
         plus_j[_MEMORY][n] = cost[_MEMORY][n] + n
         plus_j[_DISK][n] = cost[_DISK][n] + n
-        right_level[n] = np.where(
-            np.isinf(right[n]), -1, np.where(on_disk < in_mem - 1e-9, _DISK, _MEMORY)
+        # disk on a tie too when the memory option would start by moving the state to disk
+        disk_first = (on_disk < in_mem - 1e-9) | (
+            (on_disk <= in_mem + 1e-9) & (split[_MEMORY][n, less_a] == 0)
         )
+        right_level[n] = np.where(np.isinf(right[n]), -1, np.where(disk_first, _DISK, _MEMORY))
     return MultilevelTables(
         steps=T,
         memory=memory,
