@@ -2,7 +2,8 @@
 
 A 1-D heat step on a float64 state of n values, T steps, gradient of sum(x_T^2) with autograd:
 `Multilevel(memory, disk)` with a temporary HDF5 file for the disk level (costs measured by the
-driver, then the same costs with the overlap model), against `Revolve(memory + disk)` all in
+driver, then the same costs with the overlap model; and fixed costs of 4 steps per write and
+read, without and with the overlap model), against `Revolve(memory + disk)` all in
 memory and `Revolve(memory)` in memory only. Each configuration runs in a fresh process so that
 its peak RSS is its own; times are the best of ``--repeat`` runs.
 
@@ -19,7 +20,16 @@ import subprocess
 import sys
 import time
 
-CONFIGS = ["multilevel", "multilevel-overlap", "revolve-all", "revolve-memory"]
+CONFIGS = [
+    "multilevel",
+    "multilevel-overlap",
+    "multilevel-4",
+    "multilevel-4-overlap",
+    "revolve-all",
+    "revolve-memory",
+]
+# Fixed costs for the overlap comparison (a write and a read of 4 steps each).
+FIXED = {"write": 4.0, "read": 4.0}
 
 
 def child(config: str, n: int, steps: int, memory: int, disk: int, repeat: int, costs: str) -> None:
@@ -35,6 +45,10 @@ def child(config: str, n: int, steps: int, memory: int, disk: int, repeat: int, 
         scheme = Multilevel(memory, disk)
     elif config == "multilevel-overlap":
         scheme = Multilevel(memory, disk, costs={**json.loads(costs), "overlap": True})
+    elif config == "multilevel-4":
+        scheme = Multilevel(memory, disk, costs=FIXED)
+    elif config == "multilevel-4-overlap":
+        scheme = Multilevel(memory, disk, costs={**FIXED, "overlap": True})
     elif config == "revolve-all":
         scheme = Revolve(memory + disk)
     else:

@@ -555,7 +555,10 @@ class _Run:
             leaves = self.cur_leaves
             nbytes = session.put(action.slot, action.n, [leaves[i] for i in data], self.s_desc)
             self.slot_bytes[key] = nbytes
-            self.slot_objects[key] = leaves
+            kept = list(leaves)  # not the data leaves: storage holds them (on disk, perhaps)
+            for i in data:
+                kept[i] = None
+            self.slot_objects[key] = kept
             stats._stored(nbytes, level)
         elif isinstance(action, Restore):
             step, stored = session.get(action.slot)
