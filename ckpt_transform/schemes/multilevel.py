@@ -305,6 +305,15 @@ class MultilevelTables:
         return level, best
 
 
+def _check_size(T: int, memory: int, disk: int | None, n_lanes: int) -> None:
+    if (T + 1) * n_lanes > _MAX_CELLS:
+        raise CheckpointError(
+            f"Multilevel({memory}, {disk}) over {T} steps needs a plan table of "
+            f"{(T + 1) * n_lanes:,} entries, over the limit of {_MAX_CELLS:,}; give a smaller "
+            "disk budget (disk=None plans with up to T disk slots)"
+        )
+
+
 def build_tables(steps: int, memory: int, disk: int | None, costs: Mapping[str, Any]) -> Any:
     """Fill the dynamic programme for a loop of ``steps`` iterations (module docstring)."""
     T = steps
@@ -313,12 +322,7 @@ def build_tables(steps: int, memory: int, disk: int | None, costs: Mapping[str, 
     A = min(memory, T)
     B = min(T if disk is None else disk, T)
     n_lanes = (A + 1) * (B + 1)
-    if (T + 1) * n_lanes > _MAX_CELLS:
-        raise CheckpointError(
-            f"Multilevel({memory}, {disk}) over {T} steps needs a plan table of "
-            f"{(T + 1) * n_lanes:,} entries, over the limit of {_MAX_CELLS:,}; give a smaller "
-            "disk budget (disk=None plans with up to T disk slots)"
-        )
+    _check_size(T, memory, disk, n_lanes)
     a_of = np.repeat(np.arange(A + 1), B + 1)
     b_of = np.tile(np.arange(B + 1), A + 1)
     lanes = np.arange(n_lanes)

@@ -93,11 +93,9 @@ def timeline(
     max_rows
         Show at most this many action rows (the first and last halves, with a line saying how many
         are left out); None or 0 shows every row. The totals always count every action.
-    legend
-        Print the legend of the marks under the table.
-    totals
-        Print the totals (passive, taped and total evaluations, the most snapshots and taped steps
-        held) against the optimum under the table.
+    legend, totals
+        Print the legend of the marks, and the totals (evaluations, the most snapshots and taped
+        steps held, against the optimum), under the table.
     snapshots
         The memory budget the optimum is computed for; the scheme's own by default (see
         `ckpt_transform.viz.schedule_totals`).
@@ -112,33 +110,22 @@ def timeline(
     Examples
     --------
     >>> from ckpt_transform.schemes.revolve import Revolve
-    >>> print(timeline(Revolve(2), 3, legend=False, totals=False))
-    Revolve(snapshots=2) over 3 steps: 15 actions
-    step axis: one column per step, positions 0..3
+    >>> print(timeline(Revolve(2), 2, legend=False, totals=False))
+    Revolve(snapshots=2) over 2 steps: 9 actions
+    step axis: one column per step, positions 0..2
     <BLANKLINE>
-     #  evals  action                      0 2
-     0      0  store    state 0 -> slot 0  S...
-     1      1  advance  [0, 1)             -...
-     2      1  store    state 1 -> slot 1  oS..
-     3      2  advance  [1, 2)             o-..
-     4      3  record   [2, 3)             oo=.
-     5      3  primal run ends             oo.|
-     6      3  reverse  [2, 3)             oo<
-     7      3  restore  state 1 <- slot 1  oR
-     8      4  record   [1, 2)             o=
-     9      4  reverse  [1, 2)             o<
-    10      4  free     slot 1 (state 1)   oF
-    11      4  restore  state 0 <- slot 0  R
-    12      5  record   [0, 1)             =
-    13      5  reverse  [0, 1)             <
-    14      5  free     slot 0 (state 0)   F
+    #  evals  action                      0 2
+    0      0  store    state 0 -> slot 0  S..
+    1      1  advance  [0, 1)             -..
+    2      2  record   [1, 2)             o=.
+    3      2  primal run ends             o.|
+    4      2  reverse  [1, 2)             o<
+    5      2  restore  state 0 <- slot 0  R
+    6      3  record   [0, 1)             =
+    7      3  reverse  [0, 1)             <
+    8      3  free     slot 0 (state 0)   F
     """
-    if steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    if width < 8:
-        raise ValueError(f"width must be an int >= 8 columns, got {width!r}")
-    if max_rows is not None and max_rows < 0:
-        raise ValueError(f"max_rows must be an int >= 0 (0: every row), got {max_rows!r}")
+    _check_arguments(steps, width, max_rows)
     if actions is None:
         actions = list(scheme.schedule(steps))
     summary = schedule_totals(scheme, steps, snapshots=snapshots, actions=actions)
@@ -146,19 +133,13 @@ def timeline(
     bucket = -(-(steps + 1) // width)
     ncols = steps // bucket + 1
     texts = ["primal run ends" if isinstance(a, EndForward) else str(a) for a in actions]
-    index_w = len(str(len(actions) - 1))
-    evals_w = max(len("evals"), len(str(summary.evaluations)))
-    text_w = max(len("action"), *(len(t) for t in texts))
-    axis = (
-        f"step axis: one column per step, positions 0..{steps}"
-        if bucket == 1
-        else f"step axis compressed: one column = {bucket} steps (positions 0..{steps} in "
-        f"{ncols} columns)"
+    widths = (
+        len(str(len(actions) - 1)),
+        max(len("evals"), len(str(summary.evaluations))),
+        max(len("action"), *(len(t) for t in texts)),
     )
-    out = [f"{summary.scheme} over {steps} steps: {len(actions)} actions", axis, ""]
-    lead = f"{'#':>{index_w}}  {'evals':>{evals_w}}  {'action':<{text_w}}  "
-    out.append(lead + _ruler(steps, bucket, ncols))
-    out += _table(actions, texts, steps, bucket, ncols, max_rows, (index_w, evals_w, text_w))
+    out = _header(summary.scheme, steps, len(actions), bucket, ncols, widths)
+    out += _table(actions, texts, steps, bucket, ncols, max_rows, widths)
     if legend:
         out += ["", LEGEND]
         if any(getattr(a, "level", "memory") != "memory" for a in actions):
@@ -166,6 +147,35 @@ def timeline(
     if totals:
         out += ["", format_totals(summary)]
     return "\n".join(out)
+
+
+def _check_arguments(steps: int, width: int, max_rows: int | None) -> None:
+    if steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    if width < 8:
+        raise ValueError(f"width must be an int >= 8 columns, got {width!r}")
+    if max_rows is not None and max_rows < 0:
+        raise ValueError(f"max_rows must be an int >= 0 (0: every row), got {max_rows!r}")
+
+
+def _header(
+    scheme: str, steps: int, count: int, bucket: int, ncols: int, widths: tuple[int, int, int]
+) -> list[str]:
+    """The lines of `timeline` above the rows: what is shown, the step axis, the column heads."""
+    index_w, evals_w, text_w = widths
+    axis = (
+        f"step axis: one column per step, positions 0..{steps}"
+        if bucket == 1
+        else f"step axis compressed: one column = {bucket} steps (positions 0..{steps} in "
+        f"{ncols} columns)"
+    )
+    lead = f"{'#':>{index_w}}  {'evals':>{evals_w}}  {'action':<{text_w}}  "
+    return [
+        f"{scheme} over {steps} steps: {count} actions",
+        axis,
+        "",
+        lead + _ruler(steps, bucket, ncols),
+    ]
 
 
 def _table(

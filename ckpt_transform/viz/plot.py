@@ -214,6 +214,29 @@ def plot_schedule(
     >>> from ckpt_transform.schemes.revolve import Revolve
     >>> ax = plot_schedule(Revolve(3), 20, path="revolve.png")  # doctest: +SKIP
     """
+    _check_arguments(steps, path)
+    if actions is None:
+        actions = list(scheme.schedule(steps))
+    summary = schedule_totals(scheme, steps, snapshots=snapshots, actions=actions)
+    g = _geometry(actions, steps)
+    ax, bars = _axes(ax, path)
+    thin, thick = (1.2, 2.6) if steps <= 60 else (0.9, 1.8)  # long loops: thinner lines
+    _draw(ax, g, steps, thin, thick)
+    _frame(ax, g, steps, summary)
+    xlabel = "state n (step n runs from state n to state n + 1)"
+    if bars is None:
+        ax.set_xlabel(xlabel)
+    else:
+        _evaluation_bars(bars, g, steps)
+        bars.set_xlabel(xlabel)
+    _legend(ax, thin, thick, bool(g.disk_stores))
+    if path is not None:
+        ax.figure.savefig(os.fspath(path), dpi=dpi)
+    return ax
+
+
+def _check_arguments(steps: int, path: str | os.PathLike[str] | None) -> None:
+    """Fail early and clearly: a bad length, a path of unknown format, no matplotlib."""
     if steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if path is not None:
@@ -229,28 +252,7 @@ def plot_schedule(
         raise ImportError(
             "plot_schedule draws with matplotlib, which is not installed: pip install matplotlib"
         ) from error
-    del matplotlib  # imported here only to fail early and clearly
-
-    if actions is None:
-        actions = list(scheme.schedule(steps))
-    summary = schedule_totals(scheme, steps, snapshots=snapshots, actions=actions)
-    g = _geometry(actions, steps)
-    ax, bars = _axes(ax, path)
-    # Line widths shrink a little as the picture fills up, so that long loops stay legible.
-    thin = 1.2 if steps <= 60 else 0.9
-    thick = 2.6 if steps <= 60 else 1.8
-    _draw(ax, g, steps, thin, thick)
-    _frame(ax, g, steps, summary)
-    xlabel = "state n (step n runs from state n to state n + 1)"
-    if bars is None:
-        ax.set_xlabel(xlabel)
-    else:
-        _evaluation_bars(bars, g, steps)
-        bars.set_xlabel(xlabel)
-    _legend(ax, thin, thick, bool(g.disk_stores))
-    if path is not None:
-        ax.figure.savefig(os.fspath(path), dpi=dpi)
-    return ax
+    del matplotlib
 
 
 def _axes(ax: Any, path: str | os.PathLike[str] | None) -> tuple[Any, Any]:
