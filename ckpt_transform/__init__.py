@@ -6,6 +6,7 @@ The public names of the API contract (docs/api.md); everything else is internal.
 from ckpt_transform.api import checkpoint_struct
 from ckpt_transform.errors import CheckpointError, TransformError
 from ckpt_transform.runtime.driver import checkpointed_for, checkpointed_while
+from ckpt_transform.schemes.multilevel import Multilevel
 from ckpt_transform.schemes.online_r2 import Online_r2, OnlineR2
 from ckpt_transform.schemes.periodic import Periodic
 from ckpt_transform.schemes.revolve import Revolve
@@ -18,6 +19,7 @@ __all__ = [
     "ArrayStorage",
     "CheckpointError",
     "HDF5Storage",
+    "Multilevel",
     "OnlineR2",
     "Online_r2",
     "Periodic",

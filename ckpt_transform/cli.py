@@ -28,7 +28,7 @@ from ckpt_transform.schemes.store_all import StoreAll
 __all__ = ["build_parser", "main"]
 
 PROG = "ckpt-transform"
-SCHEMES = ("revolve", "periodic", "online", "storeall")
+SCHEMES = ("revolve", "periodic", "online", "storeall", "multilevel")
 DEFAULT_MAX_ROWS = 150
 
 
@@ -132,6 +132,7 @@ def _add_schedule(commands: Any) -> None:
         metavar="W",
         help="columns of the timeline (default 64); longer loops share columns",
     )
+    _add_multilevel_options(sched)
     sched.set_defaults(run=_run_schedule, parser=sched)
 
 
@@ -185,7 +186,47 @@ def _add_show(commands: Any) -> None:
     show.set_defaults(run=_run_show, parser=show)
 
 
+def _add_multilevel_options(sched: argparse.ArgumentParser) -> None:
+    """``--memory``, ``--disk``, ``--write``, ``--read``: the budgets and costs of multilevel."""
+    group = sched.add_argument_group("multilevel (two levels: memory + disk)")
+    group.add_argument(
+        "--memory",
+        type=_int_in("the memory budget", 0),
+        metavar="M",
+        help="states held in memory at once (the input's included)",
+    )
+    group.add_argument(
+        "--disk",
+        type=_int_in("the disk budget", 0),
+        metavar="D",
+        help="states held on disk at once",
+    )
+    for name in ("write", "read"):
+        group.add_argument(
+            f"--{name}",
+            type=float,
+            default=2.0,
+            metavar="C",
+            help=f"cost of a disk {name}, in passive steps (default 2)",
+        )
+
+
+def _multilevel(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Scheme:
+    from ckpt_transform.schemes.multilevel import Multilevel
+
+    if args.memory is None or args.disk is None:
+        parser.error("multilevel needs --memory M and --disk D (states held in each level)")
+    if args.memory + args.disk < 1:
+        parser.error(f"multilevel needs --memory + --disk >= 1, got {args.memory} + {args.disk}")
+    for name in ("write", "read"):
+        if not getattr(args, name) >= 0:
+            parser.error(f"--{name} must be a number >= 0, got {getattr(args, name)}")
+    return Multilevel(args.memory, args.disk, costs={"write": args.write, "read": args.read})
+
+
 def _scheme(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Scheme:
+    if getattr(args, "scheme", None) == "multilevel":
+        return _multilevel(args, parser)
     name, s, p = args.scheme, args.snapshots, args.period
     if p is not None and name != "periodic":
         parser.error(f"--period is for the periodic scheme only, got --period {p} with {name}")

@@ -187,7 +187,7 @@ def test_cost(capsys):
         (
             ["schedule", "lazy", "--steps", "10"],
             "argument SCHEME: invalid choice: 'lazy' (choose from 'revolve', 'periodic', "
-            "'online', 'storeall')",
+            "'online', 'storeall', 'multilevel')",
         ),
         (
             ["schedule", "revolve", "--steps", "10", "--snapshots", "2", "--plot", "a.jpg"],

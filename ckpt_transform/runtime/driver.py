@@ -13,6 +13,7 @@ Only this module brings schemes, storage and the autograd backend together.
 from __future__ import annotations
 
 import math
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -479,11 +480,15 @@ class _Run:
             self.steps if self.steps is not None else (None if loop.rng is None else len(loop.rng))
         )
         scheme = loop.scheme
+        self.sessions = _open_sessions(scheme)
+        self.session = self.sessions["memory"]
+        self._finalizer = weakref.finalize(self, _close_sessions, list(self.sessions.values()))
+        if getattr(scheme, "costs", 0) is None and known:  # Multilevel: plan with measured costs
+            scheme = scheme.with_costs(self._measure_costs())  # type: ignore[attr-defined]
+        stats.costs = getattr(scheme, "costs", None) if stats.costs is None else stats.costs
         self.plan = scheme.plan(None if scheme.online else known)
-        self.session = _open_session(scheme)
-        self._finalizer = weakref.finalize(self, self.session.close)
-        self.slot_bytes: dict[int, int] = {}
-        self.slot_objects: dict[int, list[Any]] = {}
+        self.slot_bytes: dict[tuple[str, int], int] = {}
+        self.slot_objects: dict[tuple[str, int], list[Any]] = {}
         bar = _bar(loop.progress, loop.sweeps[0], known)
         # The loop's end is checked before the first action and after every Advance/Record,
         # and the primal run stops as soon as the state at T is current: nothing the plan puts
@@ -553,34 +558,39 @@ class _Run:
         raise CheckpointError(f"the loop ran {n} iterations, not the number {scheme!r} plans for")
 
     def _slot_action(self, action: Any, n: int | None) -> None:
-        # Storage holds the numeric leaves (arrays and numbers); only the other leaves (a label,
-        # a function, None) stay here by reference, beside the slot, so that a storage on disk
-        # keeps no stored state in memory.
-        stats, session, data = self.stats, self.session, self.data_idx
+        # Storage holds the numeric leaves (arrays and numbers); other leaves (a label, a
+        # function, None) stay here by reference, beside the slot. Each level (`Store.level`)
+        # has its own session and its own slot numbers.
+        stats, data = self.stats, self.data_idx
+        level = getattr(action, "level", "memory")
+        session, key = self.sessions.get(level), (level, getattr(action, "slot", None))
+        if session is None:
+            raise CheckpointError(f"{action}: {self.loop.scheme!r} has no {level} storage")
         if isinstance(action, Store):
             if n is not None and action.n != n:
                 raise CheckpointError(f"{action}: the current state is {n}")
             leaves = self.cur_leaves
             nbytes = session.put(action.slot, action.n, [leaves[i] for i in data], self.s_desc)
-            self.slot_bytes[action.slot] = nbytes
-            kept = list(leaves)
-            for i in data:  # the storage holds these: a reference here would pin them in memory
+            self.slot_bytes[key] = nbytes
+            kept = list(leaves)  # not the data leaves: storage holds them (on disk, perhaps)
+            for i in data:
                 kept[i] = None
-            self.slot_objects[action.slot] = kept
-            stats._stored(nbytes)
+            self.slot_objects[key] = kept
+            stats._stored(nbytes, level)
         elif isinstance(action, Restore):
             step, stored = session.get(action.slot)
             if step != action.n:
                 raise CheckpointError(f"{action}: the slot holds the state at {step}")
-            leaves = list(self.slot_objects[action.slot])
+            stats._read(level)
+            leaves = list(self.slot_objects[key])
             for j, i in enumerate(data):
                 leaves[i] = stored[j]
             self.cur_leaves = leaves
             self.cur = unflatten(self.s_def, leaves)
         elif isinstance(action, Free):
             session.delete(action.slot)
-            stats._freed(self.slot_bytes.pop(action.slot))
-            del self.slot_objects[action.slot]
+            stats._freed(self.slot_bytes.pop(key), level)
+            del self.slot_objects[key]
         else:
             raise CheckpointError(f"{action} cannot be executed here")
 
@@ -597,8 +607,8 @@ class _Run:
         bar = _bar(self.loop.progress, self.loop.sweeps[1], T)
         try:
             actions = self.plan.reverse(T)
-            if type(self.session).prefetch is not StorageSession.prefetch:
-                actions = _read_ahead(actions, self.session.prefetch)
+            if any(type(s).prefetch is not StorageSession.prefetch for s in self.sessions.values()):
+                actions = _read_ahead(actions, self._prefetch)
             n_s, tapes, show = self.n_s, self.tapes, bar is not _NO_BAR
             with_params = bool(adj_p)
             adj = tuple(adj)
@@ -636,6 +646,40 @@ class _Run:
             bar.close()
         self._close()
         return list(adj) + adj_p
+
+    def _prefetch(self, action: Restore) -> None:
+        self.sessions[action.level].prefetch(action.slot)
+
+    def _measure_costs(self) -> dict[str, float]:
+        """Time one passive step from the input and a disk write and read of it (in step units).
+
+        The step is evaluated once more than the plan needs (counted in ``forward_steps``); the
+        disk write (flushed to the file when the storage writes behind) and read use a slot the
+        plan never takes, freed at once.
+        """
+        loop, probe = self.loop, 1 << 30
+        leaves = [self.cur_leaves[i] for i in self.data_idx]
+        start = time.perf_counter()
+        loop.step(self.cur, loop.index(0), *self.params)
+        step_time = max(time.perf_counter() - start, 1e-9)
+        self.stats.forward_steps += 1
+        disk = self.sessions["disk"]
+        flush = getattr(disk, "flush", None)  # storage that writes behind: wait for the file
+        start = time.perf_counter()
+        disk.put(probe, 0, leaves, self.s_desc)
+        if flush is not None:
+            flush()
+        write = time.perf_counter() - start
+        start = time.perf_counter()
+        disk.get(probe)
+        read = time.perf_counter() - start
+        disk.delete(probe)
+        costs = {
+            "write": float(f"{write / step_time:.2g}"),
+            "read": float(f"{read / step_time:.2g}"),
+        }
+        self.stats.costs = {**costs, "measured": True}
+        return costs
 
     def _close(self) -> None:
         self.tapes.clear()
@@ -675,11 +719,11 @@ _KINDS = (Reverse, Record, Advance, Store, Restore, Free)
 _LOOKAHEAD = 256
 
 
-def _read_ahead(actions: Iterator[Any], prefetch: Callable[[int], None]) -> Iterator[Any]:
+def _read_ahead(actions: Iterator[Any], prefetch: Callable[[Any], None]) -> Iterator[Any]:
     """Yield ``actions`` in order, telling storage which slot the next `Restore` reads.
 
     After each restore (and at the start) the plan is read ahead, at most `_LOOKAHEAD` actions,
-    to the next `Restore`, and ``prefetch(slot)`` is called, so storage with a background thread
+    to the next `Restore`, and ``prefetch(restore)`` is called, so storage with a background thread
     (`HDF5Storage`) reads that checkpoint while the steps before it compute. Actions are still
     executed one by one, in the plan's order; a slot stored or freed before it is restored drops
     its read-ahead in the storage, so reading early never returns stale data.
@@ -695,7 +739,7 @@ def _read_ahead(actions: Iterator[Any], prefetch: Callable[[int], None]) -> Iter
                 return True
             ahead.append(action)
             if type(action) is Restore:
-                prefetch(action.slot)
+                prefetch(action)
                 return True
         return False
 
@@ -712,7 +756,7 @@ def _read_ahead(actions: Iterator[Any], prefetch: Callable[[int], None]) -> Iter
         if type(action) is Restore:
             following = next((a for a in ahead if type(a) is Restore), None)
             if following is not None:
-                prefetch(following.slot)
+                prefetch(following)
                 want = False
             else:
                 want = True
@@ -731,13 +775,22 @@ def trace_of(x: Any) -> int | None:
 # -- storage and progress ------------------------------------------------------------------------
 
 
-def _open_session(scheme: Scheme) -> Any:
+def _open_sessions(scheme: Scheme) -> dict[str, Any]:
+    """One storage session per level the scheme uses (``memory`` always)."""
+    storages = getattr(scheme, "storages", None)
+    if storages is not None:  # Multilevel
+        return {level: storage.session() for level, storage in storages().items()}
     storage = scheme.storage
     if storage is None:
         from ckpt_transform.storage.memory import ArrayStorage
 
         storage = ArrayStorage()
-    return storage.session()
+    return {"memory": storage.session()}
+
+
+def _close_sessions(sessions: list[Any]) -> None:
+    for session in sessions:
+        session.close()
 
 
 class _NoBar:

@@ -43,6 +43,14 @@ class RunStats:
     second_order
         The `RunStats` of every lifted-loop run made for a derivative of this loop's derivative
         (``hessian``, ``make_jvp(grad(f))``, ...), in the order they ran.
+    memory_writes, memory_reads, disk_writes, disk_reads
+        Checkpoints stored and restored in each storage level (every single-level scheme uses
+        the memory level, whatever its storage).
+    memory_bytes_peak, disk_bytes_peak, memory_max_snapshots, disk_max_snapshots
+        Most bytes and most checkpoints held at once in each level.
+    costs
+        The I/O costs a `Multilevel` plan used, in units of one passive step (``"measured":
+        True`` when the driver timed them on this run); None for other schemes.
     """
 
     scheme: str = ""
@@ -58,10 +66,20 @@ class RunStats:
     differentiated: bool = False
     sweep: str = "forward"
     second_order: list[RunStats] = field(default_factory=list, repr=False)
+    memory_writes: int = 0
+    memory_reads: int = 0
+    memory_bytes_peak: int = 0
+    memory_max_snapshots: int = 0
+    disk_writes: int = 0
+    disk_reads: int = 0
+    disk_bytes_peak: int = 0
+    disk_max_snapshots: int = 0
+    costs: dict | None = None
     # live bookkeeping, not part of the report
     snapshots_now: int = field(default=0, repr=False)
     bytes_now: int = field(default=0, repr=False)
     taped_now: int = field(default=0, repr=False)
+    level_now: dict = field(default_factory=dict, repr=False)  # level -> [snapshots, bytes]
 
     @property
     def evaluations(self) -> int:
@@ -77,16 +95,29 @@ class RunStats:
         if name not in self.sweep.split(", "):
             self.sweep = f"{self.sweep}, {name}"
 
-    def _stored(self, nbytes: int) -> None:
+    def _stored(self, nbytes: int, level: str = "memory") -> None:
         self.snapshots_now += 1
         self.bytes_now += nbytes
         self.max_snapshots = max(self.max_snapshots, self.snapshots_now)
         self.checkpoint_bytes_peak = max(self.checkpoint_bytes_peak, self.bytes_now)
         self._held()
+        now = self.level_now.setdefault(level, [0, 0])
+        now[0] += 1
+        now[1] += nbytes
+        setattr(self, f"{level}_writes", getattr(self, f"{level}_writes") + 1)
+        peak, most = f"{level}_bytes_peak", f"{level}_max_snapshots"
+        setattr(self, peak, max(getattr(self, peak), now[1]))
+        setattr(self, most, max(getattr(self, most), now[0]))
 
-    def _freed(self, nbytes: int) -> None:
+    def _freed(self, nbytes: int, level: str = "memory") -> None:
         self.snapshots_now -= 1
         self.bytes_now -= nbytes
+        now = self.level_now[level]
+        now[0] -= 1
+        now[1] -= nbytes
+
+    def _read(self, level: str = "memory") -> None:
+        setattr(self, f"{level}_reads", getattr(self, f"{level}_reads") + 1)
 
     def _taped(self, n: int) -> None:
         self.taped_now += n
@@ -108,8 +139,8 @@ class RunStats:
         """
         rows: list[tuple[str, object]] = []
         for f in fields(self):
-            if not f.repr:
-                continue
+            if not f.repr or (self.costs is None and f.name.startswith(_LEVEL_FIELDS)):
+                continue  # per-level figures are printed for a two-level run only
             rows.append((f.name, getattr(self, f.name)))
             if f.name == "recorded_steps":
                 rows.append(("evaluations", self.evaluations))
@@ -117,6 +148,10 @@ class RunStats:
             rows.append(("second_order_evaluations", self.second_order_evaluations))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+# Per-level fields (`Multilevel`), printed when a run had levels.
+_LEVEL_FIELDS = ("memory_", "disk_", "costs")
 
 
 def replay_counts(actions: Iterable[Action], steps: int = 0) -> RunStats:

@@ -17,6 +17,9 @@ The driver keeps one *current state*. Reading the actions aloud:
 * `Store(n, slot)`: the current state is at n; keep a copy in checkpoint slot ``slot``.
 * `Restore(n, slot)`: make the checkpoint of the state at n held in ``slot`` the current state.
 * `Free(n, slot)`: drop the checkpoint of the state at n held in ``slot``.
+* A slot lives in a storage *level*: ``level="memory"`` (the default, every single-level scheme)
+  or ``level="disk"`` (`Multilevel`); slot numbers are counted per level, and ``str(action)``
+  names the level when it is not memory.
 * `EndForward(n)`: a marker in `Scheme.schedule` only: the primal run ends here with the state at
   n, the loop's output; the reverse sweep follows.
 
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
 __all__ = [
+    "LEVELS",
     "Action",
     "Advance",
     "EndForward",
@@ -42,6 +46,9 @@ __all__ = [
 ]
 
 _A = TypeVar("_A", bound="Action")
+
+#: The storage levels a slot action may name, fastest first.
+LEVELS = ("memory", "disk")
 
 # Construction speed. A scheme yields hundreds of thousands of actions for a long loop, and the
 # `__init__` that `dataclass(frozen=True)` writes sets each field through `object.__setattr__`,
@@ -66,13 +73,24 @@ def _span_init(cls: type[_A]) -> type[_A]:
 
 def _slot_init(cls: type[_A]) -> type[_A]:
     set_n, set_slot = cls.n.__set__, cls.slot.__set__  # type: ignore[attr-defined]
+    set_level = cls.level.__set__  # type: ignore[attr-defined]
 
-    def __init__(self: _A, *, n: int, slot: int) -> None:
+    def __init__(self: _A, *, n: int, slot: int, level: str = "memory") -> None:
         set_n(self, n)
         set_slot(self, slot)
+        if level != "memory":
+            if level not in LEVELS:
+                raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+        set_level(self, level)
+
+    def __repr__(self: _A) -> str:  # the level only when it is not the default
+        extra = "" if self.level == "memory" else f", level={self.level!r}"  # type: ignore[attr-defined]
+        return f"{cls.__qualname__}(n={self.n!r}, slot={self.slot!r}{extra})"  # type: ignore[attr-defined]
 
     __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    __repr__.__qualname__ = f"{cls.__qualname__}.__repr__"
     cls.__init__ = __init__  # type: ignore[method-assign]
+    cls.__repr__ = __repr__  # type: ignore[method-assign]
     return cls
 
 
@@ -142,43 +160,47 @@ class Reverse(_Span):
 class _Slot(Action):
     n: int
     slot: int
+    level: str = "memory"
 
     @property
     def steps(self) -> range:
         return range(self.n, self.n + 1)
 
+    def _slot_name(self) -> str:
+        return f"slot {self.slot}" if self.level == "memory" else f"{self.level} slot {self.slot}"
+
 
 @_slot_init
 @dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Store(_Slot):
-    """Keep a copy of the current state (at n) in checkpoint slot ``slot``."""
+    """Keep a copy of the current state (at n) in checkpoint slot ``slot`` of ``level``."""
 
     kind: ClassVar[str] = "store"
 
     def __str__(self) -> str:
-        return f"store    state {self.n} -> slot {self.slot}"
+        return f"store    state {self.n} -> {self._slot_name()}"
 
 
 @_slot_init
 @dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Restore(_Slot):
-    """Make the checkpoint of the state at n, held in ``slot``, the current state."""
+    """Make the checkpoint of the state at n, held in ``slot`` of ``level``, the current state."""
 
     kind: ClassVar[str] = "restore"
 
     def __str__(self) -> str:
-        return f"restore  state {self.n} <- slot {self.slot}"
+        return f"restore  state {self.n} <- {self._slot_name()}"
 
 
 @_slot_init
 @dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Free(_Slot):
-    """Drop the checkpoint of the state at n held in ``slot``."""
+    """Drop the checkpoint of the state at n held in ``slot`` of ``level``."""
 
     kind: ClassVar[str] = "free"
 
     def __str__(self) -> str:
-        return f"free     slot {self.slot} (state {self.n})"
+        return f"free     {self._slot_name()} (state {self.n})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

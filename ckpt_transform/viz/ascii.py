@@ -18,6 +18,10 @@ blank  a step already reversed (its adjoint is known)
 ``|``  the primal run ends here (the reverse sweep starts)
 ====  =====================================================================
 
+A two-level schedule (`Multilevel`) draws its disk level apart: ``D`` a state written to disk,
+``U`` read back from disk, ``X`` its disk copy freed, ``#`` a disk checkpoint held (the memory
+level keeps ``S R F o``); the legend then has a line for them.
+
 When T + 1 positions do not fit in the width, several positions share a column (a *bucket*);
 a column then shows its strongest mark, in the order ``S R F |`` > ``<`` > ``=`` > ``-`` > ``o`` >
 ``.`` > blank, and the header says how many steps a column holds.
@@ -44,13 +48,23 @@ from ckpt_transform.viz.summary import ScheduleTotals, schedule_totals
 __all__ = ["LEGEND", "format_totals", "timeline"]
 
 # Strength of each mark when several fall into one column; higher wins.
-_RANK = {" ": 0, ".": 1, "o": 2, "-": 3, "=": 4, "<": 5, "S": 6, "R": 6, "F": 6, "|": 6}
+_RANK = {" ": 0, ".": 1, "o": 2, "#": 2, "-": 3, "=": 4, "<": 5, "S": 6, "R": 6, "F": 6, "|": 6}
+_RANK.update(D=6, U=6, X=6)
+_SLOT_MARKS = {
+    ("memory", Store): "S",
+    ("memory", Restore): "R",
+    ("memory", Free): "F",
+    ("disk", Store): "D",
+    ("disk", Restore): "U",
+    ("disk", Free): "X",
+}
 
 LEGEND = (
     "legend: - passive step (advance)   = taped step (record)   < step reversed (reverse)\n"
     "        S store   R restore   F free   o checkpoint held   . not yet reversed\n"
     "        (blank) already reversed   | primal run ends, reverse sweep starts"
 )
+LEGEND_DISK = "        disk level: D write   U read back   X free   # disk checkpoint held"
 
 
 @typechecked
@@ -79,11 +93,9 @@ def timeline(
     max_rows
         Show at most this many action rows (the first and last halves, with a line saying how many
         are left out); None or 0 shows every row. The totals always count every action.
-    legend
-        Print the legend of the marks under the table.
-    totals
-        Print the totals (passive, taped and total evaluations, the most snapshots and taped steps
-        held) against the optimum under the table.
+    legend, totals
+        Print the legend of the marks, and the totals (evaluations, the most snapshots and taped
+        steps held, against the optimum), under the table.
     snapshots
         The memory budget the optimum is computed for; the scheme's own by default (see
         `ckpt_transform.viz.schedule_totals`).
@@ -98,55 +110,85 @@ def timeline(
     Examples
     --------
     >>> from ckpt_transform.schemes.revolve import Revolve
-    >>> print(timeline(Revolve(2), 3, legend=False, totals=False))
-    Revolve(snapshots=2) over 3 steps: 15 actions
-    step axis: one column per step, positions 0..3
+    >>> print(timeline(Revolve(2), 2, legend=False, totals=False))
+    Revolve(snapshots=2) over 2 steps: 9 actions
+    step axis: one column per step, positions 0..2
     <BLANKLINE>
-     #  evals  action                      0 2
-     0      0  store    state 0 -> slot 0  S...
-     1      1  advance  [0, 1)             -...
-     2      1  store    state 1 -> slot 1  oS..
-     3      2  advance  [1, 2)             o-..
-     4      3  record   [2, 3)             oo=.
-     5      3  primal run ends             oo.|
-     6      3  reverse  [2, 3)             oo<
-     7      3  restore  state 1 <- slot 1  oR
-     8      4  record   [1, 2)             o=
-     9      4  reverse  [1, 2)             o<
-    10      4  free     slot 1 (state 1)   oF
-    11      4  restore  state 0 <- slot 0  R
-    12      5  record   [0, 1)             =
-    13      5  reverse  [0, 1)             <
-    14      5  free     slot 0 (state 0)   F
+    #  evals  action                      0 2
+    0      0  store    state 0 -> slot 0  S..
+    1      1  advance  [0, 1)             -..
+    2      2  record   [1, 2)             o=.
+    3      2  primal run ends             o.|
+    4      2  reverse  [1, 2)             o<
+    5      2  restore  state 0 <- slot 0  R
+    6      3  record   [0, 1)             =
+    7      3  reverse  [0, 1)             <
+    8      3  free     slot 0 (state 0)   F
     """
-    if steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    if width < 8:
-        raise ValueError(f"width must be an int >= 8 columns, got {width!r}")
-    if max_rows is not None and max_rows < 0:
-        raise ValueError(f"max_rows must be an int >= 0 (0: every row), got {max_rows!r}")
+    _check_arguments(steps, width, max_rows)
     if actions is None:
         actions = list(scheme.schedule(steps))
     summary = schedule_totals(scheme, steps, snapshots=snapshots, actions=actions)
 
     bucket = -(-(steps + 1) // width)
     ncols = steps // bucket + 1
-
     texts = ["primal run ends" if isinstance(a, EndForward) else str(a) for a in actions]
-    index_w = len(str(len(actions) - 1))
-    evals_w = max(len("evals"), len(str(summary.evaluations)))
-    text_w = max(len("action"), *(len(t) for t in texts))
+    widths = (
+        len(str(len(actions) - 1)),
+        max(len("evals"), len(str(summary.evaluations))),
+        max(len("action"), *(len(t) for t in texts)),
+    )
+    out = _header(summary.scheme, steps, len(actions), bucket, ncols, widths)
+    out += _table(actions, texts, steps, bucket, ncols, max_rows, widths)
+    if legend:
+        out += ["", LEGEND]
+        if any(getattr(a, "level", "memory") != "memory" for a in actions):
+            out.append(LEGEND_DISK)
+    if totals:
+        out += ["", format_totals(summary)]
+    return "\n".join(out)
+
+
+def _check_arguments(steps: int, width: int, max_rows: int | None) -> None:
+    if steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    if width < 8:
+        raise ValueError(f"width must be an int >= 8 columns, got {width!r}")
+    if max_rows is not None and max_rows < 0:
+        raise ValueError(f"max_rows must be an int >= 0 (0: every row), got {max_rows!r}")
+
+
+def _header(
+    scheme: str, steps: int, count: int, bucket: int, ncols: int, widths: tuple[int, int, int]
+) -> list[str]:
+    """The lines of `timeline` above the rows: what is shown, the step axis, the column heads."""
+    index_w, evals_w, text_w = widths
     axis = (
         f"step axis: one column per step, positions 0..{steps}"
         if bucket == 1
         else f"step axis compressed: one column = {bucket} steps (positions 0..{steps} in "
         f"{ncols} columns)"
     )
-    out = [f"{summary.scheme} over {steps} steps: {len(actions)} actions", axis, ""]
     lead = f"{'#':>{index_w}}  {'evals':>{evals_w}}  {'action':<{text_w}}  "
-    out.append(lead + _ruler(steps, bucket, ncols))
+    return [
+        f"{scheme} over {steps} steps: {count} actions",
+        axis,
+        "",
+        lead + _ruler(steps, bucket, ncols),
+    ]
 
-    shown = range(len(actions))
+
+def _table(
+    actions: Sequence[Action],
+    texts: list[str],
+    steps: int,
+    bucket: int,
+    ncols: int,
+    max_rows: int | None,
+    widths: tuple[int, int, int],
+) -> list[str]:
+    """The action rows of `timeline` (the middle ones left out beyond ``max_rows``)."""
+    index_w, evals_w, text_w = widths
     cut: tuple[int, int] | None = None
     if max_rows and len(actions) > max_rows:
         head = (max_rows + 1) // 2
@@ -154,7 +196,8 @@ def timeline(
         cut = (head, len(actions) - tail)
     hidden = cut or (0, 0)
     rows = _rows(actions, steps, bucket, ncols, lambda i: not hidden[0] <= i < hidden[1])
-    for i in shown:
+    out = []
+    for i in range(len(actions)):
         if cut is not None and cut[0] <= i < cut[1]:
             if i == cut[0]:
                 left = cut[1] - cut[0]
@@ -166,11 +209,7 @@ def timeline(
         evals, cells = rows[i]
         line = f"{i:>{index_w}}  {evals:>{evals_w}}  {texts[i]:<{text_w}}  {cells}"
         out.append(line.rstrip())
-    if legend:
-        out += ["", LEGEND]
-    if totals:
-        out += ["", format_totals(summary)]
-    return "\n".join(out)
+    return out
 
 
 def format_totals(summary: ScheduleTotals) -> str:
@@ -228,6 +267,12 @@ def format_totals(summary: ScheduleTotals) -> str:
         ("snapshots held at most", f"{c.max_snapshots}{budget}"),
         ("taped steps held at most", str(c.max_taped_steps)),
     ]
+    if c.writes.get("disk"):  # a two-level schedule
+        most = c.level_max_snapshots
+        pairs += [
+            ("held at most, per level", f"memory {most.get('memory', 0)}, disk {most['disk']}"),
+            ("disk writes / reads", f"{c.writes['disk']} / {c.reads.get('disk', 0)}"),
+        ]
     w = max(len(k) for k, _ in pairs)
     return "\n".join(["totals"] + [f"  {k:<{w}}  {v}" for k, v in pairs])
 
@@ -271,7 +316,7 @@ def _rows(
     Every action updates the bookkeeping (checkpoints held, the reverse front, evaluations); only
     the wanted ones are drawn, so a long schedule shown in part costs little more than its replay.
     """
-    held: dict[int, int] = {}  # slot -> state
+    held: dict[tuple[str, int], int] = {}  # (level, slot) -> state
     front: int | None = None  # positions >= front are reversed (None: the primal run)
     evals = 0
     out: dict[int, tuple[int, str]] = {}
@@ -283,9 +328,9 @@ def _rows(
         elif isinstance(action, EndForward):
             front = steps
         elif isinstance(action, Store):
-            held[action.slot] = action.n
+            held[(action.level, action.slot)] = action.n
         elif isinstance(action, Free):
-            held.pop(action.slot, None)
+            held.pop((action.level, action.slot), None)
         if not wanted(i):
             continue
         marks: dict[int, str] = {}
@@ -294,15 +339,17 @@ def _rows(
             if _RANK[ch] > _RANK[marks.get(col, " ")]:
                 marks[col] = ch
 
-        for n in held.values():
-            mark(n // bucket, "o")
+        for (level, _), n in held.items():
+            mark(n // bucket, "o" if level == "memory" else "#")
         if isinstance(action, (Advance, Record, Reverse)):
             ch = "-" if isinstance(action, Advance) else "=" if isinstance(action, Record) else "<"
             for col in range(action.n0 // bucket, (action.n1 - 1) // bucket + 1):
                 mark(col, ch)
-        elif isinstance(action, (Store, Restore, Free, EndForward)):
-            ch = {Store: "S", Restore: "R", Free: "F", EndForward: "|"}[type(action)]
-            mark(action.n // bucket, ch)
+        elif isinstance(action, (Store, Restore, Free)):
+            kind = next(k for k in (Store, Restore, Free) if isinstance(action, k))
+            mark(action.n // bucket, _SLOT_MARKS[(action.level, kind)])
+        elif isinstance(action, EndForward):
+            mark(action.n // bucket, "|")
         cells = []
         for col in range(ncols):
             ch = marks.get(col)

@@ -15,6 +15,8 @@ gradient is known shaded red) and draws every action of a scheme's plan:
 * The light red region holds the states whose adjoint is already known; its left edge is the
   reverse sweep's front.
 * The dashed line marks the end of the primal run.
+* A two-level schedule (`Multilevel`) draws its disk checkpoints apart: a purple band, stored at
+  a purple square and restored at a purple triangle.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ SUFFIXES = (".png", ".svg", ".pdf")
 
 _PASSIVE, _TAPED, _REVERSE = "tab:blue", "tab:orange", "tab:red"
 _STORE, _RESTORE, _FREE, _HELD = "black", "tab:green", "0.45", "0.75"
+_DISK, _DISK_HELD = "tab:purple", "plum"
 
 
 @dataclass
@@ -59,6 +62,9 @@ class _Geometry:
     restores: list[tuple[float, float]] = field(default_factory=list)
     frees: list[tuple[float, float]] = field(default_factory=list)
     held: list[tuple[float, float, float]] = field(default_factory=list)  # (n, t0, t1)
+    disk_stores: list[tuple[float, float]] = field(default_factory=list)
+    disk_restores: list[tuple[float, float]] = field(default_factory=list)
+    disk_held: list[tuple[float, float, float]] = field(default_factory=list)
     front: list[tuple[float, float]] = field(default_factory=list)  # reverse front (x, t)
     end_forward: float = 0.0
     end: float = 0.0
@@ -68,7 +74,7 @@ def _geometry(actions: Sequence[Action], steps: int) -> _Geometry:
     g = _Geometry()
     t = 0
     x: int | None = 0  # the current state (None after a reverse: nothing is current)
-    stored: dict[int, tuple[int, int]] = {}  # slot -> (n, store time)
+    stored: dict[tuple[str, int], tuple[int, int]] = {}  # (level, slot) -> (n, store time)
     for action in actions:
         if isinstance(action, (Advance, Record)):
             seg = ((action.n0, t), (action.n1, t + action.n1 - action.n0))
@@ -82,16 +88,16 @@ def _geometry(actions: Sequence[Action], steps: int) -> _Geometry:
             t += length
             x = action.n0
         elif isinstance(action, Store):
-            stored[action.slot] = (action.n, t)
-            g.stores.append((action.n, t))
+            stored[(action.level, action.slot)] = (action.n, t)
+            (g.stores if action.level == "memory" else g.disk_stores).append((action.n, t))
         elif isinstance(action, Restore):
             if x is not None and x != action.n:
                 g.jumps.append(((x, t), (action.n, t)))
-            g.restores.append((action.n, t))
+            (g.restores if action.level == "memory" else g.disk_restores).append((action.n, t))
             x = action.n
         elif isinstance(action, Free):
-            n, t0 = stored.pop(action.slot)
-            g.held.append((n, t0, t))
+            n, t0 = stored.pop((action.level, action.slot))
+            (g.held if action.level == "memory" else g.disk_held).append((n, t0, t))
             g.frees.append((n, t))
         elif isinstance(action, EndForward):
             g.end_forward = t
@@ -208,6 +214,29 @@ def plot_schedule(
     >>> from ckpt_transform.schemes.revolve import Revolve
     >>> ax = plot_schedule(Revolve(3), 20, path="revolve.png")  # doctest: +SKIP
     """
+    _check_arguments(steps, path)
+    if actions is None:
+        actions = list(scheme.schedule(steps))
+    summary = schedule_totals(scheme, steps, snapshots=snapshots, actions=actions)
+    g = _geometry(actions, steps)
+    ax, bars = _axes(ax, path)
+    thin, thick = (1.2, 2.6) if steps <= 60 else (0.9, 1.8)  # long loops: thinner lines
+    _draw(ax, g, steps, thin, thick)
+    _frame(ax, g, steps, summary)
+    xlabel = "state n (step n runs from state n to state n + 1)"
+    if bars is None:
+        ax.set_xlabel(xlabel)
+    else:
+        _evaluation_bars(bars, g, steps)
+        bars.set_xlabel(xlabel)
+    _legend(ax, thin, thick, bool(g.disk_stores))
+    if path is not None:
+        ax.figure.savefig(os.fspath(path), dpi=dpi)
+    return ax
+
+
+def _check_arguments(steps: int, path: str | os.PathLike[str] | None) -> None:
+    """Fail early and clearly: a bad length, a path of unknown format, no matplotlib."""
     if steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if path is not None:
@@ -219,53 +248,50 @@ def plot_schedule(
             )
     try:
         import matplotlib
-        from matplotlib.collections import LineCollection
-        from matplotlib.lines import Line2D
-        from matplotlib.patches import Patch, Polygon
-        from matplotlib.ticker import MaxNLocator, MultipleLocator
     except ImportError as error:  # pragma: no cover - depends on the installation
         raise ImportError(
             "plot_schedule draws with matplotlib, which is not installed: pip install matplotlib"
         ) from error
+    del matplotlib
 
-    if actions is None:
-        actions = list(scheme.schedule(steps))
-    summary = schedule_totals(scheme, steps, snapshots=snapshots, actions=actions)
-    g = _geometry(actions, steps)
 
-    bars = None
-    if ax is None:
-        size = (10.5, 8.5)
-        if path is None:
-            import matplotlib.pyplot as plt
+def _axes(ax: Any, path: str | os.PathLike[str] | None) -> tuple[Any, Any]:
+    """The axes to draw into and the evaluation bars' axes (None when ``ax`` was given)."""
+    if ax is not None:
+        return ax, None
+    size = (10.5, 8.5)
+    if path is None:
+        import matplotlib.pyplot as plt
 
-            fig = plt.figure(figsize=size, layout="constrained")
-        else:
-            from matplotlib.figure import Figure
+        fig = plt.figure(figsize=size, layout="constrained")
+    else:
+        from matplotlib.figure import Figure
 
-            fig = Figure(figsize=size, layout="constrained")
-        ax, bars = fig.subplots(2, 1, sharex=True, height_ratios=[4, 1])
-    fig = ax.figure
-    del matplotlib  # imported above only to fail early and clearly
+        fig = Figure(figsize=size, layout="constrained")
+    ax, bars = fig.subplots(2, 1, sharex=True, height_ratios=[4, 1])
+    return ax, bars
 
-    # Line widths shrink a little as the picture fills up, so that long loops stay legible.
-    thin = 1.2 if steps <= 60 else 0.9
-    thick = 2.6 if steps <= 60 else 1.8
+
+def _draw(ax: Any, g: _Geometry, steps: int, thin: float, thick: float) -> None:
+    """The schedule itself: the known-adjoint region, checkpoints, sweeps, slot actions."""
+    from matplotlib.collections import LineCollection
+    from matplotlib.patches import Polygon
+
     marker = 28 if steps <= 60 else 14
-
     # The part whose adjoint is known: right of the reverse front, from the primal run's end.
     if g.front:
         outline = [*g.front, (g.front[-1][0], g.end), (steps, g.end)]
         ax.add_patch(Polygon(outline, closed=True, facecolor=_REVERSE, alpha=0.10, lw=0, zorder=0))
-    for n, t0, t1 in g.held:
-        ax.plot(
-            [n, n],
-            [t0, t1],
-            color=_HELD,
-            lw=4 if steps <= 60 else 2.5,
-            zorder=1,
-            solid_capstyle="butt",
-        )
+    for bands, colour in ((g.held, _HELD), (g.disk_held, _DISK_HELD)):
+        for n, t0, t1 in bands:
+            ax.plot(
+                [n, n],
+                [t0, t1],
+                color=colour,
+                lw=4 if steps <= 60 else 2.5,
+                zorder=1,
+                solid_capstyle="butt",
+            )
     if g.jumps:
         ax.add_collection(
             LineCollection(g.jumps, colors=_RESTORE, linewidths=0.8, linestyles=":", zorder=2)
@@ -273,13 +299,21 @@ def plot_schedule(
     ax.add_collection(LineCollection(g.advance, colors=_PASSIVE, linewidths=thin, zorder=3))
     ax.add_collection(LineCollection(g.record, colors=_TAPED, linewidths=thick, zorder=4))
     ax.add_collection(LineCollection(g.reverse, colors=_REVERSE, linewidths=thick, zorder=4))
-    if g.stores:
-        ax.scatter(*zip(*g.stores), s=marker, color=_STORE, zorder=5)
-    if g.restores:
-        ax.scatter(*zip(*g.restores), s=marker, color=_RESTORE, marker="v", zorder=5)
-    if g.frees:
-        ax.scatter(*zip(*g.frees), s=marker, color=_FREE, marker="x", zorder=5)
+    for points, colour, shape in (
+        (g.stores, _STORE, "o"),
+        (g.restores, _RESTORE, "v"),
+        (g.frees, _FREE, "x"),
+        (g.disk_stores, _DISK, "s"),
+        (g.disk_restores, _DISK, "v"),
+    ):
+        if points:
+            ax.scatter(*zip(*points), s=marker, color=colour, marker=shape, zorder=5)
     ax.axhline(g.end_forward, color="0.3", lw=0.8, ls="--", zorder=2)
+
+
+def _frame(ax: Any, g: _Geometry, steps: int, summary: ScheduleTotals) -> None:
+    """Limits, ticks, labels, title and grid of the schedule's axes."""
+    from matplotlib.ticker import MaxNLocator, MultipleLocator
 
     pad = max(0.5, steps / 50)
     ax.set_xlim(-pad, steps + pad)
@@ -294,12 +328,12 @@ def plot_schedule(
     ax.set_title(_title(summary), fontsize=10)
     ax.grid(True, color="0.92", lw=0.6, zorder=-1)
     ax.set_axisbelow(True)
-    xlabel = "state n (step n runs from state n to state n + 1)"
-    if bars is None:
-        ax.set_xlabel(xlabel)
-    else:
-        _evaluation_bars(bars, g, steps)
-        bars.set_xlabel(xlabel)
+
+
+def _legend(ax: Any, thin: float, thick: float, disk: bool) -> None:
+    """The legend, outside the axes (every part of the inside is drawn on for some scheme)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     handles = [
         Line2D([], [], color=_PASSIVE, lw=thin, label="passive step (advance)"),
@@ -314,9 +348,10 @@ def plot_schedule(
             [], [], color="0.3", lw=0.8, ls="--", label="primal run ends,\nreverse sweep starts"
         ),
     ]
-    # Outside the axes: every part of the inside is drawn on for some scheme.
+    if disk:
+        handles[4:4] = [
+            Line2D([], [], color=_DISK_HELD, lw=4, label="disk checkpoint held"),
+            Line2D([], [], color=_DISK, marker="s", ls="", label="disk write (store)"),
+            Line2D([], [], color=_DISK, marker="v", ls="", label="disk read (restore)"),
+        ]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-
-    if path is not None:
-        fig.savefig(os.fspath(path), dpi=dpi)
-    return ax

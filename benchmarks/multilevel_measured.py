@@ -1,0 +1,129 @@
+"""Two-level schedules measured: gradient time and peak RSS of a large state, one process each.
+
+A 1-D heat step on a float64 state of n values, T steps, gradient of sum(x_T^2) with autograd:
+`Multilevel(memory, disk)` with a temporary HDF5 file for the disk level (costs measured by the
+driver, then the same costs with the overlap model; and fixed costs of 4 steps per write and
+read, without and with the overlap model), against `Revolve(memory + disk)` all in
+memory and `Revolve(memory)` in memory only. Each configuration runs in a fresh process so that
+its peak RSS is its own; times are the best of ``--repeat`` runs.
+
+Run: ``PYTHONPATH=. python benchmarks/multilevel_measured.py [--n 1000000] [--steps 200]
+[--memory 3] [--disk 30] [--repeat 1]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+CONFIGS = [
+    "multilevel",
+    "multilevel-overlap",
+    "multilevel-4",
+    "multilevel-4-overlap",
+    "revolve-all",
+    "revolve-memory",
+]
+# Fixed costs for the overlap comparison (a write and a read of 4 steps each).
+FIXED = {"write": 4.0, "read": 4.0}
+
+
+def child(config: str, n: int, steps: int, memory: int, disk: int, repeat: int, costs: str) -> None:
+    import autograd.numpy as np
+    from autograd import grad
+
+    from ckpt_transform import Multilevel, Revolve, checkpointed_for
+
+    def step(x, i):
+        return x + 0.2 * (np.roll(x, 1) - 2.0 * x + np.roll(x, -1))
+
+    if config == "multilevel":
+        scheme = Multilevel(memory, disk)
+    elif config == "multilevel-overlap":
+        scheme = Multilevel(memory, disk, costs={**json.loads(costs), "overlap": True})
+    elif config == "multilevel-4":
+        scheme = Multilevel(memory, disk, costs=FIXED)
+    elif config == "multilevel-4-overlap":
+        scheme = Multilevel(memory, disk, costs={**FIXED, "overlap": True})
+    elif config == "revolve-all":
+        scheme = Revolve(memory + disk)
+    else:
+        scheme = Revolve(memory)
+    seen = {}
+
+    def loss(x):
+        out = checkpointed_for(step, x, steps, scheme, report=lambda s: seen.update(s=s))
+        return np.sum(out**2)
+
+    x0 = np.sin(np.linspace(0.0, 6.0, n))
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        grad(loss)(x0)
+        best = min(best, time.perf_counter() - start)
+    stats = seen["s"]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        json.dumps(
+            {
+                "config": config,
+                "seconds": best,
+                "rss_states": rss / x0.nbytes,
+                "evaluations": stats.evaluations,
+                "disk_writes": stats.disk_writes,
+                "disk_reads": stats.disk_reads,
+                "costs": stats.costs,
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--memory", type=int, default=3)
+    parser.add_argument("--disk", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--child", default=None)
+    parser.add_argument("--costs", default="{}")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.n, args.steps, args.memory, args.disk, args.repeat, args.costs)
+        return
+    results = {}
+    costs = "{}"
+    for config in CONFIGS:
+        argv = [sys.executable, __file__, "--child", config, "--costs", costs]
+        for name in ("n", "steps", "memory", "disk", "repeat"):
+            argv += [f"--{name}", str(getattr(args, name))]
+        out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+        results[config] = json.loads(out.strip().splitlines()[-1])
+        if config == "multilevel":  # the overlap run plans with the costs measured here
+            measured = dict(results[config]["costs"])
+            measured.pop("measured", None)
+            costs = json.dumps(measured)
+    base = results["revolve-all"]["seconds"]
+    print(
+        f"n = {args.n} float64 values ({args.n * 8 / 1e6:.0f} MB), T = {args.steps}, memory "
+        f"{args.memory}, disk {args.disk}"
+    )
+    print(
+        "| configuration | gradient (s) | vs Revolve(memory + disk) in memory | peak RSS (states) "
+        "| evaluations | disk writes / reads | costs used |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for config, r in results.items():
+        print(
+            f"| {config} | {r['seconds']:.2f} | {r['seconds'] / base:.2f}x | "
+            f"{r['rss_states']:.1f} | {r['evaluations']} | {r['disk_writes']} / "
+            f"{r['disk_reads']} | {r['costs']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Multilevel: valid two-level schedules, optimal for the I/O cost model, Revolve at zero I/O.
+
+The optimum is checked against an independent, plain recursion over every split (a brute-force
+dynamic programme written here from the model's definition) for every T <= 60 and small budgets,
+and each plan is replayed by the mock executor, whose counts give the modeled cost.
+"""
+
+from __future__ import annotations
+
+import functools
+from math import inf
+
+import pytest
+
+from ckpt_transform import CheckpointError, Multilevel
+from ckpt_transform.schemes.actions import Free, Restore, Store
+from ckpt_transform.schemes.cost import revolve_forward_steps
+from ckpt_transform.schemes.multilevel import modeled_cost
+from ckpt_transform.schemes.validate import validate_schedule
+
+COSTS = [(0, 0), (1, 1), (2, 1), (0.5, 3), (5, 5), (3, 0), (20, 20)]
+BUDGETS = [(m, d) for m in range(4) for d in range(4) if m + d >= 1]
+
+
+def brute_force(T: int, m: int, d: int, wd: float, rd: float, overlap: bool = False) -> float:
+    """The model's optimum by exhaustive recursion over every split (see the scheme's docs)."""
+
+    @functools.lru_cache(None)
+    def splits(level: int, length: int, a: int, b: int) -> tuple[float, int]:
+        """(cost, first advance) of the best split of [n0, n0 + length), n0 held in level."""
+        if length == 1:
+            return 0.0, 0
+        read = 0.0 if level == 0 else rd
+        return min(
+            (j + right(length - j, a, b) + read + best(level, j, a, b), j) for j in range(1, length)
+        )
+
+    @functools.lru_cache(None)
+    def best(level: int, length: int, a: int, b: int) -> float:
+        value = splits(level, length, a, b)[0]
+        if level == 0 and b >= 1 and a + 1 <= m:  # move n0 to disk
+            value = min(value, wd + splits(1, length, a + 1, b - 1)[0])
+        if level == 1 and a >= 1 and b + 1 <= d:  # move n0 to memory
+            value = min(value, splits(0, length, a - 1, b + 1)[0])
+        return value
+
+    def first_advance(length: int, a: int, b: int) -> int:
+        cost, j = splits(1, length, a, b)
+        return j if cost <= best(1, length, a, b) else 0
+
+    @functools.lru_cache(None)
+    def right(k: int, a: int, b: int) -> float:
+        if k == 1:
+            return 0.0
+        options = []
+        if a >= 1:
+            options.append(best(0, k, a - 1, b))
+        if b >= 1:
+            write = max(0.0, wd - first_advance(k, a, b - 1)) if overlap else wd
+            options.append(write + best(1, k, a, b - 1))
+        return min(options, default=inf)
+
+    if T <= 1:
+        return 0.0
+    options = []
+    if m >= 1:
+        options.append(best(0, T, m - 1, d))
+    if d >= 1:
+        options.append(wd + best(1, T, m, d - 1))
+    return min(options)
+
+
+def replay(scheme: Multilevel, T: int):
+    return validate_schedule(
+        scheme.schedule(T),
+        T,
+        snapshots=scheme.memory + (scheme.disk or 0),
+        max_taped_steps=1,
+        level_snapshots={"memory": scheme.memory, "disk": scheme.disk},
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("wd", "rd"), COSTS)
+def test_optimal_against_brute_force(wd, rd):
+    costs = {"write": wd, "read": rd, "backward": 0}
+    for m, d in BUDGETS:
+        scheme = Multilevel(m, d, costs=costs)
+        tables = scheme.tables(60)  # holds the optimum of every T <= 60
+        for T in range(2, 61):
+            want = brute_force(T, m, d, wd, rd)
+            assert tables.start(T)[1] == pytest.approx(want, abs=1e-9), (m, d, T)
+        for T in range(0, 61, 7):  # and the plan built from them costs that, replayed
+            counts = replay(scheme, T)
+            assert counts.recorded_steps == T
+            got = modeled_cost(counts, costs)
+            assert got == pytest.approx(brute_force(T, m, d, wd, rd), abs=1e-9), (m, d, T)
+
+
+def test_zero_io_costs_cost_exactly_revolve():
+    for m, d in [*BUDGETS, (5, 7), (1, 12)]:
+        for T in range(1, 80, 3):
+            counts = replay(Multilevel(m, d, costs={"write": 0, "read": 0}), T)
+            assert counts.forward_steps == revolve_forward_steps(T, m + d), (m, d, T)
+            assert counts.evaluations == revolve_forward_steps(T, m + d) + T
+
+
+def test_overlap_model_against_brute_force():
+    for wd, rd in [(3, 1), (6, 2)]:
+        for m, d in [(1, 1), (1, 2), (2, 2), (0, 3)]:
+            scheme = Multilevel(m, d, costs={"write": wd, "read": rd, "overlap": True})
+            tables = scheme.tables(50)
+            for T in range(2, 51):
+                want = brute_force(T, m, d, wd, rd, overlap=True)
+                assert tables.start(T)[1] == pytest.approx(want, abs=1e-9), (wd, rd, m, d, T)
+
+
+def test_overlap_never_costs_more_and_plans_stay_valid():
+    for T in (10, 40, 90):
+        plain = Multilevel(2, 6, costs={"write": 4, "read": 1})
+        overlap = Multilevel(2, 6, costs={"write": 4, "read": 1, "overlap": True})
+        replay(overlap, T)
+        assert overlap.tables(T).start()[1] <= plain.tables(T).start()[1]
+
+
+def test_expensive_disk_is_avoided_and_cheap_disk_is_used():
+    T = 40
+    costly = replay(Multilevel(2, 10, costs={"write": 1000, "read": 1000}), T)
+    assert costly.writes.get("disk", 0) == 0  # two memory slots beat any disk copy
+    assert costly.forward_steps == revolve_forward_steps(T, 2)
+    cheap = replay(Multilevel(2, 10, costs={"write": 0.1, "read": 0.1}), T)
+    assert cheap.writes.get("disk", 0) > 0
+    assert cheap.forward_steps < costly.forward_steps
+
+
+def test_per_level_budgets_hold_and_levels_are_named():
+    scheme = Multilevel(2, 3, costs={"write": 1, "read": 1})
+    actions = list(scheme.schedule(30))
+    counts = replay(scheme, 30)
+    assert counts.level_max_snapshots["memory"] <= 2
+    assert counts.level_max_snapshots["disk"] <= 3
+    levels = {a.level for a in actions if isinstance(a, (Store, Restore, Free))}
+    assert levels == {"memory", "disk"}
+    disk = next(a for a in actions if isinstance(a, Store) and a.level == "disk")
+    assert "disk slot" in str(disk)
+
+
+def test_unlimited_disk():
+    scheme = Multilevel(1, None, costs={"write": 1, "read": 1})
+    counts = validate_schedule(scheme.schedule(25), 25, level_snapshots={"memory": 1})
+    assert counts.recorded_steps == 25
+    assert "disk=None" in repr(scheme)
+
+
+def test_small_loops():
+    for T in (0, 1, 2):
+        counts = replay(Multilevel(1, 1, costs={"write": 1, "read": 1}), T)
+        assert counts.evaluations == (0 if T == 0 else T + (T == 2))
+
+
+def test_while_loop_needs_steps():
+    with pytest.raises(CheckpointError, match="steps=N"):
+        Multilevel(1, 2).plan(None)
+    assert Multilevel(1, 2, steps=5).plan(None) is not None
+    with pytest.raises(CheckpointError, match="planned for 5 steps"):
+        Multilevel(1, 2, steps=5).plan(6)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        ((-1, 2), {}, ValueError, "memory must be an int >= 0"),
+        ((0, 0), {}, ValueError, "at least one snapshot"),
+        ((1, 2), {"costs": {"write": 1}}, ValueError, "read"),
+        ((1, 2), {"costs": {"write": 1, "read": -1}}, ValueError, "read"),
+        ((1, 2), {"costs": {"write": 1, "read": 1, "speed": 2}}, ValueError, "unknown costs"),
+        ((1, 2), {"costs": {"write": 1, "read": 1, "overlap": 1}}, TypeError, "overlap"),
+        ((1.5, 2), {}, TypeError, "memory"),
+    ],
+)
+def test_bad_arguments(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Multilevel(*args, **kwargs)
+
+
+def test_too_large_a_table_is_refused():
+    with pytest.raises(CheckpointError, match="smaller disk budget"):
+        Multilevel(50, None, costs={"write": 1, "read": 1}).tables(100_000)

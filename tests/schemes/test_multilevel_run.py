@@ -1,0 +1,130 @@
+"""Multilevel run by the driver: value and gradient equal autograd's on the plain loop, each level's
+checkpoints in its own storage, per-level stats, and the measured costs when none are given."""
+
+from __future__ import annotations
+
+import autograd.numpy as np
+import pytest
+from autograd import value_and_grad
+
+from ckpt_transform import (
+    ArrayStorage,
+    CheckpointError,
+    HDF5Storage,
+    Multilevel,
+    checkpoint_struct,
+    checkpointed_for,
+    checkpointed_while,
+)
+from ckpt_transform.schemes.cost import revolve_forward_steps
+
+
+def step(x, i, c):
+    return np.sin(x) * c + 0.1 * x + 0.01 * i
+
+
+def plain(x, c, T):
+    for i in range(T):
+        x = step(x, i, c)
+    return np.sum(x**2)
+
+
+X0 = np.linspace(0.1, 1.0, 5)
+
+
+def run(scheme, T, x=X0, c=1.3):
+    seen = {}
+
+    def f(x, c):
+        out = checkpointed_for(step, x, T, scheme, params=(c,), report=lambda s: seen.update(s=s))
+        return np.sum(out**2)
+
+    value, (gx, gc) = value_and_grad(f, (0, 1))(x, c)
+    want, (wx, wc) = value_and_grad(lambda x, c: plain(x, c, T), (0, 1))(x, c)
+    assert value == pytest.approx(want, rel=1e-12)
+    assert np.allclose(gx, wx, rtol=1e-12, atol=0)
+    assert gc == pytest.approx(wc, rel=1e-12)
+    return seen["s"]
+
+
+@pytest.mark.parametrize(
+    "scheme",
+    [
+        Multilevel(1, 3, costs={"write": 1, "read": 1}),
+        Multilevel(0, 4, costs={"write": 0.5, "read": 2}),
+        Multilevel(2, None, costs={"write": 3, "read": 3}),
+        Multilevel(1, 2, costs={"write": 2, "read": 1, "overlap": True}),
+    ],
+)
+def test_gradient_equals_autograd_on_the_plain_loop(scheme, tmp_path):
+    stats = run(scheme, 30)
+    assert stats.disk_writes > 0 and stats.disk_reads > 0
+    assert stats.disk_max_snapshots <= (scheme.disk or 30)
+    assert stats.memory_max_snapshots <= scheme.memory
+    assert stats.disk_bytes_peak == stats.disk_max_snapshots * X0.nbytes
+    assert stats.costs == scheme.costs
+
+
+def test_zero_io_costs_evaluate_as_revolve():
+    stats = run(Multilevel(2, 3, costs={"write": 0, "read": 0}), 40)
+    assert stats.evaluations == revolve_forward_steps(40, 5) + 40
+
+
+def test_each_level_uses_its_own_storage(tmp_path):
+    path = tmp_path / "disk.h5"
+    scheme = Multilevel(
+        1,
+        3,
+        memory_storage=ArrayStorage(),
+        disk_storage=HDF5Storage(path, keep=True),
+        costs={"write": 1, "read": 1},
+    )
+    stats = run(scheme, 25)
+    assert path.exists()  # the disk level wrote its checkpoints there
+    assert stats.disk_writes > 0
+    assert "disk writes" in str(stats)
+
+
+def test_measured_costs_when_none_are_given():
+    stats = run(Multilevel(1, 3), 20)
+    assert stats.costs["measured"] is True
+    assert stats.costs["write"] >= 0 and stats.costs["read"] >= 0
+    assert stats.forward_steps >= 1  # the timing step is counted
+
+
+def test_while_loop_with_steps():
+    scheme = Multilevel(1, 2, costs={"write": 1, "read": 1}, steps=12)
+
+    def f(x):
+        out = checkpointed_while(
+            lambda s: s[1] < 12, lambda s, i: (np.sin(s[0]) * 1.1, s[1] + 1), (x, 0), scheme
+        )
+        return np.sum(out[0] ** 2)
+
+    def g(x):
+        for _ in range(12):
+            x = np.sin(x) * 1.1
+        return np.sum(x**2)
+
+    value, grad = value_and_grad(f)(X0)
+    want, wgrad = value_and_grad(g)(X0)
+    assert value == pytest.approx(want, rel=1e-12)
+    assert np.allclose(grad, wgrad, rtol=1e-12, atol=0)
+    bad = Multilevel(1, 2, costs={"write": 1, "read": 1}, steps=11)
+    with pytest.raises(CheckpointError, match="11"):
+        checkpointed_while(lambda s: s[1] < 12, lambda s, i: (s[0] * 1.1, s[1] + 1), (X0, 0), bad)
+
+
+def test_decorator():
+    @checkpoint_struct(Multilevel(1, 2, costs={"write": 1, "read": 1}))
+    def f(x, c):
+        for i in range(17):
+            x = np.sin(x) * c + 0.1 * x + 0.01 * i
+        return np.sum(x**2)
+
+    value, grads = value_and_grad(f, (0, 1))(X0, 0.9)
+    want, wgrads = value_and_grad(lambda x, c: plain(x, c, 17), (0, 1))(X0, 0.9)
+    assert value == pytest.approx(want, rel=1e-12)
+    assert np.allclose(grads[0], wgrads[0], rtol=1e-12, atol=0)
+    assert grads[1] == pytest.approx(wgrads[1], rel=1e-12)
+    assert f.stats.disk_writes > 0
