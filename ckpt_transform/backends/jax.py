@@ -234,8 +234,35 @@ class _Machine:
     ) -> None:
         self.step, self.xl, self.pl, self.index = step, xl, pl, index
         self.branches: dict[int, int] = {}
+        self.hoisted, self.n_user = 0, 0
+        import jax.numpy as jnp
+
+        self.jnp, self.kdtype = jnp, jnp.asarray(0).dtype
 
     def call(self, xd: list, xs: list, k: Any, pd: list, ps: list) -> tuple[list, list]:
+        """One step on flat leaves; ``pd`` ends with the step's hoisted closure values."""
+        k = self.jnp.asarray(k, self.kdtype)  # one dtype for i, however the loop counts
+        if self.hoisted:
+            u = self.n_user
+            yd, ys = self.converted(xd, xs, k, pd[:u], ps, *pd[u : u + self.hoisted])
+            return list(yd), list(ys)
+        return self.user_call(xd, xs, k, pd, ps)
+
+    def hoist(self, xd: list, xs: list, pd: list, ps: list) -> list:
+        """Make traced values the step reads from a closure explicit inputs (so that they get
+        gradients and do not leak from the loop's traces); return the params to pass."""
+        import jax
+        import jax.numpy as jnp
+
+        def call(xd: list, xs: list, k: Any, pd: list, ps: list) -> tuple:
+            return tuple(self.user_call(xd, xs, k, pd, ps))
+
+        k = jnp.zeros((), self.kdtype)
+        self.converted, consts = jax.closure_convert(call, xd, xs, k, pd, ps)
+        self.n_user, self.hoisted = len(pd), len(consts)
+        return [*pd, *consts]
+
+    def user_call(self, xd: list, xs: list, k: Any, pd: list, ps: list) -> tuple[list, list]:
         state = self.xl.build(xd, xs)
         params = self.pl.build(pd, ps)
         out = self.step(state, self.index(k), *params)
@@ -404,6 +431,8 @@ def checkpointed_for(
         return out
 
     def loop_fwd(xd: list, xs: list, pd: list, ps: list) -> tuple:
+        if stats is not None:
+            stats.differentiated = True
         buf = _buffers(max(slots, 1), xd, xs)
         carry = (xd, xs, buf, [], [], jnp.zeros(2, jnp.int32))
         xd1, xs1, buf, _, _, ev = machine.run(fwd_rows, fwd_n, carry, (pd, ps), False)
@@ -445,6 +474,7 @@ def checkpointed_for(
     loop.defvjp(loop_fwd, loop_bwd)
     xd, xs = xl.split(xl.arrays)
     pd, ps = pl.split(pl.arrays)
+    pd = machine.hoist(xd, xs, pd, ps)
     yd, ys = loop(xd, xs, pd, ps)
     out = xl.build(yd, ys)
     return (out, stats) if return_stats else out
@@ -537,7 +567,8 @@ def checkpointed_while(
     tables: dict[int, tuple[onp.ndarray, int]] = {}
 
     def holds(xd: list, xs: list, pd: list, ps: list) -> Any:
-        ok = cond(xl.build(xd, xs), *pl.build(pd, ps))
+        u = machine.n_user
+        ok = cond_call(xd, xs, pd[:u], ps, *pd[u + machine.hoisted :])
         ok = jnp.asarray(ok)
         if ok.shape != () or ok.dtype != jnp.bool_:
             raise CheckpointError(
@@ -598,6 +629,8 @@ def checkpointed_while(
         return yd, ys
 
     def loop_fwd(xd: list, xs: list, pd: list, ps: list) -> tuple:
+        if stats is not None:
+            stats.differentiated = True
         buf = _buffers(max(slots, 1), xd, xs)
         k, yd, ys, buf = primal(xd, xs, pd, ps, buf)
         _report(stats, steps=k, forward_steps=k)
@@ -637,6 +670,14 @@ def checkpointed_while(
     loop.defvjp(loop_fwd, loop_bwd)
     xd, xs = xl.split(xl.arrays)
     pd, ps = pl.split(pl.arrays)
+
+    def user_cond(xd: list, xs: list, pd: list, ps: list) -> Any:
+        return jnp.asarray(cond(xl.build(xd, xs), *pl.build(pd, ps)))
+
+    pd_user = pd
+    pd = machine.hoist(xd, xs, pd, ps)
+    cond_call, cond_consts = jax.closure_convert(user_cond, xd, xs, pd_user, ps)
+    pd = [*pd, *cond_consts]
     yd, ys = loop(xd, xs, pd, ps)
     out = xl.build(yd, ys)
     return (out, stats) if return_stats else out
