@@ -56,7 +56,7 @@ __all__ = ["checkpointed_for", "checkpointed_while", "holds_jax"]
 
 # Row codes of an action table; codes from _RECREV on are segment VJPs, one per segment length.
 _RESTORE, _STORE, _ADVANCE, _RECREV = 0, 1, 2, 3
-_CHUNK = 64  # rows of a while loop's reverse table fetched from the host at a time
+_CHUNK = 4096  # rows of a while loop's reverse table fetched from the host at a time
 
 
 def holds_jax(*trees: Any) -> bool:
@@ -609,12 +609,12 @@ def checkpointed_while(
                     f"{extra} steps, which the compiled program has no branch for"
                 )
             rows = table.array()
-            pad = -len(rows) % _CHUNK or (_CHUNK if not len(rows) else 0)
-            noop = onp.tile(onp.asarray([[_ADVANCE, 0, 0, 0]], onp.int32), (pad, 1))
-            tables[t] = (onp.concatenate([rows, noop]), _max_slots(actions)[1])
-        rows, most = tables[t]
-        n = onp.int32(len(rows))
-        return rows[chunk * _CHUNK : (chunk + 1) * _CHUNK], n, onp.int32(most)
+            padded = onp.zeros((max(-(-len(rows) // _CHUNK), 1) * _CHUNK, 4), onp.int32)
+            padded[: len(rows)] = rows  # rows past the end are never walked
+            tables[t] = (padded, len(rows), _max_slots(actions)[1])
+        rows, n, most = tables[t]
+        part = rows[chunk * _CHUNK : (chunk + 1) * _CHUNK]
+        return part, onp.int32(n), onp.int32(most)
 
     shapes = (
         jax.ShapeDtypeStruct((_CHUNK, 4), jnp.int32),
@@ -646,15 +646,18 @@ def checkpointed_while(
             return c[0] < c[1]
 
         def chunk(c: tuple) -> tuple:
-            r, _, _, inner = c
-            rows, n, most = jax.pure_callback(table_chunk, shapes, t, r // _CHUNK)
-            inner = machine.run(rows, _CHUNK, inner, (pd, ps), True)
-            return r + _CHUNK, n, most, inner
+            r, n, inner = c
+            rows, _, _ = jax.pure_callback(table_chunk, shapes, t, r // _CHUNK)
+            inner = machine.run(rows, jnp.minimum(n - r, _CHUNK), inner, (pd, ps), True)
+            return r + _CHUNK, n, inner
 
-        first_n = jax.pure_callback(table_chunk, shapes, t, jnp.zeros((), jnp.int32))[1]
+        # One host call for the first chunk of rows (enough for a loop of ~1000 steps); a
+        # longer table is fetched chunk by chunk.
         carry = (cur, list(xs0), buf, adj, pct, jnp.zeros(2, jnp.int32))
         zero = jnp.zeros((), jnp.int32)
-        _, _, most, carry = lax.while_loop(more, chunk, (zero, first_n, zero, carry))
+        rows, n, most = jax.pure_callback(table_chunk, shapes, t, zero)
+        carry = machine.run(rows, jnp.minimum(n, _CHUNK), carry, (pd, ps), True)
+        _, _, carry = lax.while_loop(more, chunk, (zero + _CHUNK, n, carry))
         _, _, _, adj, pct, ev = carry
         _report(
             stats,
