@@ -83,10 +83,12 @@ class _Layout:
         outer, self.odef = flatten(value)
         leaves, self.jdef = jax.tree_util.tree_flatten(outer)
         self.what = what
-        self.static: dict[int, Any] = {}  # leaves that are not numbers or arrays (params only)
+        self.static: dict[int, Any] = {}  # params leaves that are not arrays, passed as they are
         arrays: list[Any] = []
         for j, x in enumerate(leaves):
-            if isinstance(x, (jax.Array, onp.ndarray, onp.generic, int, float, complex)):
+            if what == "params" and not isinstance(x, (jax.Array, onp.ndarray, onp.generic)):
+                self.static[j] = x  # a plain number stays a Python value (a bound, a flag...)
+            elif isinstance(x, (jax.Array, onp.ndarray, onp.generic, int, float, complex)):
                 arrays.append(jnp.asarray(x))
             elif what == "params":
                 self.static[j] = x
@@ -375,6 +377,18 @@ def _report(stats: RunStats | None, **counts: Any) -> None:
     jax.debug.callback(add, **counts)
 
 
+def _stats(
+    scheme: Scheme, report: Callable[[RunStats], None] | None, wanted: bool
+) -> RunStats | None:
+    """The run's `RunStats` (handed to ``report`` now, filled in as the program runs)."""
+    if report is None and not wanted:
+        return None
+    stats = RunStats(scheme=repr(scheme), storage="jax device buffer")
+    if report is not None:
+        report(stats)
+    return stats
+
+
 def _buffers(slots: int, xd: list, xs: list) -> tuple[list, list]:
     import jax.numpy as jnp
 
@@ -394,6 +408,7 @@ def checkpointed_for(
     scheme: Scheme,
     *,
     params: Sequence[Any] = (),
+    report: Callable[[RunStats], None] | None = None,
     return_stats: bool = False,
 ) -> Any:
     """The JAX form of `ckpt_transform.checkpointed_for` (``steps`` already a range).
@@ -414,7 +429,7 @@ def checkpointed_for(
     rev_table = _Table({})
     rev_table.add(rev_actions)
     tail_evals = sum(r.n1 - r.n0 for r in tail)
-    stats = RunStats(scheme=repr(scheme), storage="jax device buffer") if return_stats else None
+    stats = _stats(scheme, report, return_stats)
 
     xl = _Layout(state, "state")
     pl = _Layout(tuple(params), "params")
@@ -536,6 +551,7 @@ def checkpointed_while(
     *,
     params: Sequence[Any] = (),
     max_steps: int | None = None,
+    report: Callable[[RunStats], None] | None = None,
     return_stats: bool = False,
 ) -> Any:
     """The JAX form of `ckpt_transform.checkpointed_while`; see the module docstring.
@@ -558,7 +574,7 @@ def checkpointed_while(
         raise TypeError(f"max_steps must be an int >= 0, got {max_steps!r}")
     slot_of, slots = _while_forward(scheme, max_steps)
     lengths = _while_lengths(scheme, max_steps) if max_steps else {}
-    stats = RunStats(scheme=repr(scheme), storage="jax device buffer") if return_stats else None
+    stats = _stats(scheme, report, return_stats)
     xl = _Layout(state, "state")
     pl = _Layout(tuple(params), "params")
     machine = _Machine(step, xl, pl, lambda k: k)

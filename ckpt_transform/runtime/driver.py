@@ -109,7 +109,7 @@ def checkpointed_for(
         )
     if _jax_backend(backend, state, params):
         return _jax().checkpointed_for(
-            step, state, steps, scheme, params=params, return_stats=return_stats
+            step, state, steps, scheme, params=params, report=report, return_stats=return_stats
         )
     loop = _Loop(step, None, steps, scheme, progress)
     return loop.run(state, params, report, return_stats)
@@ -138,7 +138,14 @@ def checkpointed_while(
     """
     if _jax_backend(backend, state, params):
         return _jax().checkpointed_while(
-            cond, step, state, scheme, params=params, max_steps=max_steps, return_stats=return_stats
+            cond,
+            step,
+            state,
+            scheme,
+            params=params,
+            max_steps=max_steps,
+            report=report,
+            return_stats=return_stats,
         )
     loop = _Loop(step, cond, None, scheme, progress)
     return loop.run(state, params, report, return_stats)
