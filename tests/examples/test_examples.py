@@ -153,3 +153,15 @@ def test_fit_diffusion_with_noise(tmp_path):
     standard_error = number(r"standard error from the noise (\S+)", out)
     assert 0 < standard_error < 0.05
     assert error < 4 * standard_error  # fails by chance with probability ~6e-5
+
+
+def test_heat_jax(tmp_path):
+    pytest.importorskip("jax")
+    out = run_example("heat_jax.py", "--n", "20", "--steps", "40", "--snapshots", "3", cwd=tmp_path)
+    assert "T = T.at[1:n - 1].set(interior)" in out
+    assert number(r"max \|dL/dT0 - scan\| = (\S+)", out) < 1e-12
+    lam, lam_scan = re.search(r"dL/dlam = (\S+), scan (\S+)", out).groups()
+    assert math.isclose(float(lam), float(lam_scan), rel_tol=1e-12)
+    total = number(r"evaluations (\d+)", out)
+    assert total == number(r"\(optimum (\d+)\)", out)
+    assert number(r"snapshots held (\d+)", out) <= 3
