@@ -302,30 +302,41 @@ class _Machine:
         if isinstance(nrows, int) and nrows == 0:
             return carry
 
-        def restore(c: tuple, row: Any) -> tuple:
-            _, _, buf, adj, pct, ev = c
-            bd, bs = buf
-            return [b[row[3]] for b in bd], [b[row[3]] for b in bs], buf, adj, pct, ev
-
-        def store(c: tuple, row: Any) -> tuple:
-            xd, xs, (bd, bs), adj, pct, ev = c
-            bd = [b.at[row[3]].set(x) for b, x in zip(bd, xd)]
-            bs = [b.at[row[3]].set(x) for b, x in zip(bs, xs)]
-            return xd, xs, (bd, bs), adj, pct, ev
+        # The checkpoint buffers stay out of the `lax.switch` (a branch taking them as operands
+        # may be compiled with a copy of them): a restore and a store are `lax.cond`s of their
+        # own, and the switch runs the steps on the current state and its adjoint only.
+        def nothing(c: tuple, row: Any) -> tuple:
+            return c
 
         def advance(c: tuple, row: Any) -> tuple:
-            xd, xs, buf, adj, pct, ev = c
+            xd, xs, adj, pct, ev = c
             xd, xs = self.advance((xd, xs), row[1], row[2], p)
-            return list(xd), list(xs), buf, adj, pct, ev.at[0].add(row[2] - row[1])
+            return list(xd), list(xs), adj, pct, ev.at[0].add(row[2] - row[1])
 
-        branches = [restore, store, advance]
+        branches = [nothing, nothing, advance]
         if reverse:
             order = sorted(self.branches.items(), key=lambda kv: kv[1])
             branches += [self._recrev(length, p) for length, _ in order]
 
         def body(r: Any, c: tuple) -> tuple:
+            xd, xs, (bd, bs), adj, pct, ev = c
             row = table[r]
-            return lax.switch(row[0], branches, c, row)
+            code, slot = row[0], row[3]
+            xd, xs = lax.cond(
+                code == _RESTORE,
+                lambda: ([b[slot] for b in bd], [b[slot] for b in bs]),
+                lambda: (list(xd), list(xs)),
+            )
+            bd, bs = lax.cond(
+                code == _STORE,
+                lambda: (
+                    [b.at[slot].set(x) for b, x in zip(bd, xd)],
+                    [b.at[slot].set(x) for b, x in zip(bs, xs)],
+                ),
+                lambda: (list(bd), list(bs)),
+            )
+            xd, xs, adj, pct, ev = lax.switch(code, branches, (xd, xs, adj, pct, ev), row)
+            return xd, xs, (bd, bs), adj, pct, ev
 
         return lax.fori_loop(0, nrows, body, carry)
 
@@ -337,13 +348,13 @@ class _Machine:
         pd, ps = p
 
         def branch(c: tuple, row: Any) -> tuple:
-            xd, xs, buf, adj, pct, ev = c
+            xd, xs, adj, pct, ev = c
             yd, pull, ys = jax.vjp(
                 lambda a, b: _aux(seg(a, b, xs, ps, row[1])), xd, pd, has_aux=True
             )
             gx, gp = pull(adj)
             pct = [a + g for a, g in zip(pct, gp)]
-            return list(yd), list(ys), buf, list(gx), pct, ev.at[1].add(length)
+            return list(yd), list(ys), list(gx), pct, ev.at[1].add(length)
 
         return branch
 
