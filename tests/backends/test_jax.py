@@ -324,3 +324,23 @@ def test_errors_say_what_was_wrong():
         checkpointed_for(lambda x, i: x, X, 5, Revolve(2, steps=4))
     with pytest.raises(CheckpointError, match="params"):
         checkpointed_for(lambda s, i: s, (X, "label"), 3, Revolve(2))
+
+
+def test_jit_grad_of_a_for_loop_is_one_program_without_host_calls():
+    def f(x, a):
+        return loss(checkpointed_for(step, state0(x, Y, Z), 40, Revolve(3), params=(a, B)))
+
+    text = jax.jit(jax.grad(f, (0, 1))).lower(X, A).as_text()
+    assert "callback" not in text.lower()  # the schedule is data inside the program
+    assert text.count("stablehlo.while") >= 2  # the forward and reverse executors
+    # a while loop calls the host once, for the reverse table of the length it reached
+    g = jax.jit(
+        jax.grad(
+            lambda x: loss(
+                checkpointed_while(
+                    cond, step, state0(x, Y, Z), OnlineR2(3), params=(A, B), max_steps=100
+                )
+            )
+        )
+    )
+    assert "callback" in g.lower(X).as_text().lower()
