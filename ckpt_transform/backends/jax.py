@@ -10,10 +10,11 @@ How a plan becomes one XLA program:
   ``(code, n0, n1, slot)`` per action. ``Free`` needs no row (a slot is simply overwritten); a
   ``Record(n0, n1)`` is always followed by its ``Reverse(n0, n1)``, and the pair becomes one row:
   the VJP of the segment, taken with ``jax.vjp`` (whose forward pass is the taped evaluation).
-* One executor walks a table with ``lax.while_loop`` and ``lax.switch``: restore a slot, store
-  a slot, advance passively over ``[n0, n1)`` (a ``lax.fori_loop``), or pull the adjoint back
-  through a segment of one of the lengths the plan uses (one branch per distinct length, the
-  segment a static-length loop that ``jax.vjp`` differentiates).
+* One executor walks a table with ``lax.fori_loop``: a row restores a slot or stores one (a
+  ``lax.cond`` each, outside the switch, so the buffers are never a branch's operands), or, in a
+  ``lax.switch``, advances passively over ``[n0, n1)`` (a ``lax.fori_loop``) or pulls the
+  adjoint back through a segment of one of the lengths the plan uses (one branch per distinct
+  length, the segment a static-length loop that ``jax.vjp`` differentiates).
 * Checkpoints live in one stacked device buffer per state leaf, ``(slots, *leaf.shape)``: the
   memory is ``slots`` states, not T.
 * The forward sweep of a ``for`` loop runs the plan's forward table; a trailing ``Record`` (the
@@ -157,9 +158,8 @@ class _Table:
     def __init__(self, lengths: dict[int, int]) -> None:
         self.lengths = lengths  # segment length -> code
         self.rows: list[tuple[int, int, int, int]] = []
-        self.evals = 0
 
-    def add(self, actions: Sequence[Any], strict: bool = True) -> None:
+    def add(self, actions: Sequence[Any]) -> None:
         pending: Record | None = None
         for a in actions:
             if pending is not None:
@@ -168,7 +168,6 @@ class _Table:
                 length = a.n1 - a.n0
                 code = self.lengths.setdefault(length, _RECREV + len(self.lengths))
                 self.rows.append((code, a.n0, a.n1, 0))
-                self.evals += length
                 pending = None
             elif isinstance(a, Restore):
                 self.rows.append((_RESTORE, a.n, a.n, a.slot))
@@ -176,12 +175,9 @@ class _Table:
                 self.rows.append((_STORE, a.n, a.n, a.slot))
             elif isinstance(a, Advance):
                 self.rows.append((_ADVANCE, a.n0, a.n1, 0))
-                self.evals += a.n1 - a.n0
             elif isinstance(a, Record):
                 pending = a
-            elif isinstance(a, (Free, EndForward)):
-                pass
-            elif strict:
+            elif not isinstance(a, (Free, EndForward)):  # a Reverse of no Record, say
                 raise CheckpointError(f"the JAX backend cannot execute {a} here")
         if pending is not None:
             raise CheckpointError(f"{pending} is not followed by its reverse")
