@@ -54,6 +54,7 @@ def checkpointed_for(
     progress: bool = False,
     report: Callable[[RunStats], None] | None = None,
     return_stats: bool = False,
+    backend: str | None = None,
 ) -> Any:
     """Run ``state = step(state, i, *params)`` for each ``i`` of a range, checkpointed.
 
@@ -83,6 +84,9 @@ def checkpointed_for(
         the reverse sweep included).
     return_stats
         Return ``(state, stats)`` instead of ``state``.
+    backend
+        ``"autograd"`` or ``"jax"``; None picks JAX when the state or params hold jax arrays
+        (`ckpt_transform.backends.jax`: a ``jax.custom_vjp``, compiled whole under ``jax.jit``).
 
     Returns
     -------
@@ -107,6 +111,10 @@ def checkpointed_for(
             f"start={start} was given with steps={steps!r}; with a range, its values are the "
             "loop index: pass range(start, ...) instead"
         )
+    if _jax_backend(backend, state, params):
+        return _jax().checkpointed_for(
+            step, state, steps, scheme, params=params, report=report, return_stats=return_stats
+        )
     loop = _Loop(step, None, steps, scheme, progress)
     return loop.run(state, params, report, return_stats)
 
@@ -121,16 +129,47 @@ def checkpointed_while(
     progress: bool = False,
     report: Callable[[RunStats], None] | None = None,
     return_stats: bool = False,
+    backend: str | None = None,
+    max_steps: int | None = None,
 ) -> Any:
     """Run ``while cond(state, *params): state = step(state, i, *params)``, checkpointed.
 
     ``i`` counts iterations from 0. The loop's length is found as it runs: `OnlineR2`,
     `Periodic(period=...)` and `StoreAll` need nothing more; `Revolve` needs ``steps=`` and raises
     `CheckpointError` when the loop runs a different number of times. ``cond`` is evaluated on
-    plain (untraced) values. Other arguments as in `checkpointed_for`.
+    plain (untraced) values. Other arguments as in `checkpointed_for`; on the JAX backend
+    ``max_steps`` (required there) bounds the compiled ``lax.while_loop``.
     """
+    if _jax_backend(backend, state, params):
+        return _jax().checkpointed_while(
+            cond,
+            step,
+            state,
+            scheme,
+            params=params,
+            max_steps=max_steps,
+            report=report,
+            return_stats=return_stats,
+        )
     loop = _Loop(step, cond, None, scheme, progress)
     return loop.run(state, params, report, return_stats)
+
+
+def _jax_backend(backend: str | None, state: Any, params: Any) -> bool:
+    """True when the loop runs on the JAX backend (asked for, or jax arrays in it)."""
+    if backend not in (None, "autograd", "jax"):
+        raise ValueError(f"backend must be 'autograd', 'jax' or None, got {backend!r}")
+    if backend is None:
+        from ckpt_transform.backends.jax import holds_jax
+
+        return holds_jax(state, params)
+    return backend == "jax"
+
+
+def _jax() -> Any:
+    from ckpt_transform.backends import jax
+
+    return jax
 
 
 # -------------------------------------------------------------------------------------------------

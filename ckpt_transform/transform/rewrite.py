@@ -13,7 +13,8 @@ the closure variables of the original function). Inside it:
 
 The user's statements are kept as written, with two exceptions that the driver needs (a step
 must not update its input in place, and autograd cannot differentiate in-place writes): an element
-update ``x[i] = v`` becomes ``x = _ckpt.setitem(x, i, v)`` and an augmented assignment ``x += v``
+update ``x[i] = v`` becomes ``x = _ckpt.setitem(x, i, v)`` (``x = x.at[i].set(v)`` in a module
+that works with JAX) and an augmented assignment ``x += v``
 becomes ``x = x + v``; each such statement is preceded by a comment quoting the original.
 """
 
@@ -336,6 +337,7 @@ class _Rewriter:
     def __init__(self, source: FunctionSource, texts: _Texts) -> None:
         self.source = source
         self.texts = texts
+        self.jax = _uses_jax(source.function)
 
     def statements(self, stmts: list[Any], *, elif_chain: bool = False) -> tuple[list[Any], bool]:
         out: list[Any] = []
@@ -402,13 +404,18 @@ class _Rewriter:
         while isinstance(target, gast.Subscript):
             array = copy.deepcopy(target.value)
             _to_load(array)
-            value = templates.fill_expression(
-                templates.setitem,
-                _ckpt=_M["support"],
-                array=array,
-                key=_key(target.slice),
-                value=value,
-            )
+            if self.jax:  # JAX arrays are immutable: ``a = a.at[k].set(v)``
+                value = templates.fill_expression(
+                    templates.jax_setitem, array=array, key=copy.deepcopy(target.slice), value=value
+                )
+            else:
+                value = templates.fill_expression(
+                    templates.setitem,
+                    _ckpt=_M["support"],
+                    array=array,
+                    key=_key(target.slice),
+                    value=value,
+                )
             target = target.value
         target = copy.deepcopy(target)
         target.ctx = gast.Store()
@@ -440,6 +447,14 @@ class _Rewriter:
                         f"write `{_text(child)} = ...` as a statement of its own.",
                         stmt,
                     )
+
+
+def _uses_jax(function: Any) -> bool:
+    """True when the function's module works with JAX: it binds ``jax`` or ``jax.numpy`` (and
+    not ``autograd.numpy``, which keeps the autograd form)."""
+    modules = [getattr(v, "__name__", "") for v in getattr(function, "__globals__", {}).values()]
+    roots = {m.split(".")[0] for m in modules if isinstance(m, str)}
+    return "jax" in roots and "autograd.numpy" not in modules
 
 
 def _key(index: Any) -> Any:

@@ -87,6 +87,10 @@ def setitem(_ckpt, array, key, value):
     _ckpt.setitem(array, key, value)
 
 
+def jax_setitem(array, key, value):
+    array.at[key].set(value)
+
+
 def sliced_key(_ckpt, key):
     _ckpt.index[key]
 

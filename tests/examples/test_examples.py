@@ -198,3 +198,15 @@ def test_burgers_mpi(tmp_path):
     single = number(r"one process: (\d+)", out)
     assert len(per_rank) == 4 and sum(per_rank) == single, out
     check_picture(tmp_path / "b.png")
+
+
+def test_heat_jax(tmp_path):
+    pytest.importorskip("jax")
+    out = run_example("heat_jax.py", "--n", "20", "--steps", "40", "--snapshots", "3", cwd=tmp_path)
+    assert "T = T.at[1:n - 1].set(interior)" in out
+    assert number(r"max \|dL/dT0 - scan\| = (\S+)", out) < 1e-12
+    lam, lam_scan = re.search(r"dL/dlam = (\S+), scan (\S+)", out).groups()
+    assert math.isclose(float(lam), float(lam_scan), rel_tol=1e-12)
+    total = number(r"evaluations (\d+)", out)
+    assert total == number(r"\(optimum (\d+)\)", out)
+    assert number(r"snapshots held (\d+)", out) <= 3

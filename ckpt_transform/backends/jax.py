@@ -1,0 +1,709 @@
+"""The JAX backend: a checkpointed loop as one ``jax.custom_vjp``, its schedule run inside XLA.
+
+`checkpointed_for` / `checkpointed_while` of `ckpt_transform.runtime.driver` hand a loop here
+when its state or params hold jax arrays (or ``backend="jax"``). This module is the one place
+that knows JAX, and it executes the same plans as the autograd driver; the schemes are shared.
+
+How a plan becomes one XLA program:
+
+* The plan is read once, in Python, at trace time, and encoded as an *action table*: one row
+  ``(code, n0, n1, slot)`` per action. ``Free`` needs no row (a slot is simply overwritten); a
+  ``Record(n0, n1)`` is always followed by its ``Reverse(n0, n1)``, and the pair becomes one row:
+  the VJP of the segment, taken with ``jax.vjp`` (whose forward pass is the taped evaluation).
+* One executor walks a table with ``lax.fori_loop``: a row restores a slot or stores one (a
+  ``lax.cond`` each, outside the switch, so the buffers are never a branch's operands), or, in a
+  ``lax.switch``, advances passively over ``[n0, n1)`` (a ``lax.fori_loop``) or pulls the
+  adjoint back through a segment of one of the lengths the plan uses (one branch per distinct
+  length, the segment a static-length loop that ``jax.vjp`` differentiates).
+* Checkpoints live in one stacked device buffer per state leaf, ``(slots, *leaf.shape)``: the
+  memory is ``slots`` states, not T.
+* The forward sweep of a ``for`` loop runs the plan's forward table; a trailing ``Record`` (the
+  last segment, taped during the primal run) is a ``jax.vjp`` whose pullback is kept as a
+  residual, as the autograd driver keeps its tape. The reverse sweep runs the reverse table.
+* A ``while`` loop runs in a ``lax.while_loop`` (at most ``max_steps`` iterations); the scheme's
+  forward decisions (which state goes to which slot) are a table indexed by the step number,
+  read off the plan of a loop of unknown length, so `OnlineR2` decides online as it does on the
+  autograd backend. Once the loop has ended at T, the reverse table depends on T: it is computed
+  on the host by the same plan (``plan.reverse(T)``) and fed to the executor in chunks through
+  ``jax.pure_callback`` (integers only; the states never leave the device).
+
+Evaluations (passive + taped step evaluations) are counted inside the program and reported to
+the `RunStats` of ``return_stats=True`` through ``jax.debug.callback`` when the program runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as onp
+
+from ckpt_transform.errors import CheckpointError
+from ckpt_transform.runtime.stats import RunStats
+from ckpt_transform.runtime.tree import describe, flatten, unflatten
+from ckpt_transform.schemes.actions import (
+    Advance,
+    EndForward,
+    Free,
+    Record,
+    Restore,
+    Reverse,
+    Store,
+)
+from ckpt_transform.schemes.base import Scheme, cut_forward
+
+__all__ = ["checkpointed_for", "checkpointed_while", "holds_jax"]
+
+# Row codes of an action table; codes from _RECREV on are segment VJPs, one per segment length.
+_RESTORE, _STORE, _ADVANCE, _RECREV = 0, 1, 2, 3
+_CHUNK = 4096  # rows of a while loop's reverse table fetched from the host at a time
+
+
+def holds_jax(*trees: Any) -> bool:
+    """True when any leaf of ``trees`` is a jax array (or a jax tracer)."""
+    if "jax" not in sys.modules:  # nothing can hold a jax array yet: do not import jax
+        return False
+    import jax
+
+    outer, _ = flatten(trees)
+    return any(isinstance(x, jax.Array) for x in jax.tree_util.tree_leaves(outer))
+
+
+# -- the loop's state as flat leaves -------------------------------------------------------------
+
+
+class _Layout:
+    """A state or params value as flat jax leaves: the package's containers (tuples, lists,
+    dicts, dataclasses, ...) opened first, then jax's own pytrees (an equinox module, ...)."""
+
+    def __init__(self, value: Any, what: str) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        outer, self.odef = flatten(value)
+        leaves, self.jdef = jax.tree_util.tree_flatten(outer)
+        self.what = what
+        self.static: dict[int, Any] = {}  # params leaves that are not arrays, passed as they are
+        arrays: list[Any] = []
+        for j, x in enumerate(leaves):
+            if what == "params" and not isinstance(x, (jax.Array, onp.ndarray, onp.generic)):
+                self.static[j] = x  # a plain number stays a Python value (a bound, a flag...)
+            elif isinstance(x, (jax.Array, onp.ndarray, onp.generic, int, float, complex)):
+                arrays.append(jnp.asarray(x))
+            elif what == "params":
+                self.static[j] = x
+            else:
+                raise CheckpointError(
+                    f"the JAX backend carries a loop state of arrays and numbers; {what} holds a "
+                    f"{type(x).__name__} ({x!r}). Pass it through params=(...) instead"
+                )
+        self.n = len(leaves)
+        self.array_idx = [j for j in range(self.n) if j not in self.static]
+        self.diff = [jnp.issubdtype(a.dtype, jnp.inexact) for a in arrays]
+        self.arrays = arrays
+        self.nbytes = sum(a.size * a.dtype.itemsize for a in arrays)  # one state
+
+    def split(self, arrays: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+        """(differentiable leaves, other array leaves)."""
+        d = [a for a, f in zip(arrays, self.diff) if f]
+        s = [a for a, f in zip(arrays, self.diff) if not f]
+        return d, s
+
+    def join(self, d: Sequence[Any], s: Sequence[Any]) -> list[Any]:
+        di, si = iter(d), iter(s)
+        return [next(di) if f else next(si) for f in self.diff]
+
+    def build(self, d: Sequence[Any], s: Sequence[Any]) -> Any:
+        import jax
+
+        leaves: list[Any] = [None] * self.n
+        for j, a in zip(self.array_idx, self.join(d, s)):
+            leaves[j] = a
+        for j, x in self.static.items():
+            leaves[j] = x
+        return unflatten(self.odef, jax.tree_util.tree_unflatten(self.jdef, leaves))
+
+    def arrays_of(self, value: Any, n: Any) -> list[Any]:
+        """The array leaves of a step's output, checked against the input's structure."""
+        import jax
+        import jax.numpy as jnp
+
+        outer, odef = flatten(value)
+        leaves, jdef = jax.tree_util.tree_flatten(outer)
+        if odef != self.odef or jdef != self.jdef:
+            raise CheckpointError(
+                f"the step changed the structure of the loop state: it received "
+                f"{describe(self.odef)} ({self.jdef}) and returned {describe(odef)} ({jdef}); "
+                "a step must return a state of the same structure"
+            )
+        out = []
+        for j, x0 in zip(self.array_idx, self.arrays):
+            y = jnp.asarray(leaves[j])
+            if y.shape != x0.shape:
+                raise CheckpointError(
+                    f"the step changed the shape of a leaf of the loop state from {x0.shape} to "
+                    f"{y.shape}; a step must keep every leaf's shape"
+                )
+            out.append(y.astype(x0.dtype))
+        return out
+
+
+# -- plans as tables -------------------------------------------------------------------------
+
+
+class _Table:
+    """A run of actions as rows ``(code, n0, n1, slot)``; segment lengths map to codes."""
+
+    def __init__(self, lengths: dict[int, int]) -> None:
+        self.lengths = lengths  # segment length -> code
+        self.rows: list[tuple[int, int, int, int]] = []
+
+    def add(self, actions: Sequence[Any]) -> None:
+        pending: Record | None = None
+        for a in actions:
+            if pending is not None:
+                if not (isinstance(a, Reverse) and (a.n0, a.n1) == (pending.n0, pending.n1)):
+                    raise CheckpointError(f"{pending} is not followed by its reverse, but {a}")
+                length = a.n1 - a.n0
+                code = self.lengths.setdefault(length, _RECREV + len(self.lengths))
+                self.rows.append((code, a.n0, a.n1, 0))
+                pending = None
+            elif isinstance(a, Restore):
+                self.rows.append((_RESTORE, a.n, a.n, a.slot))
+            elif isinstance(a, Store):
+                self.rows.append((_STORE, a.n, a.n, a.slot))
+            elif isinstance(a, Advance):
+                self.rows.append((_ADVANCE, a.n0, a.n1, 0))
+            elif isinstance(a, Record):
+                pending = a
+            elif not isinstance(a, (Free, EndForward)):  # a Reverse of no Record, say
+                raise CheckpointError(f"the JAX backend cannot execute {a} here")
+        if pending is not None:
+            raise CheckpointError(f"{pending} is not followed by its reverse")
+
+    def array(self) -> onp.ndarray:
+        return onp.asarray(self.rows, dtype=onp.int32).reshape(-1, 4)
+
+
+def _split_schedule(actions: list[Any]) -> tuple[list, list, list]:
+    """(forward actions, trailing forward Records, reverse actions) of a whole schedule."""
+    end = next(i for i, a in enumerate(actions) if isinstance(a, EndForward))
+    fwd, rev = actions[:end], actions[end + 1 :]
+    tail: list[Record] = []
+    while fwd and isinstance(fwd[-1], Record):
+        tail.insert(0, fwd.pop())
+    for a in fwd:
+        if isinstance(a, Record):
+            raise CheckpointError(f"the JAX backend tapes only the primal run's last segment: {a}")
+    for r in reversed(tail):  # the reverse sweep opens with their Reverses, last one first
+        if not rev or not isinstance(rev[0], Reverse) or (rev[0].n0, rev[0].n1) != (r.n0, r.n1):
+            raise CheckpointError(f"{r} taped in the primal run is not reversed first")
+        rev.pop(0)
+    return fwd, tail, rev
+
+
+def _max_slots(actions: Sequence[Any]) -> tuple[int, int]:
+    """(number of slot indices used, most checkpoints held at once)."""
+    held: set[int] = set()
+    top, most = 0, 0
+    for a in actions:
+        if isinstance(a, Store):
+            held.add(a.slot)
+            top = max(top, a.slot + 1)
+            most = max(most, len(held))
+        elif isinstance(a, Free):
+            held.discard(a.slot)
+    return top, most
+
+
+# -- the executor --------------------------------------------------------------------------------
+
+
+class _Machine:
+    """Steps, segments and the table executor of one loop, for one layout of state and params."""
+
+    def __init__(
+        self,
+        step: Callable[..., Any],
+        xl: _Layout,
+        pl: _Layout,
+        index: Callable[[Any], Any],
+    ) -> None:
+        self.step, self.xl, self.pl, self.index = step, xl, pl, index
+        self.branches: dict[int, int] = {}
+        self.hoisted, self.n_user = 0, 0
+        import jax.numpy as jnp
+
+        self.jnp, self.kdtype = jnp, jnp.asarray(0).dtype
+
+    def call(self, xd: list, xs: list, k: Any, pd: list, ps: list) -> tuple[list, list]:
+        """One step on flat leaves; ``pd`` ends with the step's hoisted closure values."""
+        k = self.jnp.asarray(k, self.kdtype)  # one dtype for i, however the loop counts
+        if self.hoisted:
+            u = self.n_user
+            yd, ys = self.converted(xd, xs, k, pd[:u], ps, *pd[u : u + self.hoisted])
+            return list(yd), list(ys)
+        return self.user_call(xd, xs, k, pd, ps)
+
+    def hoist(self, xd: list, xs: list, pd: list, ps: list) -> list:
+        """Make traced values the step reads from a closure explicit inputs (so that they get
+        gradients and do not leak from the loop's traces); return the params to pass."""
+        import jax
+        import jax.numpy as jnp
+
+        def call(xd: list, xs: list, k: Any, pd: list, ps: list) -> tuple:
+            return tuple(self.user_call(xd, xs, k, pd, ps))
+
+        k = jnp.zeros((), self.kdtype)
+        self.converted, consts = jax.closure_convert(call, xd, xs, k, pd, ps)
+        self.n_user, self.hoisted = len(pd), len(consts)
+        return [*pd, *consts]
+
+    def user_call(self, xd: list, xs: list, k: Any, pd: list, ps: list) -> tuple[list, list]:
+        state = self.xl.build(xd, xs)
+        params = self.pl.build(pd, ps)
+        out = self.step(state, self.index(k), *params)
+        return self.xl.split(self.xl.arrays_of(out, k))
+
+    def advance(self, x: tuple, n0: Any, n1: Any, p: tuple) -> tuple:
+        from jax import lax
+
+        return lax.fori_loop(n0, n1, lambda k, c: tuple(self.call(*c, k, *p)), x)
+
+    def segment(self, length: int) -> Callable[..., Any]:
+        """The taped evaluation of ``length`` steps from n0, as a function for ``jax.vjp``."""
+        from jax import lax
+
+        def seg(xd: list, pd: list, xs: list, ps: list, n0: Any) -> tuple:
+            if length == 1:
+                yd, ys = self.call(xd, xs, n0, pd, ps)
+            else:
+                yd, ys = lax.fori_loop(
+                    0, length, lambda j, c: tuple(self.call(*c, n0 + j, pd, ps)), (xd, xs)
+                )
+            return yd, ys
+
+        return seg
+
+    def run(self, table: Any, nrows: Any, carry: tuple, p: tuple, reverse: bool) -> tuple:
+        """Walk rows ``0 .. nrows-1`` of ``table``.
+
+        ``carry = (xd, xs, buf, adj, pct, evals)``: the current state (differentiable and other
+        leaves), the checkpoint buffers, the adjoint of the current state, the accumulated
+        adjoint of the params, and ``evals = [passive, taped]`` step evaluations so far.
+        """
+        from jax import lax
+
+        if isinstance(nrows, int) and nrows == 0:
+            return carry
+
+        # The checkpoint buffers stay out of the `lax.switch` (a branch taking them as operands
+        # may be compiled with a copy of them): a restore and a store are `lax.cond`s of their
+        # own, and the switch runs the steps on the current state and its adjoint only.
+        def nothing(c: tuple, row: Any) -> tuple:
+            return c
+
+        def advance(c: tuple, row: Any) -> tuple:
+            xd, xs, adj, pct, ev = c
+            xd, xs = self.advance((xd, xs), row[1], row[2], p)
+            return list(xd), list(xs), adj, pct, ev.at[0].add(row[2] - row[1])
+
+        branches = [nothing, nothing, advance]
+        if reverse:
+            order = sorted(self.branches.items(), key=lambda kv: kv[1])
+            branches += [self._recrev(length, p) for length, _ in order]
+
+        def body(r: Any, c: tuple) -> tuple:
+            xd, xs, (bd, bs), adj, pct, ev = c
+            row = table[r]
+            code, slot = row[0], row[3]
+            xd, xs = lax.cond(
+                code == _RESTORE,
+                lambda: ([b[slot] for b in bd], [b[slot] for b in bs]),
+                lambda: (list(xd), list(xs)),
+            )
+            bd, bs = lax.cond(
+                code == _STORE,
+                lambda: (
+                    [b.at[slot].set(x) for b, x in zip(bd, xd)],
+                    [b.at[slot].set(x) for b, x in zip(bs, xs)],
+                ),
+                lambda: (list(bd), list(bs)),
+            )
+            xd, xs, adj, pct, ev = lax.switch(code, branches, (xd, xs, adj, pct, ev), row)
+            return xd, xs, (bd, bs), adj, pct, ev
+
+        return lax.fori_loop(0, nrows, body, carry)
+
+    def _recrev(self, length: int, p: tuple) -> Callable[..., Any]:
+        """The branch for `Record` + `Reverse` of a segment of ``length`` steps."""
+        import jax
+
+        seg = self.segment(length)
+        pd, ps = p
+
+        def branch(c: tuple, row: Any) -> tuple:
+            xd, xs, adj, pct, ev = c
+            yd, pull, ys = jax.vjp(
+                lambda a, b: _aux(seg(a, b, xs, ps, row[1])), xd, pd, has_aux=True
+            )
+            gx, gp = pull(adj)
+            pct = [a + g for a, g in zip(pct, gp)]
+            return list(yd), list(ys), list(gx), pct, ev.at[1].add(length)
+
+        return branch
+
+
+def _aux(out: tuple) -> tuple:
+    yd, ys = out
+    return list(yd), list(ys)
+
+
+def _zeros_ct(x: Any) -> Any:
+    """The cotangent of a non-differentiable (integer) input."""
+    import jax
+
+    return onp.zeros(onp.shape(x), dtype=jax.dtypes.float0)
+
+
+def _report(stats: RunStats | None, **counts: Any) -> None:
+    """Add this program's counts to ``stats`` when it runs (a no-op without stats)."""
+    if stats is None:
+        return
+    import jax
+
+    def add(**values: Any) -> None:
+        for k, v in values.items():
+            v = int(v)
+            if k in ("steps", "max_snapshots", "max_taped_steps", "checkpoint_bytes_peak"):
+                setattr(stats, k, max(getattr(stats, k), v))
+            else:
+                setattr(stats, k, getattr(stats, k) + v)
+
+    jax.debug.callback(add, **counts)
+
+
+def _stats(
+    scheme: Scheme, report: Callable[[RunStats], None] | None, wanted: bool
+) -> RunStats | None:
+    """The run's `RunStats` (handed to ``report`` now, filled in as the program runs)."""
+    if report is None and not wanted:
+        return None
+    stats = RunStats(scheme=repr(scheme), storage="jax device buffer")
+    if report is not None:
+        report(stats)
+    return stats
+
+
+def _buffers(slots: int, xd: list, xs: list) -> tuple[list, list]:
+    import jax.numpy as jnp
+
+    return (
+        [jnp.zeros((slots, *x.shape), x.dtype) for x in xd],
+        [jnp.zeros((slots, *x.shape), x.dtype) for x in xs],
+    )
+
+
+# -- the for loop --------------------------------------------------------------------------------
+
+
+def checkpointed_for(
+    step: Callable[..., Any],
+    state: Any,
+    steps: range,
+    scheme: Scheme,
+    *,
+    params: Sequence[Any] = (),
+    report: Callable[[RunStats], None] | None = None,
+    return_stats: bool = False,
+) -> Any:
+    """The JAX form of `ckpt_transform.checkpointed_for` (``steps`` already a range).
+
+    The result is a ``jax.custom_vjp`` of the state and params: ``jax.grad``, ``jax.vjp``,
+    ``jax.jit`` and ``jax.value_and_grad`` work through it, and under ``jax.jit`` the whole
+    checkpointed loop (both sweeps and the schedule) is one XLA program.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    T = len(steps)
+    actions = list(scheme.schedule(T))  # raises CheckpointError for a loop it cannot plan
+    fwd_actions, tail, rev_actions = _split_schedule(actions)
+    slots, most = _max_slots(actions)
+    fwd_table = _Table({})
+    fwd_table.add(fwd_actions)
+    rev_table = _Table({})
+    rev_table.add(rev_actions)
+    tail_evals = sum(r.n1 - r.n0 for r in tail)
+    stats = _stats(scheme, report, return_stats)
+
+    xl = _Layout(state, "state")
+    pl = _Layout(tuple(params), "params")
+    start, stride = steps.start, steps.step
+    machine = _Machine(step, xl, pl, lambda k: start + k * stride)
+    machine.branches = rev_table.lengths
+    fwd_rows, fwd_n = jnp.asarray(fwd_table.array()), len(fwd_table.rows)
+    rev_rows, rev_n = jnp.asarray(rev_table.array()), len(rev_table.rows)
+
+    @jax.custom_vjp
+    def loop(xd: list, xs: list, pd: list, ps: list) -> tuple:
+        out = machine.advance((xd, xs), 0, T, (pd, ps))
+        _report(stats, steps=T, forward_steps=T)
+        return out
+
+    def loop_fwd(xd: list, xs: list, pd: list, ps: list) -> tuple:
+        if stats is not None:
+            stats.differentiated = True
+        buf = _buffers(max(slots, 1), xd, xs)
+        carry = (xd, xs, buf, [], [], jnp.zeros(2, jnp.int32))
+        xd1, xs1, buf, _, _, ev = machine.run(fwd_rows, fwd_n, carry, (pd, ps), False)
+        pulls = []
+        for r in tail:  # the primal run's last segment, taped: its pullback is a residual
+            seg = machine.segment(r.n1 - r.n0)
+            xd1, pull, xs1 = jax.vjp(
+                lambda a, b, n0=r.n0, xs1=xs1, seg=seg: _aux(seg(a, b, xs1, ps, n0)),
+                xd1,
+                pd,
+                has_aux=True,
+            )
+            pulls.append(pull)
+        _report(
+            stats,
+            steps=T,
+            forward_steps=ev[0],
+            recorded_steps=tail_evals,
+            max_snapshots=most,
+            checkpoint_bytes_peak=most * xl.nbytes,
+            max_taped_steps=max([r.n1 - r.n0 for r in tail], default=0),
+        )
+        return (xd1, xs1), (buf, pulls, pd, ps, xs)
+
+    def loop_bwd(res: tuple, g: tuple) -> tuple:
+        buf, pulls, pd, ps, xs0 = res
+        adj = list(g[0])
+        pct = [jnp.zeros_like(a) for a in pd]
+        for pull in reversed(pulls):
+            gx, gp = pull(adj)
+            adj = list(gx)
+            pct = [a + b for a, b in zip(pct, gp)]
+        cur = [jnp.zeros_like(a) for a in adj]
+        carry = (cur, list(xs0), buf, adj, pct, jnp.zeros(2, jnp.int32))
+        _, _, _, adj, pct, ev = machine.run(rev_rows, rev_n, carry, (pd, ps), True)
+        _report(stats, forward_steps=ev[0], recorded_steps=ev[1], reverse_sweeps=1)
+        return adj, [_zeros_ct(x) for x in xs0], pct, [_zeros_ct(x) for x in ps]
+
+    loop.defvjp(loop_fwd, loop_bwd)
+    xd, xs = xl.split(xl.arrays)
+    pd, ps = pl.split(pl.arrays)
+    pd = machine.hoist(xd, xs, pd, ps)
+    yd, ys = loop(xd, xs, pd, ps)
+    out = xl.build(yd, ys)
+    return (out, stats) if return_stats else out
+
+
+# -- the while loop ------------------------------------------------------------------------------
+
+
+def _while_forward(scheme: Scheme, max_steps: int) -> tuple[onp.ndarray, int]:
+    """The plan's forward decisions for a loop of unknown length, as ``slot_of[n]`` (-1: none).
+
+    An online plan's forward actions do not depend on where the loop will end, so the table is
+    read off once, up to ``max_steps``; the loop consults it at each state it reaches.
+    """
+    slot_of = onp.full(max_steps + 1, -1, dtype=onp.int32)
+    slots = 0
+    for a in cut_forward(scheme.plan(None).forward(), max_steps):
+        if isinstance(a, Store):
+            slot_of[a.n] = a.slot
+            slots = max(slots, a.slot + 1)
+        elif isinstance(a, Record):
+            raise CheckpointError(
+                f"{scheme!r} tapes steps during the primal run of a while loop ({a}); the JAX "
+                "backend runs a while loop with a scheme that only stores checkpoints on the "
+                "way forward: OnlineR2(snapshots) or Periodic(period=...)"
+            )
+    return slot_of, slots
+
+
+def _while_schedule(scheme: Scheme, steps: int) -> list[Any]:
+    """The whole plan of a while loop that ran ``steps`` times, as the autograd driver runs it:
+    planned for a loop of unknown length, its forward cut where the loop ended."""
+    plan = scheme.plan(None)
+    actions = list(cut_forward(plan.forward(), steps))
+    return [*actions, EndForward(n=steps), *plan.reverse(steps)]
+
+
+def _while_lengths(scheme: Scheme, max_steps: int) -> dict[int, int]:
+    """Segment lengths the reverse sweeps of loops of up to ``max_steps`` iterations use.
+
+    Every length needs its own compiled branch. The short loops show every length a scheme's
+    reverse sweep uses (one for `OnlineR2`, up to the period for `Periodic`); a longer loop
+    needing another one raises a `CheckpointError` naming it when its table is built.
+    """
+    lengths: dict[int, int] = {}
+    for t in sorted({*range(1, min(max_steps, 64) + 1), max_steps}):
+        _, _, rev = _split_schedule(_while_schedule(scheme, t))
+        for a in rev:
+            if isinstance(a, Reverse):
+                lengths.setdefault(a.n1 - a.n0, _RECREV + len(lengths))
+    return lengths
+
+
+def checkpointed_while(
+    cond: Callable[..., Any],
+    step: Callable[..., Any],
+    state: Any,
+    scheme: Scheme,
+    *,
+    params: Sequence[Any] = (),
+    max_steps: int | None = None,
+    report: Callable[[RunStats], None] | None = None,
+    return_stats: bool = False,
+) -> Any:
+    """The JAX form of `ckpt_transform.checkpointed_while`; see the module docstring.
+
+    The loop runs in a ``lax.while_loop`` of at most ``max_steps`` iterations (it stops there
+    even when ``cond`` still holds, as ``lax``-style bounded loops do); the scheme's forward
+    decisions are read off its plan, and the reverse sweep's table is computed on the host from
+    the length the loop turned out to have.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    if max_steps is None:
+        raise TypeError(
+            "the JAX backend compiles a while loop with a bound on its length: give "
+            "max_steps=N, the most iterations the loop may run (it stops there)"
+        )
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
+        raise TypeError(f"max_steps must be an int >= 0, got {max_steps!r}")
+    slot_of, slots = _while_forward(scheme, max_steps)
+    lengths = _while_lengths(scheme, max_steps) if max_steps else {}
+    stats = _stats(scheme, report, return_stats)
+    xl = _Layout(state, "state")
+    pl = _Layout(tuple(params), "params")
+    machine = _Machine(step, xl, pl, lambda k: k)
+    machine.branches = lengths
+    slot_rows = jnp.asarray(slot_of)
+    tables: dict[int, tuple[onp.ndarray, int]] = {}
+
+    def holds(xd: list, xs: list, pd: list, ps: list) -> Any:
+        u = machine.n_user
+        ok = cond_call(xd, xs, pd[:u], ps, *pd[u + machine.hoisted :])
+        ok = jnp.asarray(ok)
+        if ok.shape != () or ok.dtype != jnp.bool_:
+            raise CheckpointError(
+                f"cond must return a boolean scalar, got {ok.dtype}{list(ok.shape)}"
+            )
+        return ok
+
+    def primal(xd: list, xs: list, pd: list, ps: list, buf: Any) -> tuple:
+        def go(c: tuple) -> Any:
+            k, xd, xs, _ = c
+            return (k < max_steps) & holds(xd, xs, pd, ps)
+
+        def body(c: tuple) -> tuple:
+            k, xd, xs, buf = c
+            if buf is not None:  # store the state at k where the plan says so
+                slot = slot_rows[k]
+                at = jnp.maximum(slot, 0)
+                bd, bs = buf
+                bd = [b.at[at].set(jnp.where(slot >= 0, x, b[at])) for b, x in zip(bd, xd)]
+                bs = [b.at[at].set(jnp.where(slot >= 0, x, b[at])) for b, x in zip(bs, xs)]
+                buf = (bd, bs)
+            xd, xs = machine.call(xd, xs, k, pd, ps)
+            return k + 1, xd, xs, buf
+
+        return lax.while_loop(go, body, (jnp.zeros((), jnp.int32), xd, xs, buf))
+
+    def table_chunk(t: Any, chunk: Any) -> tuple[onp.ndarray, onp.ndarray, onp.ndarray]:
+        t, chunk = int(t), int(chunk)
+        if t not in tables:
+            actions = _while_schedule(scheme, t)
+            _, _, rev = _split_schedule(actions)
+            table = _Table(dict(lengths))
+            table.add(rev)
+            if len(table.lengths) != len(lengths):
+                extra = sorted(set(table.lengths) - set(lengths))
+                raise CheckpointError(
+                    f"the reverse sweep of {scheme!r} over {t} iterations tapes segments of "
+                    f"{extra} steps, which the compiled program has no branch for"
+                )
+            rows = table.array()
+            padded = onp.zeros((max(-(-len(rows) // _CHUNK), 1) * _CHUNK, 4), onp.int32)
+            padded[: len(rows)] = rows  # rows past the end are never walked
+            tables[t] = (padded, len(rows), _max_slots(actions)[1])
+        rows, n, most = tables[t]
+        part = rows[chunk * _CHUNK : (chunk + 1) * _CHUNK]
+        return part, onp.int32(n), onp.int32(most)
+
+    shapes = (
+        jax.ShapeDtypeStruct((_CHUNK, 4), jnp.int32),
+        jax.ShapeDtypeStruct((), jnp.int32),
+        jax.ShapeDtypeStruct((), jnp.int32),
+    )
+
+    @jax.custom_vjp
+    def loop(xd: list, xs: list, pd: list, ps: list) -> tuple:
+        k, yd, ys, _ = primal(xd, xs, pd, ps, None)
+        _report(stats, steps=k, forward_steps=k)
+        return yd, ys
+
+    def loop_fwd(xd: list, xs: list, pd: list, ps: list) -> tuple:
+        if stats is not None:
+            stats.differentiated = True
+        buf = _buffers(max(slots, 1), xd, xs)
+        k, yd, ys, buf = primal(xd, xs, pd, ps, buf)
+        _report(stats, steps=k, forward_steps=k)
+        return (yd, ys), (buf, k, pd, ps, xs)
+
+    def loop_bwd(res: tuple, g: tuple) -> tuple:
+        buf, t, pd, ps, xs0 = res
+        adj = list(g[0])
+        pct = [jnp.zeros_like(a) for a in pd]
+        cur = [jnp.zeros_like(a) for a in adj]
+
+        def more(c: tuple) -> Any:
+            return c[0] < c[1]
+
+        def chunk(c: tuple) -> tuple:
+            r, n, inner = c
+            rows, _, _ = jax.pure_callback(table_chunk, shapes, t, r // _CHUNK)
+            inner = machine.run(rows, jnp.minimum(n - r, _CHUNK), inner, (pd, ps), True)
+            return r + _CHUNK, n, inner
+
+        # One host call for the first chunk of rows (enough for a loop of ~1000 steps); a
+        # longer table is fetched chunk by chunk.
+        carry = (cur, list(xs0), buf, adj, pct, jnp.zeros(2, jnp.int32))
+        zero = jnp.zeros((), jnp.int32)
+        rows, n, most = jax.pure_callback(table_chunk, shapes, t, zero)
+        carry = machine.run(rows, jnp.minimum(n, _CHUNK), carry, (pd, ps), True)
+        _, _, carry = lax.while_loop(more, chunk, (zero + _CHUNK, n, carry))
+        _, _, _, adj, pct, ev = carry
+        _report(
+            stats,
+            forward_steps=ev[0],
+            recorded_steps=ev[1],
+            max_snapshots=most,
+            checkpoint_bytes_peak=most * xl.nbytes,
+            max_taped_steps=jnp.minimum(ev[1], 1),
+            reverse_sweeps=1,
+        )
+        return adj, [_zeros_ct(x) for x in xs0], pct, [_zeros_ct(x) for x in ps]
+
+    loop.defvjp(loop_fwd, loop_bwd)
+    xd, xs = xl.split(xl.arrays)
+    pd, ps = pl.split(pl.arrays)
+
+    def user_cond(xd: list, xs: list, pd: list, ps: list) -> Any:
+        return jnp.asarray(cond(xl.build(xd, xs), *pl.build(pd, ps)))
+
+    pd_user = pd
+    pd = machine.hoist(xd, xs, pd, ps)
+    cond_call, cond_consts = jax.closure_convert(user_cond, xd, xs, pd_user, ps)
+    pd = [*pd, *cond_consts]
+    yd, ys = loop(xd, xs, pd, ps)
+    out = xl.build(yd, ys)
+    return (out, stats) if return_stats else out
