@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import autograd.numpy as anp
+import jax
 import numpy as onp
 import pytest
 from autograd import grad as agrad
@@ -20,7 +21,6 @@ from ckpt_transform import (
 )
 from ckpt_transform.schemes.cost import revolve_evaluations
 
-jax = pytest.importorskip("jax")
 jnp = jax.numpy
 jax.config.update("jax_enable_x64", True)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import jax
 import numpy as onp
 import pytest
 
 from ckpt_transform import OnlineR2, Revolve, checkpoint_struct
 
-jax = pytest.importorskip("jax")
 jnp = jax.numpy
 jax.config.update("jax_enable_x64", True)
 
