@@ -815,16 +815,27 @@ def trace_of(x: Any) -> int | None:
 
 
 def _open_sessions(scheme: Scheme) -> dict[str, Any]:
-    """One storage session per level the scheme uses (``memory`` always)."""
-    storages = getattr(scheme, "storages", None)
-    if storages is not None:  # Multilevel
-        return {level: storage.session() for level, storage in storages().items()}
-    storage = scheme.storage
-    if storage is None:
-        from ckpt_transform.storage.memory import ArrayStorage
+    """One storage session per level the scheme uses (``memory`` always).
 
-        storage = ArrayStorage()
-    return {"memory": storage.session()}
+    A level left without a storage gets its default: `ArrayStorage` in memory, a temporary
+    `HDF5Storage` on disk (schemes only plan: the runtime is what brings storage in).
+    """
+    storages = getattr(scheme, "storages", None)
+    chosen = storages() if storages is not None else {"memory": scheme.storage}  # Multilevel
+    return {
+        level: (storage if storage is not None else _default_storage(level)).session()
+        for level, storage in chosen.items()
+    }
+
+
+def _default_storage(level: str) -> Any:
+    if level == "disk":  # imported only when a run needs it: h5py is a large import
+        from ckpt_transform.storage.hdf5 import HDF5Storage
+
+        return HDF5Storage()
+    from ckpt_transform.storage.memory import ArrayStorage
+
+    return ArrayStorage()
 
 
 def _close_sessions(sessions: list[Any]) -> None:

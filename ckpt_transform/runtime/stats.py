@@ -139,7 +139,7 @@ class RunStats:
         """
         rows: list[tuple[str, object]] = []
         for f in fields(self):
-            if not f.repr or (self.costs is None and f.name.startswith(_LEVEL_FIELDS)):
+            if not f.repr or (self.costs is None and f.name in _LEVEL_FIELDS):
                 continue  # per-level figures are printed for a two-level run only
             rows.append((f.name, getattr(self, f.name)))
             if f.name == "recorded_steps":
@@ -151,7 +151,11 @@ class RunStats:
 
 
 # Per-level fields (`Multilevel`), printed when a run had levels.
-_LEVEL_FIELDS = ("memory_", "disk_", "costs")
+_LEVEL_FIELDS = frozenset(
+    f"{level}_{what}"
+    for level in ("memory", "disk")
+    for what in ("writes", "reads", "bytes_peak", "max_snapshots")
+) | {"costs"}
 
 
 def replay_counts(actions: Iterable[Action], steps: int = 0) -> RunStats:

@@ -13,7 +13,8 @@ a fresh `Plan` for each run. A `Plan` is a pure planner with two halves:
   loop ended inside it. The actions reverse every step ``T-1, ..., 0`` exactly once, in that
   order, and free every checkpoint slot by the end.
 
-A scheme imports nothing of numpy, autograd, storage or the runtime.
+A scheme imports nothing of autograd, storage or the runtime, and touches no state; numpy serves
+only as a table for a planner's own arithmetic (`multilevel`'s dynamic programme).
 """
 
 from __future__ import annotations

@@ -167,14 +167,9 @@ class Multilevel(Scheme):
         """States held at once in both levels (None when the disk is unlimited)."""
         return None if self.disk is None else self.memory + self.disk
 
-    def storages(self) -> dict[str, object]:
-        """The storage of each level, the defaults filled in."""
-        from ckpt_transform.storage.hdf5 import HDF5Storage  # only when a run needs it
-        from ckpt_transform.storage.memory import ArrayStorage
-
-        memory = self.memory_storage if self.memory_storage is not None else ArrayStorage()
-        disk = self.disk_storage if self.disk_storage is not None else HDF5Storage()
-        return {"memory": memory, "disk": disk}
+    def storages(self) -> dict[str, object | None]:
+        """The storage of each level as given (None: the driver's default for that level)."""
+        return {"memory": self.memory_storage, "disk": self.disk_storage}
 
     def __repr__(self) -> str:
         args = [f"memory={self.memory}", f"disk={self.disk}"]

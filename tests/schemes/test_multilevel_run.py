@@ -82,7 +82,7 @@ def test_each_level_uses_its_own_storage(tmp_path):
     stats = run(scheme, 25)
     assert path.exists()  # the disk level wrote its checkpoints there
     assert stats.disk_writes > 0
-    assert "disk writes" in str(stats)
+    assert "disk_writes" in str(stats)
 
 
 def test_measured_costs_when_none_are_given():
