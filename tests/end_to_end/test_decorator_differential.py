@@ -246,6 +246,7 @@ def test_each_statement_alone_is_accepted_or_refused_as_designed(kind):
     assert outcome == ("refused" if kind in REFUSED_ALONE else "accepted")
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     case=programs(),
