@@ -380,6 +380,11 @@ def _report(stats: RunStats | None, **counts: Any) -> None:
                 setattr(stats, k, max(getattr(stats, k), v))
             else:
                 setattr(stats, k, getattr(stats, k) + v)
+        # The program reports maxima, not a timeline: snapshots and the taped steps are at
+        # their most together at worst (as for Revolve: s snapshots and one taped step).
+        stats.peak_states = max(stats.peak_states, stats.max_snapshots + stats.max_taped_steps)
+        if stats.reverse_sweeps:
+            stats._swept("reverse")
 
     jax.debug.callback(add, **counts)
 
