@@ -413,6 +413,81 @@ def _buffers(slots: int, xd: list, xs: list) -> tuple[list, list]:
 # -- the for loop --------------------------------------------------------------------------------
 
 
+class _ForLoop:
+    """The primal and the two sweeps of one checkpointed for loop, for its ``jax.custom_vjp``."""
+
+    def __init__(
+        self,
+        machine: _Machine,
+        T: int,
+        tail: list[Record],
+        slots: int,
+        most: int,
+        stats: RunStats | None,
+        fwd: tuple[Any, int],
+        rev: tuple[Any, int],
+    ) -> None:
+        self.machine, self.T, self.tail, self.stats = machine, T, tail, stats
+        self.slots, self.most = slots, most
+        self.tail_evals = sum(r.n1 - r.n0 for r in tail)
+        (self.fwd_rows, self.fwd_n), (self.rev_rows, self.rev_n) = fwd, rev
+
+    def loop(self, xd: list, xs: list, pd: list, ps: list) -> tuple:
+        """The loop run straight through, with no checkpoints (the undifferentiated primal)."""
+        out = self.machine.advance((xd, xs), 0, self.T, (pd, ps))
+        _report(self.stats, steps=self.T, forward_steps=self.T)
+        return out
+
+    def loop_fwd(self, xd: list, xs: list, pd: list, ps: list) -> tuple:
+        """The forward sweep: run the forward table, tape the last segment, keep residuals."""
+        import jax
+        import jax.numpy as jnp
+
+        machine, stats, tail = self.machine, self.stats, self.tail
+        if stats is not None:
+            stats.differentiated = True
+        buf = _buffers(max(self.slots, 1), xd, xs)
+        carry = (xd, xs, buf, [], [], jnp.zeros(2, jnp.int32))
+        xd1, xs1, buf, _, _, ev = machine.run(self.fwd_rows, self.fwd_n, carry, (pd, ps), False)
+        pulls = []
+        for r in tail:  # the primal run's last segment, taped: its pullback is a residual
+            seg = machine.segment(r.n1 - r.n0)
+            xd1, pull, xs1 = jax.vjp(
+                lambda a, b, n0=r.n0, xs1=xs1, seg=seg: _aux(seg(a, b, xs1, ps, n0)),
+                xd1,
+                pd,
+                has_aux=True,
+            )
+            pulls.append(pull)
+        _report(
+            stats,
+            steps=self.T,
+            forward_steps=ev[0],
+            recorded_steps=self.tail_evals,
+            max_snapshots=self.most,
+            checkpoint_bytes_peak=self.most * machine.xl.nbytes,
+            max_taped_steps=max([r.n1 - r.n0 for r in tail], default=0),
+        )
+        return (xd1, xs1), (buf, pulls, pd, ps, xs)
+
+    def loop_bwd(self, res: tuple, g: tuple) -> tuple:
+        """The reverse sweep: pull back through the taped tail, then run the reverse table."""
+        import jax.numpy as jnp
+
+        buf, pulls, pd, ps, xs0 = res
+        adj = list(g[0])
+        pct = [jnp.zeros_like(a) for a in pd]
+        for pull in reversed(pulls):
+            gx, gp = pull(adj)
+            adj = list(gx)
+            pct = [a + b for a, b in zip(pct, gp)]
+        cur = [jnp.zeros_like(a) for a in adj]
+        carry = (cur, list(xs0), buf, adj, pct, jnp.zeros(2, jnp.int32))
+        _, _, _, adj, pct, ev = self.machine.run(self.rev_rows, self.rev_n, carry, (pd, ps), True)
+        _report(self.stats, forward_steps=ev[0], recorded_steps=ev[1], reverse_sweeps=1)
+        return adj, [_zeros_ct(x) for x in xs0], pct, [_zeros_ct(x) for x in ps]
+
+
 def checkpointed_for(
     step: Callable[..., Any],
     state: Any,
@@ -440,7 +515,6 @@ def checkpointed_for(
     fwd_table.add(fwd_actions)
     rev_table = _Table({})
     rev_table.add(rev_actions)
-    tail_evals = sum(r.n1 - r.n0 for r in tail)
     stats = _stats(scheme, report, return_stats)
 
     xl = _Layout(state, "state")
@@ -450,55 +524,10 @@ def checkpointed_for(
     machine.branches = rev_table.lengths
     fwd_rows, fwd_n = jnp.asarray(fwd_table.array()), len(fwd_table.rows)
     rev_rows, rev_n = jnp.asarray(rev_table.array()), len(rev_table.rows)
+    run = _ForLoop(machine, T, tail, slots, most, stats, (fwd_rows, fwd_n), (rev_rows, rev_n))
 
-    @jax.custom_vjp
-    def loop(xd: list, xs: list, pd: list, ps: list) -> tuple:
-        out = machine.advance((xd, xs), 0, T, (pd, ps))
-        _report(stats, steps=T, forward_steps=T)
-        return out
-
-    def loop_fwd(xd: list, xs: list, pd: list, ps: list) -> tuple:
-        if stats is not None:
-            stats.differentiated = True
-        buf = _buffers(max(slots, 1), xd, xs)
-        carry = (xd, xs, buf, [], [], jnp.zeros(2, jnp.int32))
-        xd1, xs1, buf, _, _, ev = machine.run(fwd_rows, fwd_n, carry, (pd, ps), False)
-        pulls = []
-        for r in tail:  # the primal run's last segment, taped: its pullback is a residual
-            seg = machine.segment(r.n1 - r.n0)
-            xd1, pull, xs1 = jax.vjp(
-                lambda a, b, n0=r.n0, xs1=xs1, seg=seg: _aux(seg(a, b, xs1, ps, n0)),
-                xd1,
-                pd,
-                has_aux=True,
-            )
-            pulls.append(pull)
-        _report(
-            stats,
-            steps=T,
-            forward_steps=ev[0],
-            recorded_steps=tail_evals,
-            max_snapshots=most,
-            checkpoint_bytes_peak=most * xl.nbytes,
-            max_taped_steps=max([r.n1 - r.n0 for r in tail], default=0),
-        )
-        return (xd1, xs1), (buf, pulls, pd, ps, xs)
-
-    def loop_bwd(res: tuple, g: tuple) -> tuple:
-        buf, pulls, pd, ps, xs0 = res
-        adj = list(g[0])
-        pct = [jnp.zeros_like(a) for a in pd]
-        for pull in reversed(pulls):
-            gx, gp = pull(adj)
-            adj = list(gx)
-            pct = [a + b for a, b in zip(pct, gp)]
-        cur = [jnp.zeros_like(a) for a in adj]
-        carry = (cur, list(xs0), buf, adj, pct, jnp.zeros(2, jnp.int32))
-        _, _, _, adj, pct, ev = machine.run(rev_rows, rev_n, carry, (pd, ps), True)
-        _report(stats, forward_steps=ev[0], recorded_steps=ev[1], reverse_sweeps=1)
-        return adj, [_zeros_ct(x) for x in xs0], pct, [_zeros_ct(x) for x in ps]
-
-    loop.defvjp(loop_fwd, loop_bwd)
+    loop = jax.custom_vjp(run.loop)
+    loop.defvjp(run.loop_fwd, run.loop_bwd)
     xd, xs = xl.split(xl.arrays)
     pd, ps = pl.split(pl.arrays)
     pd = machine.hoist(xd, xs, pd, ps)
@@ -555,48 +584,39 @@ def _while_lengths(scheme: Scheme, max_steps: int) -> dict[int, int]:
     return lengths
 
 
-def checkpointed_while(
-    cond: Callable[..., Any],
-    step: Callable[..., Any],
-    state: Any,
-    scheme: Scheme,
-    *,
-    params: Sequence[Any] = (),
-    max_steps: int | None = None,
-    report: Callable[[RunStats], None] | None = None,
-    return_stats: bool = False,
-) -> Any:
-    """The JAX form of `ckpt_transform.checkpointed_while`; see the module docstring.
+class _WhileLoop:
+    """The primal and the two sweeps of one checkpointed while loop, for its ``jax.custom_vjp``."""
 
-    The loop runs in a ``lax.while_loop`` of at most ``max_steps`` iterations (it stops there
-    even when ``cond`` still holds, as ``lax``-style bounded loops do); the scheme's forward
-    decisions are read off its plan, and the reverse sweep's table is computed on the host from
-    the length the loop turned out to have.
-    """
-    import jax
-    import jax.numpy as jnp
-    from jax import lax
+    def __init__(
+        self,
+        scheme: Scheme,
+        machine: _Machine,
+        max_steps: int,
+        slot_of: onp.ndarray,
+        slots: int,
+        lengths: dict[int, int],
+        stats: RunStats | None,
+    ) -> None:
+        import jax
+        import jax.numpy as jnp
 
-    if max_steps is None:
-        raise TypeError(
-            "the JAX backend compiles a while loop with a bound on its length: give "
-            "max_steps=N, the most iterations the loop may run (it stops there)"
+        self.scheme, self.machine, self.max_steps = scheme, machine, max_steps
+        self.slots, self.lengths, self.stats = slots, lengths, stats
+        self.slot_rows = jnp.asarray(slot_of)
+        self.tables: dict[int, tuple[onp.ndarray, int]] = {}
+        self.cond_call: Callable[..., Any] | None = None  # set once the cond is converted
+        self.shapes = (
+            jax.ShapeDtypeStruct((_CHUNK, 4), jnp.int32),
+            jax.ShapeDtypeStruct((), jnp.int32),
+            jax.ShapeDtypeStruct((), jnp.int32),
         )
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
-        raise TypeError(f"max_steps must be an int >= 0, got {max_steps!r}")
-    slot_of, slots = _while_forward(scheme, max_steps)
-    lengths = _while_lengths(scheme, max_steps) if max_steps else {}
-    stats = _stats(scheme, report, return_stats)
-    xl = _Layout(state, "state")
-    pl = _Layout(tuple(params), "params")
-    machine = _Machine(step, xl, pl, lambda k: k)
-    machine.branches = lengths
-    slot_rows = jnp.asarray(slot_of)
-    tables: dict[int, tuple[onp.ndarray, int]] = {}
 
-    def holds(xd: list, xs: list, pd: list, ps: list) -> Any:
-        u = machine.n_user
-        ok = cond_call(xd, xs, pd[:u], ps, *pd[u + machine.hoisted :])
+    def holds(self, xd: list, xs: list, pd: list, ps: list) -> Any:
+        """The user's cond on flat leaves, checked to be a boolean scalar."""
+        import jax.numpy as jnp
+
+        u = self.machine.n_user
+        ok = self.cond_call(xd, xs, pd[:u], ps, *pd[u + self.machine.hoisted :])
         ok = jnp.asarray(ok)
         if ok.shape != () or ok.dtype != jnp.bool_:
             raise CheckpointError(
@@ -604,10 +624,16 @@ def checkpointed_while(
             )
         return ok
 
-    def primal(xd: list, xs: list, pd: list, ps: list, buf: Any) -> tuple:
+    def primal(self, xd: list, xs: list, pd: list, ps: list, buf: Any) -> tuple:
+        """Run the loop to its end, storing checkpoints in ``buf`` (if any) as the plan says."""
+        import jax.numpy as jnp
+        from jax import lax
+
+        max_steps, slot_rows, machine = self.max_steps, self.slot_rows, self.machine
+
         def go(c: tuple) -> Any:
             k, xd, xs, _ = c
-            return (k < max_steps) & holds(xd, xs, pd, ps)
+            return (k < max_steps) & self.holds(xd, xs, pd, ps)
 
         def body(c: tuple) -> tuple:
             k, xd, xs, buf = c
@@ -623,7 +649,9 @@ def checkpointed_while(
 
         return lax.while_loop(go, body, (jnp.zeros((), jnp.int32), xd, xs, buf))
 
-    def table_chunk(t: Any, chunk: Any) -> tuple[onp.ndarray, onp.ndarray, onp.ndarray]:
+    def table_chunk(self, t: Any, chunk: Any) -> tuple[onp.ndarray, onp.ndarray, onp.ndarray]:
+        """On the host: one chunk of the reverse table of a loop that ran ``t`` times."""
+        scheme, lengths, tables = self.scheme, self.lengths, self.tables
         t, chunk = int(t), int(chunk)
         if t not in tables:
             actions = _while_schedule(scheme, t)
@@ -644,27 +672,28 @@ def checkpointed_while(
         part = rows[chunk * _CHUNK : (chunk + 1) * _CHUNK]
         return part, onp.int32(n), onp.int32(most)
 
-    shapes = (
-        jax.ShapeDtypeStruct((_CHUNK, 4), jnp.int32),
-        jax.ShapeDtypeStruct((), jnp.int32),
-        jax.ShapeDtypeStruct((), jnp.int32),
-    )
-
-    @jax.custom_vjp
-    def loop(xd: list, xs: list, pd: list, ps: list) -> tuple:
-        k, yd, ys, _ = primal(xd, xs, pd, ps, None)
-        _report(stats, steps=k, forward_steps=k)
+    def loop(self, xd: list, xs: list, pd: list, ps: list) -> tuple:
+        """The loop run with no checkpoints (the undifferentiated primal)."""
+        k, yd, ys, _ = self.primal(xd, xs, pd, ps, None)
+        _report(self.stats, steps=k, forward_steps=k)
         return yd, ys
 
-    def loop_fwd(xd: list, xs: list, pd: list, ps: list) -> tuple:
-        if stats is not None:
-            stats.differentiated = True
-        buf = _buffers(max(slots, 1), xd, xs)
-        k, yd, ys, buf = primal(xd, xs, pd, ps, buf)
-        _report(stats, steps=k, forward_steps=k)
+    def loop_fwd(self, xd: list, xs: list, pd: list, ps: list) -> tuple:
+        """The forward sweep: the loop run with checkpoints; they and its length are residuals."""
+        if self.stats is not None:
+            self.stats.differentiated = True
+        buf = _buffers(max(self.slots, 1), xd, xs)
+        k, yd, ys, buf = self.primal(xd, xs, pd, ps, buf)
+        _report(self.stats, steps=k, forward_steps=k)
         return (yd, ys), (buf, k, pd, ps, xs)
 
-    def loop_bwd(res: tuple, g: tuple) -> tuple:
+    def loop_bwd(self, res: tuple, g: tuple) -> tuple:
+        """The reverse sweep: the host's reverse table for the loop's length, run in chunks."""
+        import jax
+        import jax.numpy as jnp
+        from jax import lax
+
+        machine, shapes, table_chunk = self.machine, self.shapes, self.table_chunk
         buf, t, pd, ps, xs0 = res
         adj = list(g[0])
         pct = [jnp.zeros_like(a) for a in pd]
@@ -688,17 +717,56 @@ def checkpointed_while(
         _, _, carry = lax.while_loop(more, chunk, (zero + _CHUNK, n, carry))
         _, _, _, adj, pct, ev = carry
         _report(
-            stats,
+            self.stats,
             forward_steps=ev[0],
             recorded_steps=ev[1],
             max_snapshots=most,
-            checkpoint_bytes_peak=most * xl.nbytes,
+            checkpoint_bytes_peak=most * machine.xl.nbytes,
             max_taped_steps=jnp.minimum(ev[1], 1),
             reverse_sweeps=1,
         )
         return adj, [_zeros_ct(x) for x in xs0], pct, [_zeros_ct(x) for x in ps]
 
-    loop.defvjp(loop_fwd, loop_bwd)
+
+def checkpointed_while(
+    cond: Callable[..., Any],
+    step: Callable[..., Any],
+    state: Any,
+    scheme: Scheme,
+    *,
+    params: Sequence[Any] = (),
+    max_steps: int | None = None,
+    report: Callable[[RunStats], None] | None = None,
+    return_stats: bool = False,
+) -> Any:
+    """The JAX form of `ckpt_transform.checkpointed_while`; see the module docstring.
+
+    The loop runs in a ``lax.while_loop`` of at most ``max_steps`` iterations (it stops there
+    even when ``cond`` still holds, as ``lax``-style bounded loops do); the scheme's forward
+    decisions are read off its plan, and the reverse sweep's table is computed on the host from
+    the length the loop turned out to have.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    if max_steps is None:
+        raise TypeError(
+            "the JAX backend compiles a while loop with a bound on its length: give "
+            "max_steps=N, the most iterations the loop may run (it stops there)"
+        )
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
+        raise TypeError(f"max_steps must be an int >= 0, got {max_steps!r}")
+    slot_of, slots = _while_forward(scheme, max_steps)
+    lengths = _while_lengths(scheme, max_steps) if max_steps else {}
+    stats = _stats(scheme, report, return_stats)
+    xl = _Layout(state, "state")
+    pl = _Layout(tuple(params), "params")
+    machine = _Machine(step, xl, pl, lambda k: k)
+    machine.branches = lengths
+    run = _WhileLoop(scheme, machine, max_steps, slot_of, slots, lengths, stats)
+
+    loop = jax.custom_vjp(run.loop)
+    loop.defvjp(run.loop_fwd, run.loop_bwd)
     xd, xs = xl.split(xl.arrays)
     pd, ps = pl.split(pl.arrays)
 
@@ -707,7 +775,7 @@ def checkpointed_while(
 
     pd_user = pd
     pd = machine.hoist(xd, xs, pd, ps)
-    cond_call, cond_consts = jax.closure_convert(user_cond, xd, xs, pd_user, ps)
+    run.cond_call, cond_consts = jax.closure_convert(user_cond, xd, xs, pd_user, ps)
     pd = [*pd, *cond_consts]
     yd, ys = loop(xd, xs, pd, ps)
     out = xl.build(yd, ys)
