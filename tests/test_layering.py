@@ -326,7 +326,7 @@ def test_the_checks_find_what_breaks_the_rules(tmp_path):
         "storage/hdf5/__init__.py:2: storage imports ckpt_transform.schemes.multilevel",
         "runtime/guard.py:2: imports jax, which only",
         "runtime/higher_order.py:3: imports mpi4py, which only",
-        "backends/jax.py:3: ckpt_transform.backends.jax may not import ckpt_transform.runtime.driver",
+        "backends/jax.py:3: ckpt_transform.backends.jax may not import ckpt_transform.runtime.dr",
         "backends/autograd.py:2: backends imports ckpt_transform.schemes",
         "stages/__init__.py:2: stages imports ckpt_transform.mpi, a room of its own",
         "transform/__init__.py:2: transform imports numpy",
