@@ -114,8 +114,9 @@ def _wait(requests: list[Any], receives: int = 0, *, listen: bool = True) -> Non
 
     Polls (Testall) rather than blocking in MPI_Waitall, so that a rank whose neighbour failed
     sees the neighbour's abort message instead of waiting forever. Spins for `_SPIN` seconds
-    (a neighbour on another core answers within microseconds), then sleeps between polls, 50 us
-    at first, doubling up to 0.2 ms, which leaves the CPU to the ranks (and other work) sharing it.
+    (a neighbour on another core answers within microseconds; in lock-step ranks one step's
+    imbalance is well under a millisecond), then sleeps between polls, 50 us at first, doubling up
+    to 0.2 ms, which leaves the CPU to the ranks (and other work) sharing it.
     The first ``receives`` requests are receives, cancelled when an abort arrives.
     ``listen=False`` ignores aborts (for the end of an `spmd` block, which counts them itself).
     """
@@ -135,8 +136,10 @@ def _wait(requests: list[Any], receives: int = 0, *, listen: bool = True) -> Non
             delay = min(2 * delay, 2e-4)
 
 
-# How long a wait polls without sleeping, in seconds.
-_SPIN = 5e-5
+# How long a wait polls without sleeping, in seconds. 1 ms, not less: a sleep costs its caller
+# ~0.1 ms of latency each time, and with the 50 us spin first tried, two ranks in lock-step spent
+# 30 % of a weak-scaling run asleep (efficiency 0.57 against 0.78 with 1 ms, 2 ranks on 2 cores).
+_SPIN = 1e-3
 
 
 @contextlib.contextmanager
