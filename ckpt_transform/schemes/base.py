@@ -22,9 +22,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
+from ckpt_transform.errors import CheckpointError
 from ckpt_transform.schemes.actions import Action, Advance, EndForward, Record
 
-__all__ = ["Plan", "Scheme"]
+__all__ = ["ListedPlan", "Plan", "Scheme"]
 
 
 class Plan(ABC):
@@ -37,6 +38,47 @@ class Plan(ABC):
     @abstractmethod
     def reverse(self, steps: int) -> Iterator[Action]:
         """Actions of the reverse sweep, once the primal run has stopped at state ``steps``."""
+
+
+class ListedPlan(Plan):
+    """A plan of known length whose actions are one stream, made before the loop runs.
+
+    The primal run takes the stream up to and including its first `Record`, which is
+    ``Record(T - 1, T)`` (the offline recursions descend into the right part first, and a right
+    part starts with a record only at its last step); the reverse sweep takes the rest.
+    """
+
+    name = "the plan"
+
+    def __init__(self, steps: int, actions: Iterator[Action]) -> None:
+        self.steps = steps
+        self._actions = actions
+        self._forward_done = steps == 0
+
+    def forward(self) -> Iterator[Action]:
+        """The primal run: the stream up to the record of step T - 1."""
+        for action in self._actions:
+            if type(action) is Record:
+                self._forward_done = True
+                yield action
+                return
+            yield action
+
+    def reverse(self, steps: int) -> Iterator[Action]:
+        """The reverse sweep, once the primal run has stopped at state ``steps``."""
+        if steps != self.steps:
+            raise CheckpointError(
+                f"{self._planned_for()}, but the loop ran {steps} times; pass steps={steps}."
+            )
+        if not self._forward_done:
+            raise CheckpointError(
+                f"the reverse sweep of {self.name} over {self.steps} steps was asked for before "
+                f"its primal run reached state {self.steps}"
+            )
+        return self._actions
+
+    def _planned_for(self) -> str:
+        return f"{self.name} was planned for {self.steps} steps"
 
 
 class Scheme(ABC):

@@ -54,7 +54,7 @@ from ckpt_transform.schemes.actions import (
     Reverse,
     Store,
 )
-from ckpt_transform.schemes.base import Plan, Scheme
+from ckpt_transform.schemes.base import ListedPlan, Plan, Scheme
 
 __all__ = ["DEFAULT_COSTS", "Multilevel", "MultilevelTables"]
 
@@ -482,34 +482,11 @@ def modeled_cost(counts: Any, costs: Mapping[str, Any]) -> float:
     )
 
 
-class _MultilevelPlan(Plan):
-    """One run of two-level checkpointing over ``steps`` iterations."""
+class _MultilevelPlan(ListedPlan):
+    """One run of two-level checkpointing over ``steps`` iterations (stores in their level)."""
+
+    name = "Multilevel"
 
     def __init__(self, steps: int, memory: int, disk: int | None, costs: Mapping[str, Any]):
-        self.steps = steps
         self.tables = build_tables(steps, memory, disk, costs)
-        self._actions = plan_actions(self.tables)
-        self._forward_done = steps == 0
-
-    def forward(self) -> Iterator[Action]:
-        """The primal run: store the split points (each in its level), record step T - 1."""
-        for action in self._actions:
-            if type(action) is Record:  # the first record is step T - 1 (right parts first)
-                self._forward_done = True
-                yield action
-                return
-            yield action
-
-    def reverse(self, steps: int) -> Iterator[Action]:
-        """The reverse sweep, once the primal run has stopped at state ``steps``."""
-        if steps != self.steps:
-            raise CheckpointError(
-                f"Multilevel was planned for {self.steps} steps, but the loop ran {steps} times; "
-                f"pass steps={steps}."
-            )
-        if not self._forward_done:
-            raise CheckpointError(
-                f"the reverse sweep of Multilevel over {self.steps} steps was asked for before "
-                f"its primal run reached state {self.steps}"
-            )
-        return self._actions
+        super().__init__(steps, plan_actions(self.tables))

@@ -57,7 +57,7 @@ from ckpt_transform.schemes.actions import (
     Reverse,
     Store,
 )
-from ckpt_transform.schemes.base import Plan, Scheme
+from ckpt_transform.schemes.base import ListedPlan, Plan, Scheme
 from ckpt_transform.schemes.cost import revolve_forward_steps, revolve_repetitions
 
 __all__ = ["Revolve"]
@@ -192,15 +192,15 @@ class Revolve(Scheme):
         yield plan.reverse(steps)
 
 
-class _RevolvePlan(Plan):
+class _RevolvePlan(ListedPlan):
     """One run of binomial checkpointing over ``steps`` iterations (see the module docstring)."""
 
+    name = "Revolve"
+
     def __init__(self, steps: int, snapshots: int, verbose: int) -> None:
-        self.steps = steps
+        super().__init__(steps, _revolve_actions(steps, snapshots))
         self.snapshots = snapshots
         self.verbose = verbose
-        self._actions = _revolve_actions(steps, snapshots)
-        self._forward_done = steps == 0
 
     def _echo(self, actions: Iterator[Action]) -> Iterator[Action]:
         for action in actions:
@@ -217,32 +217,16 @@ class _RevolvePlan(Plan):
                 f"Revolve: {steps} steps, {snapshots} snapshots: repetition number {t}, "
                 f"{passive} passive + {steps} taped step evaluations"
             )
-        actions = self._forward()
+        actions = super().forward()
         return self._echo(actions) if self.verbose >= 2 else actions
-
-    def _forward(self) -> Iterator[Action]:
-        # The first Record of the whole plan is Record(T - 1, T): the recursion always descends
-        # into the right part first, and a right part starts with a record only at its last step.
-        for action in self._actions:
-            if type(action) is Record:
-                self._forward_done = True
-                yield action
-                return
-            yield action
 
     def reverse(self, steps: int) -> Iterator[Action]:
         """The reverse sweep, once the primal run has stopped at state ``steps``."""
-        if steps != self.steps:
-            raise CheckpointError(
-                f"Revolve was planned for {self.steps} steps (steps={self.steps}), but the loop "
-                f"ran {steps} times; pass steps={steps}."
-            )
-        if not self._forward_done:
-            raise CheckpointError(
-                f"the reverse sweep of Revolve over {self.steps} steps was asked for before its "
-                f"primal run reached state {self.steps}"
-            )
-        return self._echo(self._actions) if self.verbose >= 2 else self._actions
+        actions = super().reverse(steps)
+        return self._echo(actions) if self.verbose >= 2 else actions
+
+    def _planned_for(self) -> str:
+        return f"Revolve was planned for {self.steps} steps (steps={self.steps})"
 
 
 # Construction speed. A long plan is several actions per step (593 000 for T = 1e5, s = 100),
