@@ -83,7 +83,7 @@ class ArraySession(StorageSession):
             kept = [leaf.copy() if isinstance(leaf, np.ndarray) else leaf for leaf in leaves]
         else:
             kept = list(leaves)
-        nbytes = sum(leaf_nbytes(leaf) for leaf in kept)
+        nbytes = leaf_nbytes(kept[0]) if len(kept) == 1 else sum(map(leaf_nbytes, kept))
         self._slots[slot] = (step, kept)
         self._nbytes[slot] = nbytes
         return nbytes
