@@ -685,6 +685,9 @@ class _Run:
             n_s, tapes, show = self.n_s, self.tapes, bar is not _NO_BAR
             with_params = bool(adj_p)
             adj = tuple(adj)
+            if self.one_leaf and not show:
+                adj = (self._sweep_leaf(actions, adj[0]),)
+                actions = iter(())
             for action in actions:
                 kind = type(action)
                 if kind not in _KINDS:  # a subclass of an action: dispatch on its base
@@ -719,6 +722,32 @@ class _Run:
             bar.close()
         self._close()
         return list(adj) + adj_p
+
+    def _sweep_leaf(self, actions: Iterator[Any], adj: Any) -> Any:
+        """The reverse sweep's loop for a one-leaf state: the adjoint is that leaf's, bare.
+
+        The same actions as the general loop in `reverse`, without its tuples of cotangents.
+        """
+        stats, tapes = self.stats, self.tapes
+        for action in actions:
+            kind = type(action)
+            if kind not in _KINDS:  # a subclass of an action: dispatch on its base
+                kind = next((k for k in _KINDS if isinstance(action, k)), kind)
+            if kind is Reverse:
+                n0, vjp = tapes.pop(action.n1, (None, None))
+                if n0 != action.n0:
+                    raise CheckpointError(f"{action}: no tape is held for this segment")
+                adj = vjp.vjp(adj)  # a one-leaf segment's tape maps a bare leaf to a bare leaf
+                del vjp  # drop the tape now, not when the next segment replaces it
+                stats.taped_now -= action.n1 - n0
+                self.cur = self.cur_leaves = None  # the state after the segment: not needed
+            elif kind is Record:
+                self._record(action.n0, action.n1, _NO_BAR)
+            elif kind is Advance:
+                self._advance(action.n0, action.n1, _NO_BAR)
+            else:
+                self._slot_action(action, None)
+        return adj
 
     def _prefetch(self, action: Restore) -> None:
         self.sessions[action.level].prefetch(action.slot)
