@@ -24,6 +24,7 @@ import os
 import types
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import autograd.tracer as _tracer
@@ -308,25 +309,40 @@ except ImportError:  # pragma: no cover - an autograd whose internals moved
 # -- taping a segment -----------------------------------------------------------------------------
 
 
-def _internal_segment_vjp(fun: Callable[[Any], Any], x: Any) -> tuple[Callable[[Any], Any], Any]:
-    """Tape ``fun(x)`` and return ``(vjp, value)``, as autograd's ``make_vjp`` does.
+def _internal_segment_vjp(fun: Callable[..., Any], x: Any, *args: Any) -> tuple[Any, Any]:
+    """Tape ``fun(x, *args)`` and return ``(vjp, value)``, as autograd's ``make_vjp`` does.
 
     Unlike ``make_vjp`` it does not warn when the output does not depend on the input: for a loop
     step that is a legitimate case (a state that a step resets to constants), and the VJP then
     returns zeros. Tracing here directly also spares a ``warnings.catch_warnings`` per segment,
-    which cost as much as a small step.
+    which cost as much as a small step, and the trace is entered by hand (what autograd's
+    ``new_trace`` context manager does, at a fraction of its cost on a one-step segment).
     """
     start_node = VJPNode.new_root()
-    with trace_stack.new_trace() as trace:
+    stack = trace_stack
+    stack.top += 1
+    try:
+        trace = stack.top
         start_box = new_box(x, trace, start_node)
-        end_box = fun(start_box)
-        if isbox(end_box) and end_box._trace == start_box._trace:
-            end_value, end_node = end_box._value, end_box._node
-        else:
-            end_value, end_node = end_box, None
-    if end_node is None:
-        return (lambda g: vspace(x).zeros()), end_value
-    return (lambda g: backward_pass(g, end_node)), end_value
+        end_box = fun(start_box, *args)
+    finally:
+        stack.top -= 1
+    if isbox(end_box) and end_box._trace == trace:
+        end_node = end_box._node
+        return partial(backward_pass, end_node=end_node), end_box._value
+    return _Zeros(x), end_box
+
+
+class _Zeros:
+    """The VJP of a segment whose output does not depend on its input: zeros like the input."""
+
+    __slots__ = ("x",)
+
+    def __init__(self, x: Any) -> None:
+        self.x = x
+
+    def __call__(self, g: Any) -> Any:
+        return vspace(self.x).zeros()
 
 
 # -- autograd versions ---------------------------------------------------------------------------
@@ -341,11 +357,11 @@ def _internal_segment_vjp(fun: Callable[[Any], Any], x: Any) -> tuple[Callable[[
 PUBLIC_API_ONLY = False
 
 
-def _public_segment_vjp(fun: Callable[[Any], Any], x: Any) -> tuple[Callable[[Any], Any], Any]:
+def _public_segment_vjp(fun: Callable[..., Any], x: Any, *args: Any) -> tuple[Any, Any]:
     """`make_segment_vjp` through the public ``autograd.make_vjp`` only."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Output seems independent of input")
-        vjp, value = make_vjp(fun)(x)
+        vjp, value = make_vjp(lambda y: fun(y, *args))(x)
     return vjp, value
 
 
@@ -369,7 +385,7 @@ def _internals_fit() -> str | None:
     return None
 
 
-def _choose() -> Callable[[Callable[[Any], Any], Any], tuple[Callable[[Any], Any], Any]]:
+def _choose() -> Callable[..., tuple[Any, Any]]:
     global PUBLIC_API_ONLY
     if os.environ.get("CKPT_AUTOGRAD_PUBLIC") == "1":
         why: str | None = "CKPT_AUTOGRAD_PUBLIC=1 is set"
@@ -398,11 +414,12 @@ def _autograd_version() -> str:
 _segment_vjp = _choose()
 
 
-def make_segment_vjp(fun: Callable[[Any], Any], x: Any) -> tuple[Callable[[Any], Any], Any]:
-    """Tape ``fun(x)`` and return ``(vjp, value)``, as autograd's ``make_vjp`` does.
+def make_segment_vjp(fun: Callable[..., Any], x: Any, *args: Any) -> tuple[Any, Any]:
+    """Tape ``fun(x, *args)`` in ``x`` and return ``(vjp, value)``, as autograd's ``make_vjp`` does.
 
     Unlike ``make_vjp`` it does not warn when the output does not depend on the input: for a loop
     step that is a legitimate case (a state that a step resets to constants), and the VJP then
-    returns zeros.
+    returns zeros. ``args`` are passed on untraced (the driver's segment bounds: no closure to
+    build per segment).
     """
-    return _segment_vjp(fun, x)
+    return _segment_vjp(fun, x, *args)

@@ -298,6 +298,9 @@ class _Run:
         self.p_leaves = p_leaves
         self.n_s = len(self.s_diff)
         self.data_idx = [i for i, x in enumerate(s_leaves) if _is_data(getval(x))]
+        # The common case of a state that is one array or float, with no parameter traced: its
+        # segments are taped and its checkpoints kept without flattening or merging leaves.
+        self.one_leaf = s_def is None and self.s_diff == [0] == self.data_idx and not self.p_diff
         self.steps: int | None = None  # T, once the primal run has ended
         self.swept = False  # the reverse sweep has consumed the checkpoints
         self.session: Any = None
@@ -444,6 +447,8 @@ class _Run:
         Likewise a single differentiable output leaf is returned bare. `_SegmentVJP` maps the
         tape's VJP back to tuples of cotangents.
         """
+        if self.one_leaf and bar is _NO_BAR and self.loop.cond is None:
+            return self._record_leaf(n0, n1)
         loop, n_s = self.loop, self.n_s
         stop = self._stop(n1)
         static = self.cur_leaves
@@ -494,6 +499,27 @@ class _Run:
         )
         self.cur_leaves = leaves
         self.cur = unflatten(s_def, leaves)
+        return k
+
+    def _record_leaf(self, n0: int, n1: int | None) -> int:
+        """`_record` for a state that is one differentiable leaf and no traced parameter.
+
+        The segment is taped as `_run_steps` over the state itself: no closure, no flattening;
+        an output that is not a plain array or number goes through the full check (`_split`),
+        which names a changed structure or a traced value the step was not given.
+        """
+        loop = self.loop
+        indices = loop.rng[n0 : int(self._stop(n1))]
+        self._cond_true_at = None
+        vjp, value = make_segment_vjp(_run_steps, self.cur, loop.step, indices, self.params)
+        k = n0 + len(indices)
+        if type(value) not in _PLAIN:
+            self._split(value, k)  # any box here is foreign: the segment's own was unboxed
+        if k > n0:
+            self.tapes[k] = (n0, _SegmentVJP(vjp, True, True))
+            self.stats._taped(k - n0)
+        self.cur = value
+        self.cur_leaves = [value]
         return k
 
     # -- the sweeps ------------------------------------------------------------------------------
@@ -599,8 +625,8 @@ class _Run:
     def _slot_action(self, action: Any, n: int | None) -> None:
         # Storage holds the numeric leaves (arrays and numbers); other leaves (a label, a
         # function, None) stay here by reference, beside the slot. Each level (`Store.level`)
-        # has its own session and its own slot numbers.
-        stats, data = self.stats, self.data_idx
+        # has its own session and its own slot numbers. A one-leaf state is its own data leaf.
+        stats, data, one = self.stats, self.data_idx, self.one_leaf
         level = getattr(action, "level", "memory")
         session, key = self.sessions.get(level), (level, getattr(action, "slot", None))
         if session is None:
@@ -609,18 +635,25 @@ class _Run:
             if n is not None and action.n != n:
                 raise CheckpointError(f"{action}: the current state is {n}")
             leaves = self.cur_leaves
-            nbytes = session.put(action.slot, action.n, [leaves[i] for i in data], self.s_desc)
+            nbytes = session.put(
+                action.slot, action.n, leaves if one else [leaves[i] for i in data], self.s_desc
+            )
             self.slot_bytes[key] = nbytes
-            kept = list(leaves)  # not the data leaves: storage holds them (on disk, perhaps)
-            for i in data:
-                kept[i] = None
-            self.slot_objects[key] = kept
+            if not one:
+                kept = list(leaves)  # not the data leaves: storage holds them (on disk, perhaps)
+                for i in data:
+                    kept[i] = None
+                self.slot_objects[key] = kept
             stats._stored(nbytes, level)
         elif isinstance(action, Restore):
             step, stored = session.get(action.slot)
             if step != action.n:
                 raise CheckpointError(f"{action}: the slot holds the state at {step}")
             stats._read(level)
+            if one:
+                self.cur_leaves = [stored[0]]
+                self.cur = stored[0]
+                return
             leaves = list(self.slot_objects[key])
             for j, i in enumerate(data):
                 leaves[i] = stored[j]
@@ -629,7 +662,8 @@ class _Run:
         elif isinstance(action, Free):
             session.delete(action.slot)
             stats._freed(self.slot_bytes.pop(key), level)
-            del self.slot_objects[key]
+            if not one:
+                del self.slot_objects[key]
         else:
             raise CheckpointError(f"{action} cannot be executed here")
 
@@ -651,6 +685,9 @@ class _Run:
             n_s, tapes, show = self.n_s, self.tapes, bar is not _NO_BAR
             with_params = bool(adj_p)
             adj = tuple(adj)
+            if self.one_leaf and not show:
+                adj = (self._sweep_leaf(actions, adj[0]),)
+                actions = iter(())
             for action in actions:
                 kind = type(action)
                 if kind not in _KINDS:  # a subclass of an action: dispatch on its base
@@ -685,6 +722,32 @@ class _Run:
             bar.close()
         self._close()
         return list(adj) + adj_p
+
+    def _sweep_leaf(self, actions: Iterator[Any], adj: Any) -> Any:
+        """The reverse sweep's loop for a one-leaf state: the adjoint is that leaf's, bare.
+
+        The same actions as the general loop in `reverse`, without its tuples of cotangents.
+        """
+        stats, tapes = self.stats, self.tapes
+        for action in actions:
+            kind = type(action)
+            if kind not in _KINDS:  # a subclass of an action: dispatch on its base
+                kind = next((k for k in _KINDS if isinstance(action, k)), kind)
+            if kind is Reverse:
+                n0, vjp = tapes.pop(action.n1, (None, None))
+                if n0 != action.n0:
+                    raise CheckpointError(f"{action}: no tape is held for this segment")
+                adj = vjp.vjp(adj)  # a one-leaf segment's tape maps a bare leaf to a bare leaf
+                del vjp  # drop the tape now, not when the next segment replaces it
+                stats.taped_now -= action.n1 - n0
+                self.cur = self.cur_leaves = None  # the state after the segment: not needed
+            elif kind is Record:
+                self._record(action.n0, action.n1, _NO_BAR)
+            elif kind is Advance:
+                self._advance(action.n0, action.n1, _NO_BAR)
+            else:
+                self._slot_action(action, None)
+        return adj
 
     def _prefetch(self, action: Restore) -> None:
         self.sessions[action.level].prefetch(action.slot)
@@ -799,6 +862,17 @@ def _read_ahead(actions: Iterator[Any], prefetch: Callable[[Any], None]) -> Iter
                 want = False
             else:
                 want = True
+
+
+def _run_steps(state: Any, step: Step, indices: range, params: tuple) -> Any:
+    """``state = step(state, i, *params)`` for each ``i`` of ``indices``: one taped segment."""
+    for i in indices:
+        state = step(state, i, *params)
+    return state
+
+
+# Leaf types a one-leaf state's segment may return without the full structure check.
+_PLAIN = frozenset({float, complex, onp.ndarray, onp.float64, onp.complex128})
 
 
 def _is_data(x: Any) -> bool:

@@ -98,12 +98,23 @@ class RunStats:
     def _stored(self, nbytes: int, level: str = "memory") -> None:
         self.snapshots_now += 1
         self.bytes_now += nbytes
-        self.max_snapshots = max(self.max_snapshots, self.snapshots_now)
-        self.checkpoint_bytes_peak = max(self.checkpoint_bytes_peak, self.bytes_now)
+        if self.snapshots_now > self.max_snapshots:
+            self.max_snapshots = self.snapshots_now
+        if self.bytes_now > self.checkpoint_bytes_peak:
+            self.checkpoint_bytes_peak = self.bytes_now
         self._held()
-        now = self.level_now.setdefault(level, [0, 0])
+        now = self.level_now.get(level)
+        if now is None:
+            now = self.level_now[level] = [0, 0]
         now[0] += 1
         now[1] += nbytes
+        if level == "memory":  # once per checkpoint: the common level without name lookups
+            self.memory_writes += 1
+            if now[1] > self.memory_bytes_peak:
+                self.memory_bytes_peak = now[1]
+            if now[0] > self.memory_max_snapshots:
+                self.memory_max_snapshots = now[0]
+            return
         setattr(self, f"{level}_writes", getattr(self, f"{level}_writes") + 1)
         peak, most = f"{level}_bytes_peak", f"{level}_max_snapshots"
         setattr(self, peak, max(getattr(self, peak), now[1]))
@@ -117,7 +128,10 @@ class RunStats:
         now[1] -= nbytes
 
     def _read(self, level: str = "memory") -> None:
-        setattr(self, f"{level}_reads", getattr(self, f"{level}_reads") + 1)
+        if level == "memory":
+            self.memory_reads += 1
+        else:
+            setattr(self, f"{level}_reads", getattr(self, f"{level}_reads") + 1)
 
     def _taped(self, n: int) -> None:
         self.taped_now += n

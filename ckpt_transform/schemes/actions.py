@@ -30,8 +30,10 @@ when the loop ends inside it.
 
 from __future__ import annotations
 
+import dataclasses
+from collections import namedtuple
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 __all__ = [
     "LEVELS",
@@ -45,60 +47,65 @@ __all__ = [
     "Store",
 ]
 
-_A = TypeVar("_A", bound="Action")
+_A = TypeVar("_A")
 
 #: The storage levels a slot action may name, fastest first.
 LEVELS = ("memory", "disk")
 
-# Construction speed. A scheme yields hundreds of thousands of actions for a long loop, and the
-# `__init__` that `dataclass(frozen=True)` writes sets each field through `object.__setattr__`,
-# which makes construction about 1.5x slower than it need be. The classes below are still
-# frozen, slotted, keyword-only dataclasses (same fields, `__eq__`, `__hash__`, `__repr__`); only
-# their `__init__` is written here, setting the slots through their member descriptors (which
-# bypass the frozen `__setattr__`). Each concrete class gets its own `__init__` bound to its own
-# descriptors: on Python 3.10 a slotted dataclass declares again the slots of its base's fields.
+# Construction speed. A scheme yields hundreds of thousands of actions for a long loop (593 000
+# for Revolve(100) over 1e5 steps), and making a slotted object costs about four times making a
+# tuple. So each action *is* a tuple of its field values, behind the interface of a frozen,
+# keyword-only dataclass: `dataclasses.fields`, keyword construction (positional construction is
+# a TypeError), `FrozenInstanceError` on assignment, `__repr__`, and equality and hashing by kind
+# and fields (an action never equals a plain tuple or an action of another kind, and actions are
+# not ordered). Fields are read through the C item getters that namedtuples use. A scheme that
+# builds many actions may call ``tuple.__new__(Advance, (n0, n1))`` directly (`new_action`):
+# the fields in declaration order, every one of them given.
+_ITEMS = namedtuple("_ITEMS", "i0 i1 i2")
+_GET = (_ITEMS.i0, _ITEMS.i1, _ITEMS.i2)
+
+#: ``new_action(Cls, (field values, in order))``: an action without the keyword call.
+new_action = tuple.__new__
 
 
-def _span_init(cls: type[_A]) -> type[_A]:
-    set_n0, set_n1 = cls.n0.__set__, cls.n1.__set__  # type: ignore[attr-defined]
+def _declared(cls: type[_A], **defaults: Any) -> type[_A]:
+    """Give ``cls``'s own fields the defaults and keyword-only flag they are declared with.
 
-    def __init__(self: _A, *, n0: int, n1: int | None) -> None:
-        set_n0(self, n0)
-        set_n1(self, n1)
-
-    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = __init__  # type: ignore[method-assign]
+    The class attributes behind the fields are item getters, which `dataclass` takes for
+    defaults; `dataclasses.fields` should show the declared ones instead (``level="memory"``,
+    no default elsewhere).
+    """
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        f.default = defaults.get(f.name, dataclasses.MISSING)
+        f.kw_only = True
     return cls
 
 
-def _slot_init(cls: type[_A]) -> type[_A]:
-    set_n, set_slot = cls.n.__set__, cls.slot.__set__  # type: ignore[attr-defined]
-    set_level = cls.level.__set__  # type: ignore[attr-defined]
-
-    def __init__(self: _A, *, n: int, slot: int, level: str = "memory") -> None:
-        set_n(self, n)
-        set_slot(self, slot)
-        if level != "memory":
-            if level not in LEVELS:
-                raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-        set_level(self, level)
-
-    def __repr__(self: _A) -> str:  # the level only when it is not the default
-        extra = "" if self.level == "memory" else f", level={self.level!r}"  # type: ignore[attr-defined]
-        return f"{cls.__qualname__}(n={self.n!r}, slot={self.slot!r}{extra})"  # type: ignore[attr-defined]
-
-    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
-    __repr__.__qualname__ = f"{cls.__qualname__}.__repr__"
-    cls.__init__ = __init__  # type: ignore[method-assign]
-    cls.__repr__ = __repr__  # type: ignore[method-assign]
-    return cls
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Action:
+@dataclass(frozen=True, init=False, eq=False)
+class Action(tuple):
     """Base of every action; ``kind`` is a short lower-case name (``"advance"``, ...)."""
 
+    __slots__ = ()
     kind: ClassVar[str] = "action"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is type(self):
+            return tuple.__eq__(self, other)  # type: ignore[arg-type]
+        return False if isinstance(other, tuple) else NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = tuple.__hash__  # the hash of the field values, as a frozen dataclass has
+
+    def _unordered(self, other: object) -> bool:
+        return NotImplemented
+
+    __lt__ = __le__ = __gt__ = __ge__ = _unordered
+
+    def __getnewargs_ex__(self) -> tuple[tuple, dict[str, Any]]:  # copy and pickle by keyword
+        return (), {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "kind"}
 
     @property
     def steps(self) -> range:
@@ -106,10 +113,14 @@ class Action:
         return range(0)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, init=False, eq=False)
 class _Span(Action):
-    n0: int
-    n1: int | None
+    __slots__ = ()
+    n0: int = _GET[0]  # type: ignore[assignment]
+    n1: int | None = _GET[1]  # type: ignore[assignment]
+
+    def __new__(cls, *, n0: int, n1: int | None) -> Any:
+        return new_action(cls, (n0, n1))
 
     @property
     def steps(self) -> range:
@@ -122,45 +133,55 @@ class _Span(Action):
         return f"[{self.n0}, {end})"
 
 
-@_span_init
-@dataclass(frozen=True, slots=True, kw_only=True, init=False)
+@dataclass(frozen=True, init=False, eq=False)
 class Advance(_Span):
     """Run steps ``n0 .. n1-1`` from the current state at n0, passively (no tape)."""
 
+    __slots__ = ()
     kind: ClassVar[str] = "advance"
 
     def __str__(self) -> str:
         return f"advance  {self._span()}"
 
 
-@_span_init
-@dataclass(frozen=True, slots=True, kw_only=True, init=False)
+@dataclass(frozen=True, init=False, eq=False)
 class Record(_Span):
     """Run steps ``n0 .. n1-1`` with a tape and hold the tape for `Reverse`."""
 
+    __slots__ = ()
     kind: ClassVar[str] = "record"
 
     def __str__(self) -> str:
         return f"record   {self._span()}"
 
 
-@_span_init
-@dataclass(frozen=True, slots=True, kw_only=True, init=False)
+@dataclass(frozen=True, init=False, eq=False)
 class Reverse(_Span):
     """Pull the adjoint back through the held tape of ``[n0, n1)``, then drop that tape."""
 
+    __slots__ = ()
     kind: ClassVar[str] = "reverse"
-    n1: int
+    n1: int = _GET[1]  # type: ignore[assignment]
 
     def __str__(self) -> str:
         return f"reverse  {self._span()}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, init=False, eq=False, repr=False)
 class _Slot(Action):
-    n: int
-    slot: int
-    level: str = "memory"
+    __slots__ = ()
+    n: int = _GET[0]  # type: ignore[assignment]
+    slot: int = _GET[1]  # type: ignore[assignment]
+    level: str = _GET[2]  # type: ignore[assignment]  # "memory" unless given
+
+    def __new__(cls, *, n: int, slot: int, level: str = "memory") -> Any:
+        if level != "memory" and level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+        return new_action(cls, (n, slot, level))
+
+    def __repr__(self) -> str:  # the level only when it is not the default
+        extra = "" if self.level == "memory" else f", level={self.level!r}"
+        return f"{type(self).__qualname__}(n={self.n!r}, slot={self.slot!r}{extra})"
 
     @property
     def steps(self) -> range:
@@ -170,45 +191,49 @@ class _Slot(Action):
         return f"slot {self.slot}" if self.level == "memory" else f"{self.level} slot {self.slot}"
 
 
-@_slot_init
-@dataclass(frozen=True, slots=True, kw_only=True, init=False)
+@dataclass(frozen=True, init=False, eq=False, repr=False)
 class Store(_Slot):
     """Keep a copy of the current state (at n) in checkpoint slot ``slot`` of ``level``."""
 
+    __slots__ = ()
     kind: ClassVar[str] = "store"
 
     def __str__(self) -> str:
         return f"store    state {self.n} -> {self._slot_name()}"
 
 
-@_slot_init
-@dataclass(frozen=True, slots=True, kw_only=True, init=False)
+@dataclass(frozen=True, init=False, eq=False, repr=False)
 class Restore(_Slot):
     """Make the checkpoint of the state at n, held in ``slot`` of ``level``, the current state."""
 
+    __slots__ = ()
     kind: ClassVar[str] = "restore"
 
     def __str__(self) -> str:
         return f"restore  state {self.n} <- {self._slot_name()}"
 
 
-@_slot_init
-@dataclass(frozen=True, slots=True, kw_only=True, init=False)
+@dataclass(frozen=True, init=False, eq=False, repr=False)
 class Free(_Slot):
     """Drop the checkpoint of the state at n held in ``slot`` of ``level``."""
 
+    __slots__ = ()
     kind: ClassVar[str] = "free"
 
     def __str__(self) -> str:
         return f"free     {self._slot_name()} (state {self.n})"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, init=False, eq=False)
 class EndForward(Action):
     """Marker (only in `Scheme.schedule`): the primal run ends with the state at n."""
 
+    __slots__ = ()
     kind: ClassVar[str] = "end_forward"
-    n: int
+    n: int = _GET[0]  # type: ignore[assignment]
+
+    def __new__(cls, *, n: int) -> Any:
+        return new_action(cls, (n,))
 
     @property
     def steps(self) -> range:
@@ -216,3 +241,9 @@ class EndForward(Action):
 
     def __str__(self) -> str:
         return f"-- primal run ends at state {self.n}; reverse sweep --"
+
+
+for _cls in (_Span, Reverse, EndForward):
+    _declared(_cls)
+_declared(_Slot, level="memory")
+del _cls

@@ -40,8 +40,7 @@ computed while the last step is taped; the reverse sweep (`Plan.reverse`) is the
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 from math import comb
 
@@ -56,6 +55,7 @@ from ckpt_transform.schemes.actions import (
     Restore,
     Reverse,
     Store,
+    new_action,
 )
 from ckpt_transform.schemes.base import ListedPlan, Plan, Scheme
 from ckpt_transform.schemes.cost import revolve_forward_steps, revolve_repetitions
@@ -229,65 +229,54 @@ class _RevolvePlan(ListedPlan):
         return f"Revolve was planned for {self.steps} steps (steps={self.steps})"
 
 
-# Construction speed. A long plan is several actions per step (593 000 for T = 1e5, s = 100),
-# and a keyword call of an action's `__init__` costs about twice what the rest of the planning
-# costs. The plan therefore builds its actions through the positional factories below, which
-# allocate the (slotted, frozen) instance and set its slots through their member descriptors.
-# The result is the very same object the keyword constructor makes: same class, fields, `__eq__`,
-# `__hash__`, `__repr__`. A field added to an action class later with a default gets that default
-# here too; a field without one makes the factory fall back to the keyword constructor.
+# Construction speed. A long plan is several actions per step (593 000 for T = 1e5, s = 100), and
+# a keyword call of an action's constructor costs about twice what the rest of the planning
+# costs. The plan therefore builds its actions positionally (`actions.new_action`: the very same
+# objects, fields in declaration order), through these factories.
 
 
-def _factory(cls: type[Action], first: str, second: str) -> Callable[[int, int], Action]:
-    """A positional ``(a, b) -> cls(first=a, second=b)`` that skips the keyword call."""
-    new = object.__new__
-    set_first = getattr(cls, first).__set__
-    set_second = getattr(cls, second).__set__
-    others = [f for f in dataclasses.fields(cls) if f.name not in (first, second)]
-    if not others:
-
-        def make(a: int, b: int) -> Action:
-            action = new(cls)
-            set_first(action, a)
-            set_second(action, b)
-            return action
-
-        return make
-    if any(f.default is dataclasses.MISSING for f in others):  # a default_factory or none at all
-
-        def make_slow(a: int, b: int) -> Action:
-            return cls(**{first: a, second: b})
-
-        return make_slow
-    defaults = [(getattr(cls, f.name).__set__, f.default) for f in others]
-
-    def make_defaults(a: int, b: int) -> Action:
-        action = new(cls)
-        set_first(action, a)
-        set_second(action, b)
-        for setter, value in defaults:
-            setter(action, value)
-        return action
-
-    return make_defaults
+def _advance(n0: int, n1: int) -> Action:
+    return new_action(Advance, (n0, n1))
 
 
-_advance = _factory(Advance, "n0", "n1")
-_record = _factory(Record, "n0", "n1")
-_reverse = _factory(Reverse, "n0", "n1")
-_store = _factory(Store, "n", "slot")
-_restore = _factory(Restore, "n", "slot")
-_free = _factory(Free, "n", "slot")
+def _record(n0: int, n1: int) -> Action:
+    return new_action(Record, (n0, n1))
+
+
+def _reverse(n0: int, n1: int) -> Action:
+    return new_action(Reverse, (n0, n1))
+
+
+def _store(n: int, slot: int) -> Action:
+    return new_action(Store, (n, slot, "memory"))
+
+
+def _restore(n: int, slot: int) -> Action:
+    return new_action(Restore, (n, slot, "memory"))
+
+
+def _free(n: int, slot: int) -> Action:
+    return new_action(Free, (n, slot, "memory"))
 
 
 def _revolve_actions(steps: int, snapshots: int) -> Iterator[Action]:
     """Every action of binomial checkpointing over ``steps`` steps, primal run first."""
+    return chain.from_iterable(_revolve_runs(steps, snapshots))
+
+
+def _revolve_runs(steps: int, snapshots: int) -> Iterator[Sequence[Action]]:
+    """`_revolve_actions` as short tuples of consecutive actions.
+
+    Each resumption of a generator costs about as much as building an action: yielding the
+    actions that always come together (advance and store, record and reverse, free and restore)
+    as one tuple, flattened by `itertools.chain` in C, halves the resumptions.
+    """
     if steps == 0:
         return
     advance, record, reverse = _advance, _record, _reverse
     store, restore, free = _store, _restore, _free
     if steps >= 2:
-        yield store(0, 0)
+        yield (store(0, 0),)
     # Pending left parts, innermost last: (n0, length, s, t, slot, right_n, right_slot), each
     # saying: once the right part starting at right_n is reversed, free its slot (if right_n >= 0),
     # restore n0 from `slot` and reverse [n0, n0 + length) with s snapshots; t bounds the
@@ -300,44 +289,85 @@ def _revolve_actions(steps: int, snapshots: int) -> Iterator[Action]:
         # length >= 2 it is held in `slot` (slots above `slot` are free, s - 1 of them are ours);
         # t >= the least t with beta(s, t) >= length; nothing of the part is taped.
         while length >= 2 and s >= 2:
-            if length <= s + 1:  # t = 1 (length <= beta(s, 1)): the rule clips to j = 1
-                j = 1
-            else:  # t >= 2
-                while comb(s + t - 1, s) >= length:  # beta(s, t - 1) >= length:
-                    t -= 1  # t was not the least (this stops at t >= 2)
-                # max(length - beta(s - 1, t), beta(s, t - 2))
-                j = max(length - comb(s + t - 1, s - 1), comb(s + t - 2, s))
+            if length <= s + 1:  # t = 1: j = 1 all the way down, in one list
+                yield _short_part(n0, length, slot)
+                break
+            while comb(s + t - 1, s) >= length:  # beta(s, t - 1) >= length:
+                t -= 1  # t was not the least (this stops at t >= 2)
+            # max(length - beta(s - 1, t), beta(s, t - 2))
+            j = max(length - comb(s + t - 1, s - 1), comb(s + t - 2, s))
             right = length - j
-            yield advance(n0, n0 + j)
             if right >= 2:
-                yield store(n0 + j, slot + 1)
+                yield advance(n0, n0 + j), store(n0 + j, slot + 1)
                 pending.append((n0, j, s, t - 1, slot, n0 + j, slot + 1))
             else:
+                yield (advance(n0, n0 + j),)
                 pending.append((n0, j, s, t - 1, slot, -1, -1))
             # The right part has beta(s - 1, t) >= length - j, so t still bounds its repetition
             # number; the left part has j <= beta(s, t - 1), so t - 1 bounds its own.
             n0, length, s, slot = n0 + j, right, s - 1, slot + 1
-        if length == 1:
-            yield record(n0, n0 + 1)
-            yield reverse(n0, n0 + 1)
-        else:  # s == 1: from n0 to each step, last first; n0 is current for the first one
-            k = length - 1
-            yield advance(n0, n0 + k)
-            yield record(n0 + k, n0 + k + 1)
-            yield reverse(n0 + k, n0 + k + 1)
-            for k in range(length - 2, 0, -1):
-                yield restore(n0, slot)
-                yield advance(n0, n0 + k)
-                yield record(n0 + k, n0 + k + 1)
-                yield reverse(n0 + k, n0 + k + 1)
-            yield restore(n0, slot)
-            yield record(n0, n0 + 1)
-            yield reverse(n0, n0 + 1)
+        else:
+            if length == 1:
+                yield record(n0, n0 + 1), reverse(n0, n0 + 1)
+            elif length >= 2:  # s == 1: from n0 to each step, last first
+                yield _one_snapshot(n0, length, slot)
         if not pending:
             break
         n0, length, s, t, slot, right_n, right_slot = pending.pop()
         if right_n >= 0:
-            yield free(right_n, right_slot)
-        yield restore(n0, slot)
+            yield free(right_n, right_slot), restore(n0, slot)
+        else:
+            yield (restore(n0, slot),)
     if steps >= 2:
-        yield free(0, 0)
+        yield (free(0, 0),)
+
+
+def _short_part(n0: int, length: int, slot: int) -> list[Action]:
+    """The actions reversing ``[n0, n0 + length)`` when ``2 <= length <= s + 1``.
+
+    With that many snapshots the split rule gives j = 1 at every level: advance one step at a
+    time storing each state (slots ``slot + 1, ...``; the state n0 is held in ``slot``) up to
+    the last step, record and reverse it, then walk back, each state restored, its step recorded
+    and reversed, and its successor's slot freed. The same actions as the recursion, built in one
+    loop without its stack.
+    """
+    new, memory = new_action, "memory"  # the hot loops of a long plan: no factory calls
+    last = n0 + length - 1
+    out: list[Action] = []
+    add = out.extend
+    for n in range(n0 + 1, last):
+        add((new(Advance, (n - 1, n)), new(Store, (n, slot + n - n0, memory))))
+    add((_advance(last - 1, last), _record(last, last + 1), _reverse(last, last + 1)))
+    add((_restore(last - 1, slot + length - 2), _record(last - 1, last), _reverse(last - 1, last)))
+    for n in range(last - 1, n0, -1):
+        k = slot + n - n0
+        add(
+            (
+                new(Free, (n, k, memory)),
+                new(Restore, (n - 1, k - 1, memory)),
+                new(Record, (n - 1, n)),
+                new(Reverse, (n - 1, n)),
+            )
+        )
+    return out
+
+
+def _one_snapshot(n0: int, length: int, slot: int) -> list[Action]:
+    """The actions reversing ``[n0, n0 + length)`` with one snapshot, the state n0 in ``slot``.
+
+    Each step, last first, is reached by advancing from n0 (current for the first one, restored
+    for the others; one immutable `Restore` serves them all), then recorded and reversed.
+    """
+    advance, record, reverse = _advance, _record, _reverse
+    k = length - 1
+    out: list[Action] = [
+        advance(n0, n0 + k),
+        record(n0 + k, n0 + k + 1),
+        reverse(n0 + k, n0 + k + 1),
+    ]
+    back = _restore(n0, slot)
+    add = out.extend
+    for k in range(length - 2, 0, -1):
+        add((back, advance(n0, n0 + k), record(n0 + k, n0 + k + 1), reverse(n0 + k, n0 + k + 1)))
+    add((back, record(n0, n0 + 1), reverse(n0, n0 + 1)))
+    return out

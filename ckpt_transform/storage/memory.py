@@ -72,7 +72,8 @@ class ArraySession(StorageSession):
 
     def put(self, slot: int, step: int, leaves: Sequence[Any], structure: str) -> int:
         """Keep ``leaves`` (the state at ``step``) in the free ``slot``; return bytes held."""
-        self._check_open(f"put slot {slot}")
+        if self._closed:
+            self._check_open(f"put slot {slot}")
         held = self._slots.get(slot)
         if held is not None:
             raise CheckpointError(
@@ -83,14 +84,15 @@ class ArraySession(StorageSession):
             kept = [leaf.copy() if isinstance(leaf, np.ndarray) else leaf for leaf in leaves]
         else:
             kept = list(leaves)
-        nbytes = sum(leaf_nbytes(leaf) for leaf in kept)
+        nbytes = leaf_nbytes(kept[0]) if len(kept) == 1 else sum(map(leaf_nbytes, kept))
         self._slots[slot] = (step, kept)
         self._nbytes[slot] = nbytes
         return nbytes
 
     def get(self, slot: int) -> tuple[int, list[Any]]:
         """Return ``(step, leaves)`` held in ``slot``."""
-        self._check_open(f"get slot {slot}")
+        if self._closed:
+            self._check_open(f"get slot {slot}")
         held = self._slots.get(slot)
         if held is None:
             raise CheckpointError(
@@ -104,7 +106,8 @@ class ArraySession(StorageSession):
 
     def delete(self, slot: int) -> None:
         """Free ``slot`` (drop the references it holds)."""
-        self._check_open(f"delete slot {slot}")
+        if self._closed:
+            self._check_open(f"delete slot {slot}")
         if self._slots.pop(slot, None) is None:
             raise CheckpointError(
                 f"slot {slot} holds no checkpoint to delete (held: {sorted(self._slots)})"

@@ -420,27 +420,3 @@ def test_factories_make_the_same_objects_as_the_keyword_constructors():
         for action in (fast, keyword):  # still frozen, refused the same way
             with pytest.raises((AttributeError, TypeError)):
                 setattr(action, field, 0)
-
-
-def test_factory_sets_the_default_of_a_field_it_is_not_given():
-    import dataclasses
-
-    from ckpt_transform.schemes.actions import Action
-    from ckpt_transform.schemes.revolve import _factory
-
-    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-    class Tagged(Action):
-        n: int
-        slot: int
-        level: str = "ram"
-
-    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-    class Listed(Action):
-        n: int
-        slot: int
-        tags: list = dataclasses.field(default_factory=list)
-
-    assert _factory(Tagged, "n", "slot")(2, 1) == Tagged(n=2, slot=1)
-    assert _factory(Tagged, "n", "slot")(2, 1).level == "ram"
-    made = _factory(Listed, "n", "slot")(2, 1)
-    assert made == Listed(n=2, slot=1) and made.tags == []
