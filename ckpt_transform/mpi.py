@@ -401,8 +401,12 @@ def _interior(p: Any, ndims: int, width: int) -> onp.ndarray:
 
 
 def _interior_adjoint(g: Any, p: Any, ndims: int, width: int) -> onp.ndarray:
-    out = onp.zeros(onp.shape(p), dtype=onp.result_type(g))
-    out[_layout(out.shape, ndims, width)[0]] = g
+    out = onp.empty(onp.shape(p), dtype=onp.result_type(g))
+    owned, slabs = _layout(out.shape, ndims, width)
+    out[owned] = g
+    for ghost_low, _, _, ghost_high in slabs:  # together, every cell outside ``owned``
+        out[ghost_low] = 0
+        out[ghost_high] = 0
     return out
 
 
