@@ -242,6 +242,23 @@ def main() -> None:
     for c in cases:
         for rank, (peak, ckpt) in enumerate(memory[c.name][: max(c.ranks, c.copies)]):
             print(f"| {c.name} | {rank} | {mib(peak)} | {mib(ckpt)} |")
+    goals(cases, ratios, memory)
+
+
+def goals(cases: list[Case], ratios: dict[str, list[float]], memory: dict) -> None:
+    """The issue's two targets, from the tables above: weak efficiency, checkpoints per rank."""
+    base, strong, weak = cases[0], cases[2], cases[3]
+    efficiency = 1 / statistics.median(ratios[weak.name])
+    one = memory[base.name][0][1]
+    per_rank = max(ckpt for _, ckpt in memory[strong.name][: strong.ranks])
+    print("\n| target | measured | goal |")
+    print("|---|---|---|")
+    print(f"| weak-scaling efficiency, 2 ranks (wall) | {efficiency:.2f} | >= 0.8 |")
+    print(
+        f"| checkpoint bytes per rank, strong 2 ranks / one process | "
+        f"{mib(per_rank)} / {mib(one)} = {per_rank / one:.2f} | "
+        f"1 / ranks = {1 / strong.ranks:.2f} |"
+    )
 
 
 if __name__ == "__main__":
