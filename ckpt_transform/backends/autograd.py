@@ -30,7 +30,9 @@ import autograd.tracer as _tracer
 import numpy as onp
 from autograd import make_vjp
 from autograd.builtins import SequenceBox, container_take  # noqa: F401  (re-exported helper)
+from autograd.core import JVPNode as _JVPNode
 from autograd.core import SparseObject, VSpace, vspace
+from autograd.core import VJPNode as _VJPNode
 from autograd.extend import defjvp_argnum, defvjp_argnum, primitive
 from autograd.tracer import Box, getval, isbox
 
@@ -42,6 +44,8 @@ __all__ = [
     "is_differentiable",
     "isbox",
     "make_segment_vjp",
+    "reverse_over_forward",
+    "tangent_of",
     "vspace",
 ]
 
@@ -406,3 +410,29 @@ def make_segment_vjp(fun: Callable[[Any], Any], x: Any) -> tuple[Callable[[Any],
     returns zeros.
     """
     return _segment_vjp(fun, x)
+
+
+# -- forward mode under reverse mode ------------------------------------------------------------
+
+
+def reverse_over_forward(x: Any) -> bool:
+    """True when ``x`` is traced by reverse mode over forward mode (``make_jvp(grad(f))``).
+
+    A value traced that way will be pulled back by the reverse trace with cotangents that carry
+    the forward trace's tangents: a Hessian-vector product is being taken.
+    """
+    if not isbox(x) or not isinstance(x._node, _VJPNode):
+        return False
+    inner = x._value
+    while isbox(inner):
+        if isinstance(inner._node, _JVPNode):
+            return True
+        inner = inner._value
+    return False
+
+
+def tangent_of(x: Any) -> tuple[Any, Any] | None:
+    """``(value, tangent)`` of a forward-mode traced value; None for any other value."""
+    if isbox(x) and isinstance(x._node, _JVPNode):
+        return x._value, x._node.g
+    return None

@@ -27,6 +27,7 @@ from ckpt_transform.backends.autograd import (
     is_differentiable,
     isbox,
     make_segment_vjp,
+    reverse_over_forward,
     vspace,
 )
 from ckpt_transform.errors import CheckpointError
@@ -324,11 +325,21 @@ class _Run:
     def call(self) -> Any:
         d_state = [self.s_leaves[i] for i in self.s_diff]
         d_params = [self.p_leaves[i] for i in self.p_diff]
+        # make_jvp(grad(f)): the tangent sweep runs the lifted loop taped, and one reverse sweep
+        # of it gives the gradient and its JVP (`higher_order._fused_reverse`)
+        self.fuse_hvp = any(reverse_over_forward(x) for x in d_state + d_params)
+        self.lifted_tape: Any = None
+        self.fused: Any = None
         out = loop_primitive(self, *d_state, *d_params)
         leaves = list(self.final_static)
         for j, i in enumerate(self.s_diff):
             leaves[i] = out[j]
         return unflatten(self.s_def, leaves)
+
+    def drop_checkpoints(self) -> None:
+        """Free the primal run's checkpoints and tape; a later reverse sweep redoes the run."""
+        self._close()
+        self.swept = True
 
     def _merge(self, static: list[Any], diff_idx: list[int], values: Sequence[Any]) -> list[Any]:
         leaves = list(static)
