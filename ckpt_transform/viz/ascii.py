@@ -200,9 +200,8 @@ def _header(
     )
     lead = f"{'#':>{index_w}}  {'evals':>{evals_w}}  {'action':<{text_w}}  "
     lifted = [
-        "second order: the lifted loop over (state, tangent) pairs (a checkpoint holds a "
-        "state and its tangent),",
-        "the tangent sweep, then the second-order adjoint sweep",
+        "second order: the plan of the lifted loop over (state, tangent) pairs, its tangent",
+        "sweep then its second-order adjoint sweep; a checkpoint holds a state and its tangent",
     ]
     return [
         f"{scheme} over {steps} steps: {count} actions",
