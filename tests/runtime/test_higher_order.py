@@ -363,6 +363,29 @@ def test_forward_over_reverse_is_one_lifted_run():
     assert stats.second_order[0].max_snapshots <= 2
 
 
+@pytest.mark.parametrize("loop", ["for", "while"])
+def test_forward_over_reverse_in_the_parameter_and_the_state(loop):
+    """The one-run path with tangents on a parameter, and on the state and a parameter at once."""
+    f = functional("revolve", None, loop)
+
+    def both(fun):
+        return make_jvp(lambda t: grad(fun)(X + t * V, A + 0.3 * t))(0.0)(1.0)
+
+    for got, want in (
+        (
+            make_jvp(lambda a: grad(f, 1)(X, a))(A)(0.7),
+            make_jvp(lambda a: grad(plain_for, 1)(X, a))(A)(0.7),
+        ),
+        (
+            make_jvp(lambda a: grad(f)(X, a))(A)(0.7),
+            make_jvp(lambda a: grad(plain_for)(X, a))(A)(0.7),
+        ),
+        (both(f), both(plain_for)),
+    ):
+        assert_close(got[0], want[0])
+        assert_close(got[1], want[1])
+
+
 def test_forward_over_reverse_pulled_back_twice():
     """make_jvp(jacobian(f)) pulls the loop back once per output: the first pull takes the
     one-run path, the next ones redo the primal run (its checkpoints were dropped)."""
