@@ -2,8 +2,9 @@
 
 Subcommands:
 
-* ``schedule SCHEME --steps N [--snapshots S] [--period P] [--plot FILE]``: a scheme's actions
-  with an ASCII timeline and the totals against the optimum; ``--plot`` draws them.
+* ``schedule SCHEME --steps N [--snapshots S] [--period P] [--plot FILE] [--second-order]``: a
+  scheme's actions with an ASCII timeline and the totals against the optimum; ``--plot`` draws
+  them; ``--second-order`` labels them as the tangent and second-order adjoint sweeps.
 * ``cost --steps N --snapshots S``: every scheme's cost for one loop and one memory budget.
 * ``show FILE.py:FUNCTION [--diff | --side-by-side]``: the source `checkpoint_struct` generated.
 
@@ -131,6 +132,12 @@ def _add_schedule(commands: Any) -> None:
         default=64,
         metavar="W",
         help="columns of the timeline (default 64); longer loops share columns",
+    )
+    sched.add_argument(
+        "--second-order",
+        action="store_true",
+        help="label the plan as a second-order derivative runs it over (state, tangent) pairs: "
+        "the tangent sweep, then the second-order adjoint sweep",
     )
     _add_multilevel_options(sched)
     sched.set_defaults(run=_run_schedule, parser=sched)
@@ -269,6 +276,7 @@ def _run_schedule(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             max_rows=args.max_rows,
             snapshots=budget,
             actions=actions,
+            second_order=args.second_order,
         )
     )
     if args.max_rows and args.max_rows < len(actions):
@@ -277,7 +285,14 @@ def _run_schedule(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         try:
             from ckpt_transform.viz.plot import plot_schedule
 
-            plot_schedule(scheme, args.steps, path=args.plot, snapshots=budget, actions=actions)
+            plot_schedule(
+                scheme,
+                args.steps,
+                path=args.plot,
+                snapshots=budget,
+                actions=actions,
+                second_order=args.second_order,
+            )
         except ImportError as error:
             print(f"{PROG} schedule: error: {error}", file=sys.stderr)
             return 1

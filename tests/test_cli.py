@@ -294,3 +294,12 @@ def test_python_dash_m():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: ckpt-transform")
+
+
+def test_schedule_second_order_labels_the_sweeps(capsys):
+    code, out, _ = run(
+        capsys, "schedule", "revolve", "--steps", "6", "--snapshots", "2", "--second-order"
+    )
+    assert code == 0
+    assert "tangent sweep ends" in out and "second-order adjoint sweep starts" in out
+    assert "(state, tangent) pairs: 4 states" in out

@@ -26,7 +26,7 @@ import importlib.metadata
 import os
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -34,7 +34,9 @@ import autograd.tracer as _tracer
 import numpy as onp
 from autograd import make_vjp
 from autograd.builtins import SequenceBox, container_take  # noqa: F401  (re-exported helper)
+from autograd.core import JVPNode as _JVPNode
 from autograd.core import SparseObject, VSpace, vspace
+from autograd.core import VJPNode as _VJPNode
 from autograd.extend import defjvp, defjvp_argnum, defvjp, defvjp_argnum, primitive
 from autograd.numpy.numpy_boxes import ArrayBox
 from autograd.numpy.numpy_vjps import untake as _untake
@@ -48,7 +50,10 @@ __all__ = [
     "is_basic_index",
     "is_differentiable",
     "isbox",
+    "make_leaves_vjp",
     "make_segment_vjp",
+    "reverse_over_forward",
+    "tangent_of",
     "untake_basic",
     "vspace",
 ]
@@ -356,10 +361,10 @@ defvjp(ArrayBox.__getitem__, _getitem_vjp)
 
 
 try:  # autograd's tracer internals (not public API): see "autograd versions" below
-    from autograd.core import VJPNode, backward_pass
-    from autograd.tracer import new_box, trace_stack
+    from autograd.core import VJPNode, add_outgrads, backward_pass
+    from autograd.tracer import new_box, toposort, trace_stack
 except ImportError:  # pragma: no cover - an autograd whose internals moved
-    VJPNode = backward_pass = new_box = trace_stack = None
+    VJPNode = add_outgrads = backward_pass = new_box = toposort = trace_stack = None
 
 
 # -- taping a segment -----------------------------------------------------------------------------
@@ -399,6 +404,62 @@ class _Zeros:
 
     def __call__(self, g: Any) -> Any:
         return vspace(self.x).zeros()
+
+
+def _internal_leaves_vjp(fun: Callable[[tuple], Any], xs: tuple) -> tuple[Callable, tuple]:
+    """Tape ``fun(xs)`` for a tuple of leaves, each traced on its own; return ``(vjp, values)``.
+
+    ``fun`` receives a plain tuple of traced leaves and returns a tuple or list of values;
+    ``vjp`` takes a tuple of output cotangents and returns one cotangent per leaf. Nothing is
+    traced as a container: a tuple traced whole costs a traced index per leaf on the way in and,
+    on the way back, a tuple of zeros per index (a pair (state, tangent) would allocate four
+    states per step to pull back).
+    """
+    roots = [VJPNode.new_root() for _ in xs]
+    with trace_stack.new_trace() as trace:
+        outs = fun(tuple(new_box(x, trace, r) for x, r in zip(xs, roots)))
+        values, ends = [], []
+        for out in outs:
+            mine = isbox(out) and out._trace == trace
+            values.append(out._value if mine else out)
+            ends.append(out._node if mine else None)
+
+    def vjp(gs: Sequence[Any]) -> tuple:
+        return _leaves_backward([(n, g) for n, g in zip(ends, gs) if n is not None], roots, xs)
+
+    return vjp, tuple(values)
+
+
+def _leaves_backward(live: list, roots: list, xs: tuple) -> tuple:
+    """autograd's backward pass from several end nodes to several root nodes."""
+    if not live:
+        return tuple(vspace(x).zeros() for x in xs)
+    top = VJPNode.__new__(VJPNode)  # a node joining the ends: its VJP hands each its cotangent
+    top.parents = [n for n, _ in live]
+    top.vjp = lambda g: g
+    outgrads = {top: (tuple(g for _, g in live), False)}
+    index = {id(r): k for k, r in enumerate(roots)}
+    found: dict[int, Any] = {}
+    for node in toposort(top):
+        outgrad = outgrads.pop(node)
+        k = index.get(id(node))
+        if k is not None:
+            found[k] = outgrad[0]
+            continue
+        for parent, ingrad in zip(node.parents, node.vjp(outgrad[0])):
+            outgrads[parent] = add_outgrads(outgrads.get(parent), ingrad)
+    return tuple(found[k] if k in found else vspace(x).zeros() for k, x in enumerate(xs))
+
+
+def _public_leaves_vjp(fun: Callable[[tuple], Any], xs: tuple) -> tuple[Callable, tuple]:
+    """`make_leaves_vjp` through the public ``make_vjp``: the tuple is traced whole."""
+    import autograd.builtins as abuiltins
+
+    n = len(xs)
+    vjp, value = _public_segment_vjp(
+        lambda t: abuiltins.tuple(list(fun(tuple(t[j] for j in range(n))))), xs
+    )
+    return (lambda gs: tuple(vjp(tuple(gs)))), tuple(value)
 
 
 # -- autograd versions ---------------------------------------------------------------------------
@@ -470,6 +531,17 @@ def _autograd_version() -> str:
 _segment_vjp = _choose()
 
 
+def make_leaves_vjp(fun: Callable[[tuple], Any], xs: tuple) -> tuple[Callable, tuple]:
+    """Tape ``fun(xs)`` for a tuple of leaves traced one by one; return ``(vjp, values)``.
+
+    ``fun`` takes and returns tuples (not traced as containers); ``vjp`` maps a tuple of output
+    cotangents to a tuple of input cotangents. See `make_segment_vjp` for the rest.
+    """
+    if PUBLIC_API_ONLY:
+        return _public_leaves_vjp(fun, xs)
+    return _internal_leaves_vjp(fun, xs)
+
+
 def make_segment_vjp(fun: Callable[..., Any], x: Any, *args: Any) -> tuple[Any, Any]:
     """Tape ``fun(x, *args)`` in ``x`` and return ``(vjp, value)``, as autograd's ``make_vjp`` does.
 
@@ -479,3 +551,29 @@ def make_segment_vjp(fun: Callable[..., Any], x: Any, *args: Any) -> tuple[Any, 
     build per segment).
     """
     return _segment_vjp(fun, x, *args)
+
+
+# -- forward mode under reverse mode ------------------------------------------------------------
+
+
+def reverse_over_forward(x: Any) -> bool:
+    """True when ``x`` is traced by reverse mode over forward mode (``make_jvp(grad(f))``).
+
+    A value traced that way will be pulled back by the reverse trace with cotangents that carry
+    the forward trace's tangents: a Hessian-vector product is being taken.
+    """
+    if not isbox(x) or not isinstance(x._node, _VJPNode):
+        return False
+    inner = x._value
+    while isbox(inner):
+        if isinstance(inner._node, _JVPNode):
+            return True
+        inner = inner._value
+    return False
+
+
+def tangent_of(x: Any) -> tuple[Any, Any] | None:
+    """``(value, tangent)`` of a forward-mode traced value; None for any other value."""
+    if isbox(x) and isinstance(x._node, _JVPNode):
+        return x._value, x._node.g
+    return None

@@ -26,7 +26,9 @@ from ckpt_transform.backends.autograd import (
     getval,
     is_differentiable,
     isbox,
+    make_leaves_vjp,
     make_segment_vjp,
+    reverse_over_forward,
     vspace,
 )
 from ckpt_transform.errors import CheckpointError
@@ -327,11 +329,21 @@ class _Run:
     def call(self) -> Any:
         d_state = [self.s_leaves[i] for i in self.s_diff]
         d_params = [self.p_leaves[i] for i in self.p_diff]
+        # make_jvp(grad(f)): the tangent sweep runs the lifted loop taped, and one reverse sweep
+        # of it gives the gradient and its JVP (`higher_order._fused_reverse`)
+        self.fuse_hvp = any(reverse_over_forward(x) for x in d_state + d_params)
+        self.lifted_tape: Any = None
+        self.fused: Any = None
         out = loop_primitive(self, *d_state, *d_params)
         leaves = list(self.final_static)
         for j, i in enumerate(self.s_diff):
             leaves[i] = out[j]
         return unflatten(self.s_def, leaves)
+
+    def drop_checkpoints(self) -> None:
+        """Free the primal run's checkpoints and tape; a later reverse sweep redoes the run."""
+        self._close()
+        self.swept = True
 
     def _merge(self, static: list[Any], diff_idx: list[int], values: Sequence[Any]) -> list[Any]:
         leaves = list(static)
@@ -441,11 +453,12 @@ class _Run:
     def _record(self, n0: int, n1: int | None, bar: Any) -> int:
         """Tape steps from the current state at n0 as one segment; return where it ends.
 
-        The segment's differentiable inputs (state leaves, then params) are taped as one value:
-        the leaf itself when there is only one (the common case of a single array or float
-        state and no params: no container to box and unbox per segment), else a tuple.
-        Likewise a single differentiable output leaf is returned bare. `_SegmentVJP` maps the
-        tape's VJP back to tuples of cotangents.
+        The segment's differentiable inputs (state leaves, then params) are taped as one value
+        when there is only one (the common case of a single array or float state and no params),
+        else each leaf on its own (`make_leaves_vjp`): no container is traced, so pulling a
+        segment back allocates no tuple of zeros per leaf. Likewise a single differentiable
+        output leaf is returned bare. `_SegmentVJP` maps the tape's VJP back to tuples of
+        cotangents.
         """
         if self.one_leaf and bar is _NO_BAR and self.loop.cond is None:
             return self._record_leaf(n0, n1)
@@ -462,7 +475,7 @@ class _Run:
         self._cond_true_at = None
 
         def segment(x: Any) -> Any:
-            xs = (x,) if single_in else [x[j] for j in range(len(x))]
+            xs = (x,) if single_in else x  # several leaves come as a plain tuple, each traced
             state = unflatten(s_def, self._merge(static, s_diff, xs[:n_s]))
             params = self._params(xs[n_s:]) if self.p_leaves else ()
             raw_params = self.params
@@ -483,20 +496,26 @@ class _Run:
                     k += 1
                     if show:
                         bar.update()
-            leaves, d_leaves = self._split(state, k, trace=trace_of(x))
+            leaves, d_leaves = self._split(state, k, trace=trace_of(xs[0]) if xs else None)
             out["k"], out["leaves"] = k, leaves
+            if not single_in:
+                return tuple(d_leaves)
             return d_leaves[0] if single_out else abuiltins.tuple(d_leaves)
 
         cur = self.cur_leaves
         x = tuple([cur[i] for i in s_diff] + self.d_params)
-        vjp, value = make_segment_vjp(segment, x[0] if single_in else x)
+        if single_in:
+            vjp, value = make_segment_vjp(segment, x[0])
+            tape = _SegmentVJP(vjp, True, single_out)
+            values = (value,) if single_out else value
+        else:
+            vjp, values = make_leaves_vjp(segment, x)
+            tape = _SegmentVJP(vjp, False, False)
         k = out["k"]
         if k > n0:
-            self.tapes[k] = (n0, _SegmentVJP(vjp, single_in, single_out))
+            self.tapes[k] = (n0, tape)
             self.stats._taped(k - n0)
-        leaves = self._merge(
-            [getval(v) for v in out["leaves"]], s_diff, (value,) if single_out else value
-        )
+        leaves = self._merge([getval(v) for v in out["leaves"]], s_diff, values)
         self.cur_leaves = leaves
         self.cur = unflatten(s_def, leaves)
         return k

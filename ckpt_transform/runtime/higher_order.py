@@ -34,7 +34,13 @@ import autograd.builtins as abuiltins
 from autograd.core import make_jvp
 from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 
-from ckpt_transform.backends.autograd import getval, make_segment_vjp, vspace
+from ckpt_transform.backends.autograd import (
+    getval,
+    isbox,
+    make_segment_vjp,
+    tangent_of,
+    vspace,
+)
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.runtime.tree import describe, flatten, unflatten
 
@@ -62,7 +68,12 @@ def _loop_vjp(argnums: tuple, ans: Any, args: tuple, kwargs: dict) -> Callable[[
     run, dvals = args[0], args[1:]
 
     def vjp(g: Any) -> list[Any]:
-        cots = reverse_primitive(run, *[g[j] for j in range(run.n_s)], *dvals)
+        g = tuple(g[j] for j in range(run.n_s))
+        run.fused = _fused_reverse(run, g, dvals)
+        try:
+            cots = reverse_primitive(run, *g, *dvals)
+        finally:
+            run.fused = None
         return [cots[a - 1] for a in argnums]
 
     return vjp
@@ -72,8 +83,97 @@ def _loop_jvp(argnums: tuple, gs: tuple, ans: Any, args: tuple, kwargs: dict) ->
     """The tangent sweep: G's tangent part (checkpointed when an outer trace records it)."""
     run, dvals = args[0], args[1:]
     tangent = _fill(dvals, argnums, gs, offset=1)
+    if run.fuse_hvp:
+        given: list[Any] = [None] * len(dvals)
+        for a, t in zip(argnums, gs):
+            given[a - 1] = t
+        return tuple(_tape_lifted(run, dvals, tangent, given))
     _, xd = _lifted(run, dvals, tangent)
     return tuple(xd)
+
+
+# -- forward over reverse in one lifted run -------------------------------------------------------
+#
+# In ``make_jvp(grad(f))`` the loop F runs under a reverse trace over a forward trace: its tangent
+# sweep (the JVP of F) comes first, then the reverse trace calls B with cotangents that carry
+# tangents, and B's JVP follows. Both B's value and its JVP are parts of *one* VJP of G at
+# ((x0, xd0), (p, pd)) with output cotangent (gd, g): with respect to (xd0, pd) it is
+# (J_x^T g, J_p^T g) = B's value, with respect to (x0, p) it is B's JVP. So the tangent sweep runs
+# G taped (checkpointed: pairs of state and tangent), F's own checkpoints are dropped at once (no
+# first-order reverse sweep of F follows), and when B is called with the matching tangents one
+# reverse sweep of G yields both; `reverse_primitive` and `_reverse_jvp` return them. Any other
+# call (other tangents, a second pull) takes the general path: B's reverse sweep (which redoes
+# F's primal run) and its JVP from a lifted run of its own.
+
+
+class _LiftedTape:
+    """G taped by the tangent sweep, for the one reverse sweep that gives B and its JVP."""
+
+    __slots__ = ("dvals", "given", "pull")
+
+    def __init__(self, dvals: Sequence[Any], given: list[Any], pull: Callable[[Any], Any]) -> None:
+        self.dvals, self.given, self.pull = tuple(dvals), given, pull
+
+
+def _tape_lifted(run: Any, dvals: Sequence[Any], tangent: Sequence[Any], given: list) -> list:
+    """The tangent sweep as G's taped forward run; return the tangent part of its output."""
+    run.drop_checkpoints()  # F's reverse sweep will not run unless B takes the general path
+    n = len(dvals)
+
+    def both_parts(z: Any) -> Any:
+        x, xd = _lifted(run, [z[j] for j in range(n)], [z[n + j] for j in range(n)])
+        return abuiltins.tuple(list(x) + list(xd))
+
+    pull, out = make_segment_vjp(both_parts, tuple(dvals) + tuple(tangent))
+    run.lifted_tape = _LiftedTape(dvals, given, pull)
+    return [out[run.n_s + j] for j in range(run.n_s)]
+
+
+def _fused_reverse(run: Any, g: tuple, dvals: Sequence[Any]) -> tuple | None:
+    """B's value and JVP from G's taped run, when B is called with the tangents it was run for.
+
+    Returns ``(raw arguments, B's value, B's JVP)``, or None for the general path.
+    """
+    tape, run.lifted_tape = run.lifted_tape, None  # one use: G's checkpoints go with its sweep
+    if tape is None:
+        return None
+    raw_d, trace = [], None
+    for j, d in enumerate(dvals):
+        vt = tangent_of(d)
+        if vt is None:
+            if isbox(d) or tape.given[j] is not None or d is not tape.dvals[j]:
+                return None
+            raw_d.append(d)
+        elif vt[0] is not tape.dvals[j] or vt[1] is not tape.given[j]:
+            return None
+        else:
+            trace = d._trace
+            raw_d.append(vt[0])
+    raw_g, gd = [], []
+    for x in g:
+        vt = tangent_of(x)
+        if vt is None:
+            if isbox(x):
+                return None
+            raw_g.append(x)
+            gd.append(vspace(x).zeros())
+        elif x._trace != trace:
+            return None
+        else:
+            raw_g.append(vt[0])
+            gd.append(vt[1])
+    cot = tape.pull(tuple(gd) + tuple(raw_g))
+    n = len(dvals)
+    value = tuple(cot[n + j] for j in range(n))
+    return (tuple(raw_g) + tuple(raw_d), value, tuple(cot[j] for j in range(n)))
+
+
+def _matches(fused: tuple | None, args: Sequence[Any]) -> bool:
+    return (
+        fused is not None
+        and len(fused[0]) == len(args)
+        and all(a is b for a, b in zip(fused[0], args))
+    )
 
 
 defvjp_argnums(loop_primitive, _loop_vjp)
@@ -86,6 +186,8 @@ defjvp_argnums(loop_primitive, _loop_jvp)
 @primitive
 def reverse_primitive(run: Any, *args: Any) -> tuple:
     """B: the reverse sweep from the output cotangent ``args[:n_s]`` (the rest are F's inputs)."""
+    if _matches(run.fused, args):  # computed with its JVP by one reverse sweep of G
+        return run.fused[1]
     return tuple(run.reverse(args[: run.n_s]))
 
 
@@ -115,6 +217,8 @@ def _reverse_vjp(argnums: tuple, ans: Any, args: tuple, kwargs: dict) -> Callabl
 def _reverse_jvp(argnums: tuple, gs: tuple, ans: Any, args: tuple, kwargs: dict) -> Any:
     """B's JVP in direction (gd, xd0, pd): the (x0, p) part of G's VJP for cotangent (gd, g)."""
     run = args[0]
+    if _matches(run.fused, args[1:]):
+        return run.fused[2]
     n_s = run.n_s
     g, dvals = args[1 : 1 + n_s], args[1 + n_s :]
     tangent = _fill(args[1:], argnums, gs, offset=1)
@@ -165,19 +269,28 @@ def _lifted(run: Any, dvals: Sequence[Any], tangent: Sequence[Any]) -> tuple[lis
 
 
 def _lifted_scheme(scheme: Any) -> Any:
-    """The scheme for G: the primal's, with a storage of its own file when it writes to a path.
+    """The scheme for G: the primal's, each storage that writes to a path given a file of its own.
 
     G may run while the primal's session is open (``grad`` of ``make_jvp(f)``), and a file
-    serves one session at a time: G's checkpoints go beside it, to ``<name>.tangent<ext>``.
+    serves one session at a time: G's checkpoints go beside it, to ``<name>.tangent<ext>``. A
+    two-level scheme (`Multilevel`) has a storage per level (``memory_storage``,
+    ``disk_storage``); a single-level scheme has ``storage``.
     """
-    path = getattr(scheme.storage, "path", None)
-    if not isinstance(path, str):
+    levels = getattr(scheme, "storages", None)
+    attrs = [f"{level}_storage" for level in levels()] if levels is not None else ["storage"]
+    moved = {}
+    for attr in attrs:
+        storage = getattr(scheme, attr, None)
+        path = getattr(storage, "path", None)
+        if isinstance(path, str):
+            root, ext = os.path.splitext(path)
+            moved[attr] = copy.copy(storage)
+            moved[attr].path = f"{root}.tangent{ext}"
+    if not moved:
         return scheme
-    root, ext = os.path.splitext(path)
-    storage = copy.copy(scheme.storage)
-    storage.path = f"{root}.tangent{ext}"
     lifted = copy.copy(scheme)
-    lifted.storage = storage
+    for attr, storage in moved.items():
+        setattr(lifted, attr, storage)
     return lifted
 
 

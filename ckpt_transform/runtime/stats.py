@@ -160,6 +160,14 @@ class RunStats:
                 rows.append(("evaluations", self.evaluations))
         if self.second_order:  # a derivative of this loop's derivative ran: its lifted loops
             rows.append(("second_order_evaluations", self.second_order_evaluations))
+            for k, run in enumerate(self.second_order):  # which sweeps each lifted run made
+                rows.append(
+                    (
+                        f"second_order[{k}]",
+                        f"{run.sweep}: {run.evaluations} lifted evaluations, "
+                        f"{run.max_snapshots} (state, tangent) checkpoints",
+                    )
+                )
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

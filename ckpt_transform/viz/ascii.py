@@ -64,6 +64,10 @@ LEGEND = (
     "        S store   R restore   F free   o checkpoint held   . not yet reversed\n"
     "        (blank) already reversed   | primal run ends, reverse sweep starts"
 )
+FIRST_ORDER_MARK = "| primal run ends, reverse sweep starts"
+#: What the forward and the reverse part of a plan are called, at first and at second order.
+FIRST_ORDER_SWEEPS = ("primal run", "reverse sweep")
+SECOND_ORDER_SWEEPS = ("tangent sweep", "second-order adjoint sweep")
 LEGEND_DISK = "        disk level: D write   U read back   X free   # disk checkpoint held"
 
 
@@ -78,6 +82,7 @@ def timeline(
     totals: bool = True,
     snapshots: int | None = None,
     actions: Sequence[Action] | None = None,
+    second_order: bool = False,
 ) -> str:
     """The action table of ``scheme`` over ``steps`` steps, with an ASCII timeline and totals.
 
@@ -101,6 +106,10 @@ def timeline(
         `ckpt_transform.viz.schedule_totals`).
     actions
         The schedule, when already made (``list(scheme.schedule(steps))``); made here otherwise.
+    second_order
+        Label the plan as a second-order derivative (``hessian``, ``make_jvp(grad(f))``) runs
+        it over the lifted loop's (state, tangent) pairs: its forward part is the *tangent
+        sweep*, its reverse part the *second-order adjoint sweep*, a checkpoint two states.
 
     Returns
     -------
@@ -132,21 +141,35 @@ def timeline(
 
     bucket = -(-(steps + 1) // width)
     ncols = steps // bucket + 1
-    texts = ["primal run ends" if isinstance(a, EndForward) else str(a) for a in actions]
+    ends = f"{(SECOND_ORDER_SWEEPS if second_order else FIRST_ORDER_SWEEPS)[0]} ends"
+    texts = [ends if isinstance(a, EndForward) else str(a) for a in actions]
     widths = (
         len(str(len(actions) - 1)),
         max(len("evals"), len(str(summary.evaluations))),
         max(len("action"), *(len(t) for t in texts)),
     )
-    out = _header(summary.scheme, steps, len(actions), bucket, ncols, widths)
+    out = _header(summary.scheme, steps, len(actions), bucket, ncols, widths, second_order)
     out += _table(actions, texts, steps, bucket, ncols, max_rows, widths)
+    return "\n".join(out + _footer(actions, summary, legend, totals, second_order))
+
+
+def _footer(
+    actions: Sequence[Action],
+    summary: ScheduleTotals,
+    legend: bool,
+    totals: bool,
+    second_order: bool,
+) -> list[str]:
+    """The lines of `timeline` under the rows: the legend and the totals, as asked for."""
+    names = SECOND_ORDER_SWEEPS if second_order else FIRST_ORDER_SWEEPS
+    out: list[str] = []
     if legend:
-        out += ["", LEGEND]
+        out += ["", LEGEND.replace(FIRST_ORDER_MARK, f"| {names[0]} ends, {names[1]} starts")]
         if any(getattr(a, "level", "memory") != "memory" for a in actions):
             out.append(LEGEND_DISK)
     if totals:
-        out += ["", format_totals(summary)]
-    return "\n".join(out)
+        out += ["", format_totals(summary, second_order=second_order)]
+    return out
 
 
 def _check_arguments(steps: int, width: int, max_rows: int | None) -> None:
@@ -159,7 +182,13 @@ def _check_arguments(steps: int, width: int, max_rows: int | None) -> None:
 
 
 def _header(
-    scheme: str, steps: int, count: int, bucket: int, ncols: int, widths: tuple[int, int, int]
+    scheme: str,
+    steps: int,
+    count: int,
+    bucket: int,
+    ncols: int,
+    widths: tuple[int, int, int],
+    second_order: bool = False,
 ) -> list[str]:
     """The lines of `timeline` above the rows: what is shown, the step axis, the column heads."""
     index_w, evals_w, text_w = widths
@@ -170,8 +199,13 @@ def _header(
         f"{ncols} columns)"
     )
     lead = f"{'#':>{index_w}}  {'evals':>{evals_w}}  {'action':<{text_w}}  "
+    lifted = [
+        "second order: the plan of the lifted loop over (state, tangent) pairs, its tangent",
+        "sweep then its second-order adjoint sweep; a checkpoint holds a state and its tangent",
+    ]
     return [
         f"{scheme} over {steps} steps: {count} actions",
+        *(lifted if second_order else []),
         axis,
         "",
         lead + _ruler(steps, bucket, ncols),
@@ -212,13 +246,16 @@ def _table(
     return out
 
 
-def format_totals(summary: ScheduleTotals) -> str:
+def format_totals(summary: ScheduleTotals, *, second_order: bool = False) -> str:
     """The totals block of `timeline`: what the schedule costs, against the optimum.
 
     Parameters
     ----------
     summary
         From `ckpt_transform.viz.schedule_totals`.
+    second_order
+        Name the sweeps of the lifted loop (tangent, second-order adjoint) and count lifted
+        steps and (state, tangent) checkpoints (see `timeline`).
 
     Returns
     -------
@@ -226,18 +263,23 @@ def format_totals(summary: ScheduleTotals) -> str:
     """
     c = summary.counts
     T = summary.steps
+    fwd, rev = SECOND_ORDER_SWEEPS if second_order else FIRST_ORDER_SWEEPS
+    step = "lifted step" if second_order else "step"
     pairs: list[tuple[str, str]] = [
         (
-            "passive step evaluations (advance)",
-            f"{c.forward_steps}   (primal run {c.primal_forward_steps}, reverse sweep "
+            f"passive {step} evaluations (advance)",
+            f"{c.forward_steps}   ({fwd} {c.primal_forward_steps}, {rev} "
             f"{c.forward_steps - c.primal_forward_steps})",
         ),
         (
-            "taped step evaluations (record)",
-            f"{c.recorded_steps}   (primal run {c.primal_recorded_steps}, reverse sweep "
+            f"taped {step} evaluations (record)",
+            f"{c.recorded_steps}   ({fwd} {c.primal_recorded_steps}, {rev} "
             f"{c.recorded_steps - c.primal_recorded_steps})",
         ),
-        ("total step evaluations", f"{c.evaluations}   = {summary.recomputation:.2f} x {T} steps"),
+        (
+            f"total {step} evaluations",
+            f"{c.evaluations}   = {summary.recomputation:.2f} x {T} steps",
+        ),
     ]
     if summary.optimum is not None:
         ratio = c.evaluations / summary.optimum if summary.optimum else 1.0
@@ -263,9 +305,12 @@ def format_totals(summary: ScheduleTotals) -> str:
             )
         )
     budget = f" of {summary.snapshots}" if summary.snapshots is not None else ""
+    held = f"{c.max_snapshots}{budget}"
+    if second_order:
+        held += f"   ((state, tangent) pairs: {2 * c.max_snapshots} states)"
     pairs += [
-        ("snapshots held at most", f"{c.max_snapshots}{budget}"),
-        ("taped steps held at most", str(c.max_taped_steps)),
+        ("snapshots held at most", held),
+        (f"taped {step}s held at most", str(c.max_taped_steps)),
     ]
     if c.writes.get("disk"):  # a two-level schedule
         most = c.level_max_snapshots

@@ -162,6 +162,7 @@ def plot_schedule(
     snapshots: int | None = None,
     dpi: int = 150,
     actions: Sequence[Action] | None = None,
+    second_order: bool = False,
 ) -> Any:
     """Draw ``scheme``'s schedule over ``steps`` steps: states across, time running down.
 
@@ -188,6 +189,8 @@ def plot_schedule(
         Resolution of a saved PNG.
     actions
         The schedule, when already made (``list(scheme.schedule(steps))``); made here otherwise.
+    second_order
+        Label it as the tangent and second-order adjoint sweeps (`ckpt_transform.viz.timeline`).
 
     Returns
     -------
@@ -222,17 +225,22 @@ def plot_schedule(
     ax, bars = _axes(ax, path)
     thin, thick = (1.2, 2.6) if steps <= 60 else (0.9, 1.8)  # long loops: thinner lines
     _draw(ax, g, steps, thin, thick)
-    _frame(ax, g, steps, summary)
+    _frame(ax, g, steps, summary, second_order)
+    _state_axis(ax, bars, g, steps)
+    _legend(ax, thin, thick, bool(g.disk_stores), second_order)
+    if path is not None:
+        ax.figure.savefig(os.fspath(path), dpi=dpi)
+    return ax
+
+
+def _state_axis(ax: Any, bars: Any, g: _Geometry, steps: int) -> None:
+    """The states' axis label, under the evaluation bars when they are drawn."""
     xlabel = "state n (step n runs from state n to state n + 1)"
     if bars is None:
         ax.set_xlabel(xlabel)
     else:
         _evaluation_bars(bars, g, steps)
         bars.set_xlabel(xlabel)
-    _legend(ax, thin, thick, bool(g.disk_stores))
-    if path is not None:
-        ax.figure.savefig(os.fspath(path), dpi=dpi)
-    return ax
 
 
 def _check_arguments(steps: int, path: str | os.PathLike[str] | None) -> None:
@@ -311,7 +319,9 @@ def _draw(ax: Any, g: _Geometry, steps: int, thin: float, thick: float) -> None:
     ax.axhline(g.end_forward, color="0.3", lw=0.8, ls="--", zorder=2)
 
 
-def _frame(ax: Any, g: _Geometry, steps: int, summary: ScheduleTotals) -> None:
+def _frame(
+    ax: Any, g: _Geometry, steps: int, summary: ScheduleTotals, second_order: bool = False
+) -> None:
     """Limits, ticks, labels, title and grid of the schedule's axes."""
     from matplotlib.ticker import MaxNLocator, MultipleLocator
 
@@ -325,12 +335,19 @@ def _frame(ax: Any, g: _Geometry, steps: int, summary: ScheduleTotals) -> None:
         if steps <= 50:
             ax.xaxis.set_minor_locator(MultipleLocator(1))  # a tick at every state
     ax.set_ylabel("time, running down: steps run so far\n(forward or reverse, one unit each)")
-    ax.set_title(_title(summary), fontsize=10)
+    lead = "second order: the lifted loop over (state, tangent) pairs\n" if second_order else ""
+    ax.set_title(lead + _title(summary), fontsize=10)
     ax.grid(True, color="0.92", lw=0.6, zorder=-1)
     ax.set_axisbelow(True)
 
 
-def _legend(ax: Any, thin: float, thick: float, disk: bool) -> None:
+_END_LABEL = {
+    False: "primal run ends,\nreverse sweep starts",
+    True: "tangent sweep ends,\nsecond-order\nadjoint sweep starts",
+}
+
+
+def _legend(ax: Any, thin: float, thick: float, disk: bool, second_order: bool = False) -> None:
     """The legend, outside the axes (every part of the inside is drawn on for some scheme)."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -344,9 +361,7 @@ def _legend(ax: Any, thin: float, thick: float, disk: bool) -> None:
         Line2D([], [], color=_RESTORE, marker="v", ls=":", label="restore (jump back)"),
         Line2D([], [], color=_FREE, marker="x", ls="", label="free"),
         Patch(facecolor=_REVERSE, alpha=0.10, label="adjoint known\n(right of the front)"),
-        Line2D(
-            [], [], color="0.3", lw=0.8, ls="--", label="primal run ends,\nreverse sweep starts"
-        ),
+        Line2D([], [], color="0.3", lw=0.8, ls="--", label=_END_LABEL[second_order]),
     ]
     if disk:
         handles[4:4] = [

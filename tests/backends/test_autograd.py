@@ -110,3 +110,27 @@ def test_replace_on_a_plain_dataclass_holding_traced_values():
     want = 5.0 + 2.0 * T0[0] * 3.0
     assert np.isclose(grad(f)(T0) @ v, want)
     assert np.isclose(make_jvp(f)(T0)(v)[1], want)
+
+
+def test_make_leaves_vjp_equals_make_vjp_on_the_tuple():
+    """Each leaf traced on its own: the same values and cotangents as autograd on the tuple,
+    with an output that is an input unchanged and one that depends on no input."""
+    from autograd import make_vjp as _make_vjp
+    from autograd.builtins import tuple as atuple
+
+    from ckpt_transform.backends.autograd import make_leaves_vjp
+
+    def fun(t):
+        x, y = t
+        return (np.sin(x) * y, x, np.ones(2), y**2 + x)
+
+    xs = (np.array([0.3, -1.1]), np.array([2.0, 0.5]))
+    gs = (np.array([1.0, -2.0]), np.array([0.5, 0.25]), np.array([3.0, 1.0]), np.array([-1.0, 4.0]))
+    vjp, values = make_leaves_vjp(fun, xs)
+    ref_vjp, ref_values = _make_vjp(lambda t: atuple(fun((t[0], t[1]))))(xs)
+    for got, want in zip(values, ref_values):
+        assert np.allclose(got, want, rtol=1e-15, atol=0)
+    for got, want in zip(vjp(gs), ref_vjp(gs)):
+        assert np.allclose(got, want, rtol=1e-15, atol=0)
+    zero_vjp, _ = make_leaves_vjp(lambda t: (np.ones(2),), xs)
+    assert all(np.all(c == 0) for c in zero_vjp((np.ones(2),)))

@@ -21,6 +21,7 @@ from autograd.differential_operators import hessian_tensor_product
 
 from ckpt_transform import checkpoint_struct
 from ckpt_transform.runtime.driver import checkpointed_for, checkpointed_while
+from ckpt_transform.schemes.multilevel import Multilevel
 from ckpt_transform.schemes.online_r2 import OnlineR2
 from ckpt_transform.schemes.periodic import Periodic
 from ckpt_transform.schemes.revolve import Revolve
@@ -340,6 +341,104 @@ def test_reverse_over_forward_with_a_file(tmp_path):
 
     assert_close(hvp(f), hvp(lambda x: plain_for(x, A)))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_forward_over_reverse_is_one_lifted_run():
+    """make_jvp(grad(f)): the tangent sweep is G's taped run; one reverse sweep of G gives the
+    gradient and the Hessian-vector product, and F's own reverse sweep never runs."""
+    box = {}
+
+    def f(x, a):
+        s, box["stats"] = checkpointed_for(
+            step, (x, 0), 7, Revolve(2), params=(a,), return_stats=True
+        )
+        return loss(s[0])
+
+    got, want = make_jvp(grad(f))(X, A)(V), make_jvp(grad(plain_for))(X, A)(V)
+    assert_close(got[0], want[0])
+    assert_close(got[1], want[1])
+    stats = box["stats"]
+    assert stats.reverse_sweeps == 0 and stats.evaluations == 7
+    assert [s.sweep for s in stats.second_order] == ["tangent, second-order adjoint"]
+    assert stats.second_order[0].max_snapshots <= 2
+
+
+@pytest.mark.parametrize("loop", ["for", "while"])
+def test_forward_over_reverse_in_the_parameter_and_the_state(loop):
+    """The one-run path with tangents on a parameter, and on the state and a parameter at once."""
+    f = functional("revolve", None, loop)
+
+    def both(fun):
+        return make_jvp(lambda t: grad(fun)(X + t * V, A + 0.3 * t))(0.0)(1.0)
+
+    for got, want in (
+        (
+            make_jvp(lambda a: grad(f, 1)(X, a))(A)(0.7),
+            make_jvp(lambda a: grad(plain_for, 1)(X, a))(A)(0.7),
+        ),
+        (
+            make_jvp(lambda a: grad(f)(X, a))(A)(0.7),
+            make_jvp(lambda a: grad(plain_for)(X, a))(A)(0.7),
+        ),
+        (both(f), both(plain_for)),
+    ):
+        assert_close(got[0], want[0])
+        assert_close(got[1], want[1])
+
+
+def test_forward_over_reverse_pulled_back_twice():
+    """make_jvp(jacobian(f)) pulls the loop back once per output: the first pull takes the
+    one-run path, the next ones redo the primal run (its checkpoints were dropped)."""
+
+    def f(x):
+        return checkpointed_for(step, (x, 0), 7, Revolve(2), params=(A,))[0] ** 2
+
+    def plain(x):
+        s = (x, 0)
+        for i in range(7):
+            s = step(s, i, A)
+        return s[0] ** 2
+
+    got, want = make_jvp(jacobian(f))(X)(V), make_jvp(jacobian(plain))(X)(V)
+    assert_close(got[0], want[0])
+    assert_close(got[1], want[1])
+
+
+def test_multilevel_second_order(tmp_path):
+    """Multilevel with a memory and a disk level (files at given paths) to second order."""
+
+    def scheme():
+        return Multilevel(
+            1,
+            2,
+            memory_storage=HDF5Storage(tmp_path / "memory.h5"),
+            disk_storage=HDF5Storage(tmp_path / "disk.h5"),
+            costs={"write": 2, "read": 1},
+        )
+
+    def f(x, a):
+        return loss(checkpointed_for(step, (x, 0), 7, scheme(), params=(a,))[0])
+
+    assert_close(hessian(f)(X, A), hessian(plain_for)(X, A))
+    got, want = make_jvp(grad(f))(X, A)(V), make_jvp(grad(plain_for))(X, A)(V)
+    assert_close(got[1], want[1])
+
+    def hvp(fun):  # grad of make_jvp: the lifted loop runs while the primal's files are open
+        return grad(lambda x: make_jvp(fun)(x, A)(V)[1])(X)
+
+    assert_close(hvp(f), hvp(plain_for))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_multilevel_second_order_default_levels():
+    """Multilevel with the driver's default storages and measured I/O costs, to second order."""
+
+    def f(x, a):
+        return loss(checkpointed_for(step, (x, 0), 7, Multilevel(1, 1), params=(a,))[0])
+
+    assert_close(hessian(f)(X, A), hessian(plain_for)(X, A))
+    got, want = make_jvp(grad(f))(X, A)(V), make_jvp(grad(plain_for))(X, A)(V)
+    assert_close(got[1], want[1])
 
 
 @dataclasses.dataclass

@@ -183,3 +183,35 @@ def test_bad_arguments():
 def test_docstring_example():
     failures, tried = doctest.testmod(ascii_view)
     assert tried >= 1 and failures == 0
+
+
+def test_second_order_view_names_the_sweeps_and_counts_what_a_hessian_runs():
+    """The view of a second-order run: its sweeps are named, and its totals are what the lifted
+    loop of a real Hessian-vector product evaluated and held (stats.second_order)."""
+    import autograd.numpy as anp
+    from autograd.differential_operators import hessian_tensor_product
+
+    from ckpt_transform import checkpointed_for
+
+    steps, box = 6, {}
+
+    def f(x):
+        y, box["stats"] = checkpointed_for(
+            lambda x, i: anp.sin(x) * 1.1, x, steps, Revolve(2), return_stats=True
+        )
+        return anp.sum(y**2)
+
+    hessian_tensor_product(f)(anp.array([0.3, -0.2]), anp.array([1.0, 2.0]))
+    lifted = box["stats"].second_order[0]
+    assert lifted.sweep == "tangent, second-order adjoint"
+    text = timeline(Revolve(2), steps, second_order=True)
+    first = timeline(Revolve(2), steps)
+    assert "tangent sweep ends" in text and "tangent" not in first
+    assert "| tangent sweep ends, second-order adjoint sweep starts" in text
+    counts = validate_schedule(Revolve(2).schedule(steps), steps)
+    assert counts.evaluations == lifted.evaluations
+    assert f"taped lifted step evaluations (record)     {lifted.recorded_steps}" in text
+    assert f"total lifted step evaluations              {lifted.evaluations}" in text
+    assert f"2 of 2   ((state, tangent) pairs: {2 * lifted.max_snapshots} states)" in text
+    row = f"tangent, second-order adjoint: {lifted.evaluations} lifted evaluations, 2 (state, "
+    assert re.search(rf"^second_order\[0\] +{re.escape(row)}", str(box["stats"]), re.M)

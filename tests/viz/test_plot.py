@@ -103,3 +103,13 @@ def test_bad_arguments(tmp_path):
         plot_schedule(Revolve(2), 10, path=tmp_path / "x.jpg")
     with pytest.raises(ValueError, match=r"steps must be an int >= 1, got 0"):
         plot_schedule(Revolve(2), 0)
+
+
+def test_second_order_picture_names_the_sweeps():
+    ax = plot_schedule(Revolve(2), 10, second_order=True)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "tangent sweep ends,\nsecond-order\nadjoint sweep starts" in labels
+    assert ax.get_title().startswith("second order: the lifted loop over (state, tangent) pairs")
+    import matplotlib.pyplot as plt
+
+    plt.close(ax.figure)
