@@ -28,7 +28,8 @@ as numpy arrays: O(T^2 x memory x disk) work in vectorised passes. The build tak
 minimum of each cell's split sums (a reduction many times cheaper than finding its position);
 the plan recomputes the position of the cells it visits, from the same sums in the same order,
 so it chooses what a build storing every position would have chosen (the smallest optimal j).
-The last tables built are kept, so planning the same loop again costs nothing.
+The last tables built are kept, so planning the same loop again (same budgets and costs) costs
+nothing.
 
 Why every split is searched. Binomial checkpointing's costs are convex in l and its optimal
 split is monotone in l, which would allow O(1) amortised work per cell (a Knuth-style window or
@@ -76,9 +77,10 @@ _COST_KEYS = ("write", "read", "backward", "overlap")
 _MAX_CELLS = 150_000_000
 _MEMORY, _DISK = 0, 1
 _NAMES = ("memory", "disk")
-# The tables of the last few plans built (key, tables), newest first.
+# The tables of the last plan built, (key, tables): about 43 bytes x (T + 1) x (memory + 1) x
+# (disk + 1), held until another plan is built.
 _TABLES: list[tuple[Any, Any]] = []
-_TABLES_KEPT = 2
+_TABLES_KEPT = 1
 
 
 class Multilevel(Scheme):
@@ -91,7 +93,7 @@ class Multilevel(Scheme):
         kept there), >= 0.
     disk
         How many states may be held on disk at once, >= 0; None: unlimited (the Disk-Revolve case;
-        planning then costs O(T^2 memory)). ``memory + disk >= 1``.
+        planning then costs O(T^3 memory)). ``memory + disk >= 1``.
     memory_storage
         Where memory checkpoints live (`ArrayStorage` when None).
     disk_storage
@@ -362,8 +364,8 @@ class _Lanes:
 def build_tables(steps: int, memory: int, disk: int | None, costs: Mapping[str, Any]) -> Any:
     """Fill the dynamic programme for a loop of ``steps`` iterations (module docstring).
 
-    The last few tables built are kept (`_TABLES`): a driver planning the same loop again, or a
-    shorter one off the same budgets and costs, reuses them.
+    The last tables built are kept (`_TABLES`): a driver planning the same loop again, with the
+    same budgets and costs, reuses them.
     """
     key = (steps, memory, disk, tuple(sorted(costs.items())))
     for cached_key, tables in _TABLES:
