@@ -7,8 +7,16 @@ read, without and with the overlap model), against `Revolve(memory + disk)` all 
 memory and `Revolve(memory)` in memory only. Each configuration runs in a fresh process so that
 its peak RSS is its own; times are the best of ``--repeat`` runs.
 
+Peak RSS is given twice, in states of the loop: the process's peak (``ru_maxrss``, the
+interpreter and libraries included) and that peak less the RSS just before the gradient (the
+input, the interpreter and the libraries loaded by then), which is what the run itself added.
+
+``--slow-write S`` emulates a slower disk than this machine's (whose writes land in the page cache
+in less than a step): each checkpoint write waits S seconds more in the storage's writer thread,
+as a network file system would; the driver's measured costs include the wait.
+
 Run: ``PYTHONPATH=. python benchmarks/multilevel_measured.py [--n 1000000] [--steps 200]
-[--memory 3] [--disk 30] [--repeat 1]``.
+[--memory 3] [--disk 30] [--repeat 1] [--configs multilevel,revolve-all,...] [--slow-write S]``.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import resource
 import subprocess
 import sys
 import time
+from typing import Any
 
 CONFIGS = [
     "multilevel",
@@ -32,11 +41,35 @@ CONFIGS = [
 FIXED = {"write": 4.0, "read": 4.0}
 
 
-def child(config: str, n: int, steps: int, memory: int, disk: int, repeat: int, costs: str) -> None:
+def _rss() -> int:
+    """The process's resident set now, in bytes (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _slow_writes(seconds: float) -> None:
+    """Make every checkpoint file write wait ``seconds`` first (in the writer thread)."""
+    from ckpt_transform.storage.hdf5.layout import CheckpointFile
+
+    write = CheckpointFile.write
+
+    def slow_write(self: Any, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(seconds)
+        return write(self, *args, **kwargs)
+
+    CheckpointFile.write = slow_write  # type: ignore[method-assign]
+
+
+def child(args: argparse.Namespace) -> None:
     import autograd.numpy as np
     from autograd import grad
 
     from ckpt_transform import Multilevel, Revolve, checkpointed_for
+
+    config, n, steps, memory, disk = args.child, args.n, args.steps, args.memory, args.disk
+    repeat, costs = args.repeat, args.costs
+    if args.slow_write:
+        _slow_writes(args.slow_write)
 
     def step(x, i):
         return x + 0.2 * (np.roll(x, 1) - 2.0 * x + np.roll(x, -1))
@@ -60,6 +93,7 @@ def child(config: str, n: int, steps: int, memory: int, disk: int, repeat: int, 
         return np.sum(out**2)
 
     x0 = np.sin(np.linspace(0.0, 6.0, n))
+    before = _rss()
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
@@ -73,6 +107,7 @@ def child(config: str, n: int, steps: int, memory: int, disk: int, repeat: int, 
                 "config": config,
                 "seconds": best,
                 "rss_states": rss / x0.nbytes,
+                "added_states": (rss - before) / x0.nbytes,
                 "evaluations": stats.evaluations,
                 "disk_writes": stats.disk_writes,
                 "disk_reads": stats.disk_reads,
@@ -91,16 +126,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--child", default=None)
     parser.add_argument("--costs", default="{}")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--slow-write", type=float, default=0.0)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.n, args.steps, args.memory, args.disk, args.repeat, args.costs)
+        child(args)
         return
+    configs = args.configs.split(",")
+    unknown = sorted(set(configs) - set(CONFIGS))
+    if unknown or "revolve-all" not in configs:
+        parser.error(f"--configs: {unknown} unknown, or revolve-all (the baseline) missing")
     results = {}
     costs = "{}"
-    for config in CONFIGS:
+    for config in configs:
         argv = [sys.executable, __file__, "--child", config, "--costs", costs]
-        for name in ("n", "steps", "memory", "disk", "repeat"):
-            argv += [f"--{name}", str(getattr(args, name))]
+        for name in ("n", "steps", "memory", "disk", "repeat", "slow_write"):
+            argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
         out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
         results[config] = json.loads(out.strip().splitlines()[-1])
         if config == "multilevel":  # the overlap run plans with the costs measured here
@@ -111,16 +152,18 @@ def main() -> None:
     print(
         f"n = {args.n} float64 values ({args.n * 8 / 1e6:.0f} MB), T = {args.steps}, memory "
         f"{args.memory}, disk {args.disk}"
+        + (f", each write {args.slow_write} s slower" if args.slow_write else "")
     )
     print(
         "| configuration | gradient (s) | vs Revolve(memory + disk) in memory | peak RSS (states) "
-        "| evaluations | disk writes / reads | costs used |"
+        "| added by the run (states) | evaluations | disk writes / reads | costs used |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for config, r in results.items():
         print(
             f"| {config} | {r['seconds']:.2f} | {r['seconds'] / base:.2f}x | "
-            f"{r['rss_states']:.1f} | {r['evaluations']} | {r['disk_writes']} / "
+            f"{r['rss_states']:.1f} | {r['added_states']:.1f} | {r['evaluations']} | "
+            f"{r['disk_writes']} / "
             f"{r['disk_reads']} | {r['costs']} |"
         )
 

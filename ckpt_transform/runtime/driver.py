@@ -715,6 +715,9 @@ class _Run:
                     n0, vjp = tapes.pop(action.n1, (None, None))
                     if n0 != action.n0:
                         raise CheckpointError(f"{action}: no tape is held for this segment")
+                    # The state after the segment is not needed by its VJP nor after it: drop
+                    # it before the VJP's temporaries are made (the peak of the sweep is there).
+                    self.cur = self.cur_leaves = None
                     cot = vjp(adj)
                     del vjp  # drop the tape now, not when the next segment replaces it
                     if with_params:
@@ -725,7 +728,6 @@ class _Run:
                         adj = tuple(cot)
                     del cot
                     stats.taped_now -= action.n1 - action.n0
-                    self.cur = self.cur_leaves = None  # the state after the segment: not needed
                     if show:
                         bar.update(action.n1 - action.n0)
                 elif kind is Record:

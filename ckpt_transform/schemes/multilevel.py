@@ -24,10 +24,21 @@ With zero I/O costs ``F_M = F_D`` depends on ``a + b`` only and the programme is
 checkpointing's (`Revolve`), so the plan costs exactly ``P(T, memory + disk)`` passive steps.
 
 Speed. The tables are filled for l = 2, 3, ... with every (level, a, b) and every split at once
-as numpy arrays: O(T^2 x memory x disk) work, done in vectorised passes (about a second for
-T = 1000, memory 4, disk 30; see docs/benchmarks.md). Unlike binomial checkpointing, the cost of
-a split is not unimodal in j once I/O costs are in (a window around the previous length's split
-misses the optimum), so every split is searched.
+as numpy arrays: O(T^2 x memory x disk) work in vectorised passes. The build takes only the
+minimum of each cell's split sums (a reduction many times cheaper than finding its position);
+the plan recomputes the position of the cells it visits, from the same sums in the same order,
+so it chooses what a build storing every position would have chosen (the smallest optimal j).
+The last tables built are kept, so planning the same loop again (same budgets and costs) costs
+nothing.
+
+Why every split is searched. Binomial checkpointing's costs are convex in l and its optimal
+split is monotone in l, which would allow O(1) amortised work per cell (a Knuth-style window or
+the merge of two convex slope sequences). Neither holds once disk I/O costs are in: for
+``Multilevel(1, 1)`` with write = read = 1 the memory table is not convex in l, and with
+write = read = 5 the first optimal split of ``F_M(l, 0, 1)`` moves down as l grows
+(tests/schemes/test_multilevel.py checks both counterexamples), so a search window assuming
+either loses optimality. The target of T = 10^4, memory 10, disk 100 in under 1 s is
+therefore not reached by this exact programme (see docs/benchmarks.md for measured times).
 
 The overlap model (``costs["overlap"] = True``): a disk write runs behind the steps that follow
 it (`HDF5Storage` writes in a thread), so a store followed by an advance of j steps costs
@@ -66,6 +77,10 @@ _COST_KEYS = ("write", "read", "backward", "overlap")
 _MAX_CELLS = 150_000_000
 _MEMORY, _DISK = 0, 1
 _NAMES = ("memory", "disk")
+# The tables of the last plan built, (key, tables): about 43 bytes x (T + 1) x (memory + 1) x
+# (disk + 1), held until another plan is built.
+_TABLES: list[tuple[Any, Any]] = []
+_TABLES_KEPT = 1
 
 
 class Multilevel(Scheme):
@@ -78,7 +93,7 @@ class Multilevel(Scheme):
         kept there), >= 0.
     disk
         How many states may be held on disk at once, >= 0; None: unlimited (the Disk-Revolve case;
-        planning then costs O(T^2 memory)). ``memory + disk >= 1``.
+        planning then costs O(T^3 memory)). ``memory + disk >= 1``.
     memory_storage
         Where memory checkpoints live (`ArrayStorage` when None).
     disk_storage
@@ -258,9 +273,12 @@ def check_costs(costs: Mapping[str, Any]) -> dict[str, Any]:
 class MultilevelTables:
     """The filled dynamic programme (see the module docstring).
 
-    ``cost[L][l, lane]`` is ``F_L(l, a, b)`` with ``lane = a * (B + 1) + b``; ``split[L][l, lane]``
-    the chosen split (0: move n0 to the other level); ``right[k, lane]`` the cost ``R(k, a, b)``
-    and ``right_level[k, lane]`` its level (0 memory, 1 disk, -1 none).
+    ``cost[L][l, lane]`` is ``F_L(l, a, b)`` with ``lane = a * (B + 1) + b``; ``moved[L][l, lane]``
+    says the optimum moves n0 to the other level first; ``plus_j[L][j, lane]`` is
+    ``F_L(j, a, b) + j``; ``right[k, lane]`` the cost ``R(k, a, b)`` and ``right_level[k, lane]``
+    its level (0 memory, 1 disk, -1 none). The chosen split of a cell (`split`) is recomputed
+    when the plan visits it, from the same sums the build minimised: the build only needs the
+    minima, which are many times cheaper to take than the positions.
     """
 
     steps: int
@@ -270,12 +288,24 @@ class MultilevelTables:
     A: int
     B: int
     cost: tuple[np.ndarray, np.ndarray]
-    split: tuple[np.ndarray, np.ndarray]
+    moved: tuple[np.ndarray, np.ndarray]
+    plus_j: tuple[np.ndarray, np.ndarray]
     right: np.ndarray
     right_level: np.ndarray
 
     def lane(self, a: int, b: int) -> int:
         return min(a, self.A) * (self.B + 1) + min(b, self.B)
+
+    def split(self, level: int, length: int, lane: int) -> int:
+        """The first advance of the optimum of ``F_level(length)`` in ``lane`` (0: a move).
+
+        The sums are those the build took the minimum of, in the same floating-point order, so
+        the position found is the build's: the smallest j among equal values.
+        """
+        if self.moved[level][length, lane]:
+            return 0
+        sums = self.plus_j[level][1:length, lane] + self.right[length - 1 : 0 : -1, lane]
+        return int(np.argmin(sums)) + 1
 
     def start(self, steps: int | None = None) -> tuple[int, float]:
         """The level of the loop's input (0 memory, 1 disk) and the plan's modeled I/O+passive.
@@ -290,11 +320,11 @@ class MultilevelTables:
         if m >= 1:
             lane = self.lane(m - 1, d_free)
             value = float(self.cost[_MEMORY][T, lane])
-            options.append((value, self.split[_MEMORY][T, lane] == 0, _MEMORY))
+            options.append((value, bool(self.moved[_MEMORY][T, lane]), _MEMORY))
         if d is None or d >= 1:
             lane = self.lane(m, d_free - 1)
             value = self.costs["write"] + float(self.cost[_DISK][T, lane])
-            options.append((value, self.split[_DISK][T, lane] == 0, _DISK))
+            options.append((value, bool(self.moved[_DISK][T, lane]), _DISK))
         best = min(value for value, _, _ in options)
         _, _, level = min(o for o in options if o[0] <= best + 1e-9)
         return level, best
@@ -309,69 +339,95 @@ def _check_size(T: int, memory: int, disk: int | None, n_lanes: int) -> None:
         )
 
 
+@dataclass
+class _Lanes:
+    """Index arrays of the lanes (a, b) and of their neighbours, for one (A, B)."""
+
+    A: int
+    B: int
+
+    def __post_init__(self) -> None:
+        A, B = self.A, self.B
+        self.n = (A + 1) * (B + 1)
+        a_of = np.repeat(np.arange(A + 1), B + 1)
+        b_of = np.tile(np.arange(B + 1), A + 1)
+        lanes = np.arange(self.n)
+        self.has_a, self.has_b = a_of >= 1, b_of >= 1
+        self.less_a = np.where(self.has_a, lanes - (B + 1), 0)  # lane (a - 1, b)
+        self.less_b = np.where(self.has_b, lanes - 1, 0)  # lane (a, b - 1)
+        self.can_to_disk = (a_of + 1 <= A) & self.has_b  # lane (a + 1, b - 1)
+        self.to_disk = np.where(self.can_to_disk, lanes + (B + 1) - 1, 0)
+        self.can_to_mem = self.has_a & (b_of + 1 <= B)  # lane (a - 1, b + 1)
+        self.to_mem = np.where(self.can_to_mem, lanes - (B + 1) + 1, 0)
+
+
 def build_tables(steps: int, memory: int, disk: int | None, costs: Mapping[str, Any]) -> Any:
-    """Fill the dynamic programme for a loop of ``steps`` iterations (module docstring)."""
-    T = steps
+    """Fill the dynamic programme for a loop of ``steps`` iterations (module docstring).
+
+    The last tables built are kept (`_TABLES`): a driver planning the same loop again, with the
+    same budgets and costs, reuses them.
+    """
+    key = (steps, memory, disk, tuple(sorted(costs.items())))
+    for cached_key, tables in _TABLES:
+        if cached_key == key:
+            return tables
+    tables = _fill(steps, memory, disk, dict(costs))
+    _TABLES.insert(0, (key, tables))
+    del _TABLES[_TABLES_KEPT:]
+    return tables
+
+
+def _fill(T: int, memory: int, disk: int | None, costs: dict[str, Any]) -> MultilevelTables:
     wd, rd = float(costs["write"]), float(costs["read"])
     overlap = bool(costs.get("overlap", False))
-    A = min(memory, T)
-    B = min(T if disk is None else disk, T)
-    n_lanes = (A + 1) * (B + 1)
-    _check_size(T, memory, disk, n_lanes)
-    a_of = np.repeat(np.arange(A + 1), B + 1)
-    b_of = np.tile(np.arange(B + 1), A + 1)
-    lanes = np.arange(n_lanes)
+    A, B = min(memory, T), min(T if disk is None else disk, T)
+    ln = _Lanes(A, B)
+    _check_size(T, memory, disk, ln.n)
     inf = np.inf
-    cost = (np.zeros((T + 1, n_lanes)), np.zeros((T + 1, n_lanes)))
-    split = (np.zeros((T + 1, n_lanes), np.int32), np.zeros((T + 1, n_lanes), np.int32))
-    right = np.full((T + 1, n_lanes), inf)
-    right_level = np.full((T + 1, n_lanes), -1, np.int8)
-    if T >= 1:
-        right[1] = 0.0
-    has_a, has_b = a_of >= 1, b_of >= 1
-    less_a = np.where(has_a, lanes - (B + 1), 0)  # lane (a - 1, b)
-    less_b = np.where(has_b, lanes - 1, 0)  # lane (a, b - 1)
-    can_to_disk = (a_of + 1 <= A) & has_b  # lane (a + 1, b - 1)
-    to_disk = np.where(can_to_disk, lanes + (B + 1) - 1, 0)
-    can_to_mem = has_a & (b_of + 1 <= B)  # lane (a - 1, b + 1)
-    to_mem = np.where(can_to_mem, lanes - (B + 1) + 1, 0)
+    cost = (np.zeros((T + 1, ln.n)), np.zeros((T + 1, ln.n)))
+    moved = (np.zeros((T + 1, ln.n), bool), np.zeros((T + 1, ln.n), bool))
+    right = np.full((T + 1, ln.n), inf)
+    right_level = np.full((T + 1, ln.n), -1, np.int8)
     restore = (0.0, rd)
     # Contiguous forms for the split search: plus_j[L][j] = F_L(j) + j, and flipped[T - k] = R(k),
     # so that R(l - j) for j = 1 .. l-1 is the forward slice flipped[T - l + 1 : T].
-    plus_j = (np.zeros((T + 1, n_lanes)), np.zeros((T + 1, n_lanes)))
-    for L in (_MEMORY, _DISK):
-        plus_j[L][1:2] = 1.0  # F_L(1) + 1
-    flipped = np.full((T + 1, n_lanes), inf)
+    plus_j = (np.zeros((T + 1, ln.n)), np.zeros((T + 1, ln.n)))
+    flipped = np.full((T + 1, ln.n), inf)
     if T >= 1:
+        right[1] = 0.0
         flipped[T - 1] = 0.0
-    values = np.empty((max(T - 1, 0), n_lanes))
+        for L in (_MEMORY, _DISK):
+            plus_j[L][1] = 1.0  # F_L(1) + 1
+    values = np.empty((max(T - 1, 0), ln.n))
+    first_disk = np.zeros(ln.n, np.int64)  # overlap: the first advance of F_D(n) (0: a move)
     for n in range(2, T + 1):
         best = []
         for L in (_MEMORY, _DISK):
             v = np.add(plus_j[L][1:n], flipped[T - n + 1 : T], out=values[: n - 1])
-            k = np.argmin(v, axis=0)
-            best.append((v[k, lanes] + restore[L], k + 1))
-        (vm, jm), (vd, jd) = best
+            best.append(np.minimum.reduce(v, axis=0) + restore[L])
+        vm, vd = best
         # moves of n0 to the other level, judged against the other level's splits
-        move_m = np.where(can_to_disk, wd + vd[to_disk], inf)
-        move_d = np.where(can_to_mem, vm[to_mem], inf)
-        cost[_MEMORY][n] = np.minimum(vm, move_m)
-        cost[_DISK][n] = np.minimum(vd, move_d)
-        split[_MEMORY][n] = np.where(move_m < vm - 1e-9, 0, jm)
-        split[_DISK][n] = np.where(move_d < vd - 1e-9, 0, jd)
+        move_m = np.where(ln.can_to_disk, wd + vd[ln.to_disk], inf)
+        move_d = np.where(ln.can_to_mem, vm[ln.to_mem], inf)
+        np.minimum(vm, move_m, out=cost[_MEMORY][n])
+        np.minimum(vd, move_d, out=cost[_DISK][n])
+        np.less(move_m, vm - 1e-9, out=moved[_MEMORY][n])
+        np.less(move_d, vd - 1e-9, out=moved[_DISK][n])
         # the right part of length n: store its first state in memory or on disk
-        in_mem = np.where(has_a, cost[_MEMORY][n, less_a], inf)
-        write = wd
+        in_mem = np.where(ln.has_a, cost[_MEMORY][n, ln.less_a], inf)
+        write: Any = wd
         if overlap:  # the write runs behind the first advance of the part it starts
-            write = np.maximum(0.0, wd - split[_DISK][n, less_b])
-        on_disk = np.where(has_b, write + cost[_DISK][n, less_b], inf)
-        right[n] = np.minimum(in_mem, on_disk)
+            # values still holds the disk level's sums: their first minimum is the split
+            first_disk = np.where(moved[_DISK][n], 0, np.argmin(v, axis=0) + 1)
+            write = np.maximum(0.0, wd - first_disk[ln.less_b])
+        on_disk = np.where(ln.has_b, write + cost[_DISK][n, ln.less_b], inf)
+        np.minimum(in_mem, on_disk, out=right[n])
         flipped[T - n] = right[n]
-        plus_j[_MEMORY][n] = cost[_MEMORY][n] + n
-        plus_j[_DISK][n] = cost[_DISK][n] + n
+        np.add(cost[_MEMORY][n], n, out=plus_j[_MEMORY][n])
+        np.add(cost[_DISK][n], n, out=plus_j[_DISK][n])
         # disk on a tie too when the memory option would start by moving the state to disk
         disk_first = (on_disk < in_mem - 1e-9) | (
-            (on_disk <= in_mem + 1e-9) & (split[_MEMORY][n, less_a] == 0)
+            (on_disk <= in_mem + 1e-9) & moved[_MEMORY][n, ln.less_a]
         )
         right_level[n] = np.where(np.isinf(right[n]), -1, np.where(disk_first, _DISK, _MEMORY))
     return MultilevelTables(
@@ -382,7 +438,8 @@ def build_tables(steps: int, memory: int, disk: int | None, costs: Mapping[str, 
         A=A,
         B=B,
         cost=cost,
-        split=split,
+        moved=moved,
+        plus_j=plus_j,
         right=right,
         right_level=right_level,
     )
@@ -432,7 +489,7 @@ def plan_actions(tables: MultilevelTables) -> Iterator[Action]:
         # Invariant: reverse [n0, n0 + length); n0 is current and, when length >= 2, held in
         # (level, slot), with a memory and b disk slots free for this part.
         while length >= 2:
-            j = int(tables.split[level][length, tables.lane(a, b)])
+            j = tables.split(level, length, tables.lane(a, b))
             if j == 0:  # move n0 to the other level: store there, free here
                 other = 1 - level
                 new = slots.take(other)

@@ -8,8 +8,10 @@ and each plan is replayed by the mock executor, whose counts give the modeled co
 from __future__ import annotations
 
 import functools
+import itertools
 from math import inf
 
+import numpy as np
 import pytest
 
 from ckpt_transform import CheckpointError, Multilevel
@@ -186,3 +188,51 @@ def test_bad_arguments(args, kwargs, error, match):
 def test_too_large_a_table_is_refused():
     with pytest.raises(CheckpointError, match="smaller disk budget"):
         Multilevel(50, None, costs={"write": 1, "read": 1}).tables(100_000)
+
+
+def test_random_cases_against_brute_force():
+    """Random budgets and costs (overlap too): table optimum and replayed plan both equal the
+    brute force; the plan's splits are recomputed from the table sums, so this checks them."""
+    import random
+
+    rng = random.Random(14)
+    for _ in range(8):
+        T, m, d = rng.randint(2, 30), rng.randint(0, 3), rng.randint(0, 4)
+        if m + d == 0:
+            d = 1
+        wd, rd = round(rng.uniform(0, 6), 2), round(rng.uniform(0, 6), 2)
+        overlap = rng.random() < 0.5
+        costs = {"write": wd, "read": rd, "backward": 0, "overlap": overlap}
+        want = brute_force(T, m, d, wd, rd, overlap=overlap)
+        scheme = Multilevel(m, d, costs=costs)
+        assert scheme.tables(T).start()[1] == pytest.approx(want, abs=1e-9), (T, m, d, costs)
+        if not overlap:  # the replayed counts price writes at full cost
+            got = modeled_cost(replay(scheme, T), costs)
+            assert got == pytest.approx(want, abs=1e-9), (T, m, d, costs)
+
+
+def test_tables_are_reused_for_the_same_plan_only():
+    costs = {"write": 2, "read": 1}
+    first = Multilevel(2, 3, costs=costs).tables(30)
+    assert Multilevel(2, 3, costs=dict(costs)).tables(30) is first
+    assert Multilevel(2, 3, costs={"write": 2, "read": 2}).tables(30) is not first
+    assert Multilevel(2, 4, costs=costs).tables(30) is not first
+
+
+def test_costs_are_not_convex_and_splits_not_monotone_with_io():
+    """Why the programme searches every split (module docstring): with I/O costs the tables are
+    not convex in the length and the first optimal split moves down as the length grows, so a
+    search window that assumes either would lose the optimum. Free I/O is binomial: convex."""
+    free = Multilevel(1, 1, costs={"write": 0, "read": 0}).tables(40)
+    assert (np.diff(free.cost[0][1:], 2, axis=0) >= -1e-9).all()
+    io = Multilevel(1, 1, costs={"write": 1, "read": 1}).tables(40)
+    assert (np.diff(io.cost[0][1:], 2, axis=0) < -1e-9).any()
+    costly = Multilevel(1, 1, costs={"write": 5, "read": 5}).tables(40)
+    lane = costly.lane(0, 1)
+    firsts = []  # the first optimal split of F_M(n, 0, 1), by brute force over every j
+    for n in range(2, 41):
+        sums = [k + costly.right[n - k, lane] + costly.cost[0][k, lane] for k in range(1, n)]
+        firsts.append(1 + min(range(n - 1), key=lambda i: (sums[i], i)))
+        if not costly.moved[0][n, lane]:  # the plan's recomputed split is that one
+            assert costly.split(0, n, lane) == firsts[-1], n
+    assert any(later < earlier for earlier, later in itertools.pairwise(firsts)), firsts
