@@ -344,3 +344,28 @@ def test_jit_grad_of_a_for_loop_is_one_program_without_host_calls():
         )
     )
     assert "callback" in g.lower(X).as_text().lower()
+
+
+def test_device_memory_is_the_checkpoints_but_the_input_plus_two_states():
+    """jit(grad) of Revolve(4) holds 3 buffer slots (state 0 is the input), the current state,
+    one temporary for a step or its VJP, and the adjoint (the output): 6 states in all."""
+    n = 20_000
+
+    def step(x, i):
+        return x + 0.5 * (1.0 - 0.5 * x**2) * (jnp.roll(x, 1) - 2 * x)
+
+    def f(x):
+        return jnp.sum(checkpointed_for(step, x, 30, Revolve(4)))
+
+    def plain(x):
+        for i in range(30):
+            x = step(x, i)
+        return jnp.sum(x)
+
+    x = jnp.linspace(0.0, 1.0, n)
+    compiled = jax.jit(jax.grad(f)).lower(x).compile()
+    mem = compiled.memory_analysis()
+    states = (mem.temp_size_in_bytes + mem.output_size_in_bytes) / (8 * n)
+    assert 5.9 < states < 6.1, states
+    oracle = jax.grad(plain)(x)
+    assert_close(compiled(x), oracle)
