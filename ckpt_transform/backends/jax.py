@@ -838,7 +838,9 @@ def checkpointed_while(
     if max_steps is None:
         raise TypeError(
             "the JAX backend compiles a while loop with a bound on its length: give "
-            "max_steps=N, the most iterations the loop may run (it stops there)"
+            "max_steps=N, the most iterations the loop may run (it stops there): "
+            "checkpointed_while(..., max_steps=N), or @checkpoint_struct(scheme, max_steps=N) "
+            "on a decorated function"
         )
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
         raise TypeError(f"max_steps must be an int >= 0, got {max_steps!r}")
