@@ -13,8 +13,8 @@ How a plan becomes one XLA program:
 * One executor walks a table with ``lax.fori_loop``; every row runs the same straight-line
   program (a ``lax.cond`` restoring a slot, a ``lax.fori_loop`` advancing over ``[n0, n1)``,
   empty unless the row advances, a ``lax.cond`` storing a slot in place, and per segment length
-  a loop of one iteration or none pulling the adjoint back through a segment of that length,
-  which ``jax.vjp`` differentiates), so that XLA updates the current state, its adjoint and the
+  a ``lax.cond`` pulling the adjoint back through a segment of that length, which ``jax.vjp``
+  differentiates), so that XLA updates the current state, its adjoint and the
   checkpoint buffer in place rather than copying them between the branches of a switch.
 * Checkpoints live in one stacked device buffer per state leaf, ``(slots, *leaf.shape)``: the
   memory is ``slots`` states, not T. The checkpoint of the input state (every scheme keeps
@@ -201,6 +201,22 @@ class _Table:
         return onp.asarray(self.rows, dtype=onp.int32).reshape(-1, 4)
 
 
+def _device_only(scheme: Scheme) -> None:
+    """Refuse a scheme whose checkpoints are meant to live elsewhere than the device buffer.
+
+    Checkpoints to host memory or HDF5 from a JAX run are not implemented: running such a scheme
+    here would keep them on the device all the same, which is not what was asked for.
+    """
+    levels = getattr(scheme, "storages", None)
+    if levels is not None or scheme.storage is not None:
+        what = "two storage levels" if levels is not None else f"storage={scheme.storage!r}"
+        raise CheckpointError(
+            f"the JAX backend keeps checkpoints in a device buffer; {scheme!r} asks for {what}, "
+            "which it does not support yet. Drop the storage (the scheme's default) to run on "
+            "the device, or run the loop with numpy/autograd arrays for host or HDF5 checkpoints"
+        )
+
+
 def _split_schedule(actions: list[Any]) -> tuple[list, list, list]:
     """(forward actions, trailing forward Records, reverse actions) of a whole schedule."""
     end = next(i for i, a in enumerate(actions) if isinstance(a, EndForward))
@@ -331,15 +347,16 @@ class _Machine:
         current state and one for its adjoint, updated in place: a restore is a ``lax.cond``
         that copies a slot (or the input) into the current state, an advance a loop of
         ``n1 - n0`` steps (none unless the row advances), a store a ``lax.cond`` around an
-        in-place update of the buffer, and the VJP of a segment a loop of one iteration (or
-        none) that updates the adjoint. (A ``lax.switch`` over the rows' kinds would give each
-        branch its own output buffers, and XLA copies between them and the loop's.)
+        in-place update of the buffer, and per segment length a ``lax.cond`` that pulls the
+        adjoint back through a segment of that length. (A ``lax.switch`` over the rows' kinds
+        gave each branch its own output buffers, and XLA copied between them and the loop's.)
         """
         from jax import lax
 
         if isinstance(nrows, int) and nrows == 0:
             return carry
         jnp = self.jnp
+        table = jnp.asarray(table)
         recrevs = []
         if reverse:
             recrevs = [(code, self._recrev(n, p)) for n, code in sorted(self.branches.items())]
@@ -373,10 +390,10 @@ class _Machine:
                 lambda: (list(bd), list(bs)),
             )
             for k, recrev in recrevs:  # the VJP of a segment of the row's length
-                adj, pct, ev = lax.fori_loop(
-                    0,
-                    (code == k).astype(jnp.int32),
-                    lambda _, a, recrev=recrev: recrev(xd, xs, row, *a),
+                adj, pct, ev = lax.cond(
+                    code == k,
+                    lambda a, recrev=recrev: recrev(xd, xs, row, *a),
+                    lambda a: a,
                     (adj, pct, ev),
                 )
             return xd, xs, (bd, bs), adj, pct, ev
@@ -405,6 +422,24 @@ class _Machine:
             return list(gx), pct, ev.at[1].add(length)
 
         return branch
+
+
+def _forward_mode(*leaves: list) -> bool:
+    """True when the loop is differentiated in forward mode (``jax.jvp``, ``jax.jacfwd``).
+
+    A ``jax.custom_vjp`` has no forward-mode rule, and forward mode needs no tape: the loop then
+    runs as its plain ``lax`` loop, which JAX differentiates forward step by step (two states,
+    the value and its tangent). Reverse mode (``jax.grad``, ``jax.vjp``, and the inner half of
+    ``jax.hessian``) linearises, with tracers of another type, and keeps the checkpointed
+    ``custom_vjp``. With ``jax_use_direct_linearize`` off, reverse mode would trace JVP tracers
+    too: then the loop is always the ``custom_vjp`` (and ``jax.jvp`` meets JAX's own error).
+    """
+    import jax
+    from jax.interpreters import ad
+
+    if not jax.config.jax_use_direct_linearize:
+        return False
+    return any(isinstance(x, ad.JVPTracer) for group in leaves for x in group)
 
 
 def _aux(out: tuple) -> tuple:
@@ -561,8 +596,8 @@ def checkpointed_for(
     checkpointed loop (both sweeps and the schedule) is one XLA program.
     """
     import jax
-    import jax.numpy as jnp
 
+    _device_only(scheme)
     T = len(steps)
     actions = list(scheme.schedule(T))  # raises CheckpointError for a loop it cannot plan
     fwd_actions, tail, rev_actions = _split_schedule(actions)
@@ -579,8 +614,10 @@ def checkpointed_for(
     start, stride = steps.start, steps.step
     machine = _Machine(step, xl, pl, lambda k: start + k * stride)
     machine.branches = rev_table.lengths
-    fwd_rows, fwd_n = jnp.asarray(fwd_table.array()), len(fwd_table.rows)
-    rev_rows, rev_n = jnp.asarray(rev_table.array()), len(rev_table.rows)
+    # Host arrays: the sweeps make them constants of their own traces (a jax array made here,
+    # under an enclosing jax.jit, would be a tracer of that trace, leaked into a later one).
+    fwd_rows, fwd_n = fwd_table.array(), len(fwd_table.rows)
+    rev_rows, rev_n = rev_table.array(), len(rev_table.rows)
     slots = (slots - (pin is not None), most, pin is not None)
     run = _ForLoop(machine, T, tail, slots, stats, (fwd_rows, fwd_n), (rev_rows, rev_n))
 
@@ -589,7 +626,7 @@ def checkpointed_for(
     xd, xs = xl.split(xl.arrays)
     pd, ps = pl.split(pl.arrays)
     pd = machine.hoist(xd, xs, pd, ps)
-    yd, ys = loop(xd, xs, pd, ps)
+    yd, ys = (run.loop if _forward_mode(xd, pd) else loop)(xd, xs, pd, ps)
     out = xl.build(yd, ys)
     return (out, stats) if return_stats else out
 
@@ -675,7 +712,7 @@ class _WhileLoop:
 
         self.scheme, self.machine, self.max_steps = scheme, machine, max_steps
         self.slots, (self.lengths, self.pin), self.stats = slots, tables, stats
-        self.slot_rows = jnp.asarray(slot_of)
+        self.slot_rows = slot_of  # a host array, as the tables of `checkpointed_for`
         self.tables: dict[int, tuple[onp.ndarray, int]] = {}
         self.cond_call: Callable[..., Any] | None = None  # set once the cond is converted
         self.shapes = (
@@ -702,7 +739,7 @@ class _WhileLoop:
         import jax.numpy as jnp
         from jax import lax
 
-        max_steps, slot_rows, machine = self.max_steps, self.slot_rows, self.machine
+        max_steps, slot_rows, machine = self.max_steps, jnp.asarray(self.slot_rows), self.machine
 
         def go(c: tuple) -> Any:
             k, xd, xs, _ = c
@@ -844,6 +881,7 @@ def checkpointed_while(
         )
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
         raise TypeError(f"max_steps must be an int >= 0, got {max_steps!r}")
+    _device_only(scheme)
     forward = _while_forward(scheme, max_steps)
     tables = _while_tables(scheme, max_steps, forward) if max_steps else ({}, None)
     slot_of, slots = _slot_of(forward, max_steps, tables[1])
@@ -866,6 +904,6 @@ def checkpointed_while(
     pd = machine.hoist(xd, xs, pd, ps)
     run.cond_call, cond_consts = jax.closure_convert(user_cond, xd, xs, pd_user, ps)
     pd = [*pd, *cond_consts]
-    yd, ys = loop(xd, xs, pd, ps)
+    yd, ys = (run.loop if _forward_mode(xd, pd) else loop)(xd, xs, pd, ps)
     out = xl.build(yd, ys)
     return (out, stats) if return_stats else out
