@@ -51,6 +51,11 @@ def heat_step(n: int) -> Callable[[Any], Any]:
     return step
 
 
+def stats_to(counter: list | None) -> Callable[[Any], None] | None:
+    """Our runs append their `RunStats` to ``counter`` (their evaluations are read from it)."""
+    return None if counter is None else counter.append
+
+
 def heat_losses(n: int, steps: int, s: int, counter: list[int] | None = None) -> dict:
     """loss(x) for each contender; with ``counter`` the step bumps it (for evaluation counts)."""
     import equinox as eqx
@@ -63,7 +68,8 @@ def heat_losses(n: int, steps: int, s: int, counter: list[int] | None = None) ->
         return plain(x)
 
     def ours(x: Any) -> Any:
-        return checkpointed_for(lambda x, i: step(x), x, steps, Revolve(s)).sum()
+        report = stats_to(counter)
+        return checkpointed_for(lambda x, i: plain(x), x, steps, Revolve(s), report=report).sum()
 
     def equinox(x: Any) -> Any:
         out = eqx.internal.while_loop(
@@ -89,13 +95,16 @@ def ode_losses(n: int, s: int, max_steps: int, counter: list[int] | None = None)
 
     k = jnp.linspace(0.5, 3.0, n)
 
-    def step(c: Any) -> Any:
-        if counter is not None:
-            jax.debug.callback(lambda: counter.__setitem__(0, counter[0] + 1))
+    def plain(c: Any) -> Any:
         t, x = c
         f = -k * x + jnp.sin(x)
         h = jnp.minimum(0.02 / (1.0 + jnp.max(jnp.abs(f))), 1.0 - t)
         return t + h, x + h * f
+
+    def step(c: Any) -> Any:
+        if counter is not None:
+            jax.debug.callback(lambda: counter.__setitem__(0, counter[0] + 1))
+        return plain(c)
 
     def cond(c: Any) -> Any:
         return c[0] < 1.0 - 1e-12
@@ -103,10 +112,11 @@ def ode_losses(n: int, s: int, max_steps: int, counter: list[int] | None = None)
     def ours(x: Any) -> Any:
         out = checkpointed_while(
             cond,
-            lambda c, i: step(c),
+            lambda c, i: plain(c),
             (jnp.asarray(0.0), x),
             OnlineR2(s),
             max_steps=max_steps,
+            report=stats_to(counter),
         )
         return out[1].sum()
 
@@ -136,11 +146,15 @@ def measure(loss: Callable[[Any], Any], x0: Any, repeats: int) -> dict:
     return {"run": statistics.median(times), "compile": compile_s, "device": device}
 
 
-def evaluations(loss: Callable[[Any], Any], x0: Any, counter: list[int]) -> int:
-    counter[0] = 0
+def evaluations(loss: Callable[[Any], Any], x0: Any, counter: list) -> int:
+    """Step evaluations of one ``jax.grad(loss)``: equinox's counted by a callback in its step,
+    ours by our run statistics (a callback in our step would also see the taped forward pass of
+    a segment whose result XLA discards when nothing observes it: the reverse sweep takes the
+    VJP of a rematerialised segment)."""
+    counter[:] = [0]
     jax.grad(loss)(x0).block_until_ready()
     jax.effects_barrier()
-    return counter[0]
+    return counter[0] if len(counter) == 1 else counter[-1].evaluations
 
 
 def table(title: str, rows: dict, state_bytes: int, evals: dict) -> None:

@@ -57,6 +57,7 @@ def checkpoint_struct(
     verbose: bool = False,
     vectorize: bool = True,
     explain: bool = False,
+    max_steps: int | None = None,
 ) -> Callable[[F], F]:
     """Rewrite a function's time-stepping loop into a checkpointed, differentiable loop.
 
@@ -86,6 +87,8 @@ def checkpoint_struct(
         statement and why that was legal. False keeps every loop as written.
     explain
         With ``vectorize``, also say in the generated source why a loop was kept as written.
+    max_steps
+        A while loop's bound on the JAX backend (required there), as in `checkpointed_while`.
 
     Returns
     -------
@@ -107,7 +110,8 @@ def checkpoint_struct(
         ``return`` or ``yield`` in the loop, a loop ``else``, ``global`` writes, a ``for`` loop
         not over ``range``, unreadable source), pointing at the line in the user's file.
     TypeError
-        When ``scheme`` is not a checkpointing scheme, or an option has the wrong type.
+        When ``scheme`` is not a checkpointing scheme, or an option is wrong (its type;
+        ``max_steps`` for a for loop).
 
     Notes
     -----
@@ -123,18 +127,21 @@ def checkpoint_struct(
     Griewank, A. and Walther, A. (2000). Algorithm 799: revolve. ACM TOMS 26(1), 19-45.
     https://doi.org/10.1145/347837.347846
     """
-    _check_scheme(scheme)
-    _check_loop(loop)
     options = dict(progress=progress, verbose=verbose, vectorize=vectorize, explain=explain)
-    return functools.partial(_decorate, scheme=scheme, loop=loop, **options)
+    return functools.partial(_decorate, **_checked(scheme, loop, max_steps), **options)
 
 
-def _check_loop(loop: Any) -> None:
+def _checked(scheme: Any, loop: Any, max_steps: int | None) -> dict[str, Any]:
+    """The options that need more than their type checked, checked."""
+    _check_scheme(scheme)
+    if max_steps is not None and (isinstance(max_steps, bool) or max_steps < 0):
+        raise TypeError(f"max_steps must be an int >= 0 or None, got {max_steps!r}")
     if isinstance(loop, bool):
         raise TypeError(
             f"loop must be the position of a top-level loop (0, 1, ...) or the name of a for "
             f"loop's variable, got {loop!r}"
         )
+    return {"scheme": scheme, "loop": loop, "max_steps": max_steps}
 
 
 def _decorate(
@@ -146,6 +153,7 @@ def _decorate(
     verbose: bool,
     vectorize: bool,
     explain: bool,
+    max_steps: int | None,
 ) -> F:
     """Transform ``function`` and give the result the attributes `checkpoint_struct` promises."""
     reporter = _Reporter()
@@ -154,6 +162,7 @@ def _decorate(
         scheme=scheme,
         loop=loop,
         progress=progress,
+        max_steps=max_steps,
         machinery={"_ckpt": support, "_ckpt_scheme": scheme, "_ckpt_report": reporter},
         verbose=verbose,
         vectorize_loops=vectorize,

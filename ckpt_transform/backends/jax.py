@@ -10,13 +10,15 @@ How a plan becomes one XLA program:
   ``(code, n0, n1, slot)`` per action. ``Free`` needs no row (a slot is simply overwritten); a
   ``Record(n0, n1)`` is always followed by its ``Reverse(n0, n1)``, and the pair becomes one row:
   the VJP of the segment, taken with ``jax.vjp`` (whose forward pass is the taped evaluation).
-* One executor walks a table with ``lax.fori_loop``: a row restores a slot or stores one (a
-  ``lax.cond`` each, outside the switch, so the buffers are never a branch's operands), or, in a
-  ``lax.switch``, advances passively over ``[n0, n1)`` (a ``lax.fori_loop``) or pulls the
-  adjoint back through a segment of one of the lengths the plan uses (one branch per distinct
-  length, the segment a static-length loop that ``jax.vjp`` differentiates).
+* One executor walks a table with ``lax.fori_loop``; every row runs the same straight-line
+  program (a ``lax.cond`` restoring a slot, a ``lax.fori_loop`` advancing over ``[n0, n1)``,
+  empty unless the row advances, a ``lax.cond`` storing a slot in place, and per segment length
+  a ``lax.cond`` pulling the adjoint back through a segment of that length, which ``jax.vjp``
+  differentiates), so that XLA updates the current state, its adjoint and the
+  checkpoint buffer in place rather than copying them between the branches of a switch.
 * Checkpoints live in one stacked device buffer per state leaf, ``(slots, *leaf.shape)``: the
-  memory is ``slots`` states, not T.
+  memory is ``slots`` states, not T. The checkpoint of the input state (every scheme keeps
+  state 0) is the input itself, held by the program anyway, so the buffer has one slot less.
 * The forward sweep of a ``for`` loop runs the plan's forward table; a trailing ``Record`` (the
   last segment, taped during the primal run) is a ``jax.vjp`` whose pullback is kept as a
   residual, as the autograd driver keeps its tape. The reverse sweep runs the reverse table.
@@ -153,11 +155,23 @@ class _Layout:
 
 
 class _Table:
-    """A run of actions as rows ``(code, n0, n1, slot)``; segment lengths map to codes."""
+    """A run of actions as rows ``(code, n0, n1, slot)``; segment lengths map to codes.
 
-    def __init__(self, lengths: dict[int, int]) -> None:
+    ``pin`` is the plan's slot that holds the loop's input state all along (see `_input_slot`),
+    or None: its store needs no row, a restore from it reads the input (slot -1), and the slots
+    above it move down by one, so that the device buffer has no slot for the input.
+    """
+
+    def __init__(self, lengths: dict[int, int], pin: int | None = None) -> None:
         self.lengths = lengths  # segment length -> code
+        self.pin = pin
         self.rows: list[tuple[int, int, int, int]] = []
+
+    def slot(self, slot: int) -> int:
+        """The buffer slot of the plan's ``slot`` (-1: the input state)."""
+        if self.pin is None:
+            return slot
+        return -1 if slot == self.pin else slot - (slot > self.pin)
 
     def add(self, actions: Sequence[Any]) -> None:
         pending: Record | None = None
@@ -170,9 +184,10 @@ class _Table:
                 self.rows.append((code, a.n0, a.n1, 0))
                 pending = None
             elif isinstance(a, Restore):
-                self.rows.append((_RESTORE, a.n, a.n, a.slot))
+                self.rows.append((_RESTORE, a.n, a.n, self.slot(a.slot)))
             elif isinstance(a, Store):
-                self.rows.append((_STORE, a.n, a.n, a.slot))
+                if a.slot != self.pin:  # the pinned slot's one store, of the input: no copy
+                    self.rows.append((_STORE, a.n, a.n, self.slot(a.slot)))
             elif isinstance(a, Advance):
                 self.rows.append((_ADVANCE, a.n0, a.n1, 0))
             elif isinstance(a, Record):
@@ -184,6 +199,22 @@ class _Table:
 
     def array(self) -> onp.ndarray:
         return onp.asarray(self.rows, dtype=onp.int32).reshape(-1, 4)
+
+
+def _device_only(scheme: Scheme) -> None:
+    """Refuse a scheme whose checkpoints are meant to live elsewhere than the device buffer.
+
+    Checkpoints to host memory or HDF5 from a JAX run are not implemented: running such a scheme
+    here would keep them on the device all the same, which is not what was asked for.
+    """
+    levels = getattr(scheme, "storages", None)
+    if levels is not None or scheme.storage is not None:
+        what = "two storage levels" if levels is not None else f"storage={scheme.storage!r}"
+        raise CheckpointError(
+            f"the JAX backend keeps checkpoints in a device buffer; {scheme!r} asks for {what}, "
+            "which it does not support yet. Drop the storage (the scheme's default) to run on "
+            "the device, or run the loop with numpy/autograd arrays for host or HDF5 checkpoints"
+        )
 
 
 def _split_schedule(actions: list[Any]) -> tuple[list, list, list]:
@@ -201,6 +232,21 @@ def _split_schedule(actions: list[Any]) -> tuple[list, list, list]:
             raise CheckpointError(f"{r} taped in the primal run is not reversed first")
         rev.pop(0)
     return fwd, tail, rev
+
+
+def _input_slot(*schedules: Sequence[Any]) -> int | None:
+    """The slot the plans use for the loop's input state (state 0) and for nothing else, if any.
+
+    That checkpoint is the input itself, which the program holds anyway (an argument of the
+    compiled function, or a residual of the ``custom_vjp`` that refers to it): it is not copied
+    into the device buffer, which then holds one state less (`Revolve`, `OnlineR2` and
+    `Periodic` all keep state 0 in a slot of its own).
+    """
+    first = {a.slot for acts in schedules for a in acts if isinstance(a, Store) and a.n == 0}
+    other = {a.slot for acts in schedules for a in acts if isinstance(a, Store) and a.n != 0}
+    if len(first) != 1 or first & other:
+        return None
+    return first.pop()
 
 
 def _max_slots(actions: Sequence[Any]) -> tuple[int, int]:
@@ -286,43 +332,55 @@ class _Machine:
 
         return seg
 
-    def run(self, table: Any, nrows: Any, carry: tuple, p: tuple, reverse: bool) -> tuple:
+    def run(
+        self, table: Any, nrows: Any, carry: tuple, p: tuple, x0: tuple | None, reverse: bool
+    ) -> tuple:
         """Walk rows ``0 .. nrows-1`` of ``table``.
 
         ``carry = (xd, xs, buf, adj, pct, evals)``: the current state (differentiable and other
         leaves), the checkpoint buffers, the adjoint of the current state, the accumulated
         adjoint of the params, and ``evals = [passive, taped]`` step evaluations so far.
+        ``x0 = (xd0, xs0)`` is the loop's input state, which a restore from slot -1 reads (None
+        when the table has no such row).
+
+        Every row runs the same straight-line program, so that XLA keeps one buffer for the
+        current state and one for its adjoint, updated in place: a restore is a ``lax.cond``
+        that copies a slot (or the input) into the current state, an advance a loop of
+        ``n1 - n0`` steps (none unless the row advances), a store a ``lax.cond`` around an
+        in-place update of the buffer, and per segment length a ``lax.cond`` that pulls the
+        adjoint back through a segment of that length. (A ``lax.switch`` over the rows' kinds
+        gave each branch its own output buffers, and XLA copied between them and the loop's.)
         """
         from jax import lax
 
         if isinstance(nrows, int) and nrows == 0:
             return carry
-
-        # The checkpoint buffers stay out of the `lax.switch` (a branch taking them as operands
-        # may be compiled with a copy of them): a restore and a store are `lax.cond`s of their
-        # own, and the switch runs the steps on the current state and its adjoint only.
-        def nothing(c: tuple, row: Any) -> tuple:
-            return c
-
-        def advance(c: tuple, row: Any) -> tuple:
-            xd, xs, adj, pct, ev = c
-            xd, xs = self.advance((xd, xs), row[1], row[2], p)
-            return list(xd), list(xs), adj, pct, ev.at[0].add(row[2] - row[1])
-
-        branches = [nothing, nothing, advance]
+        jnp = self.jnp
+        table = jnp.asarray(table)
+        recrevs = []
         if reverse:
-            order = sorted(self.branches.items(), key=lambda kv: kv[1])
-            branches += [self._recrev(length, p) for length, _ in order]
+            recrevs = [(code, self._recrev(n, p)) for n, code in sorted(self.branches.items())]
+
+        def saved(b: Any, x0: Any, slot: Any) -> Any:
+            x = b[jnp.maximum(slot, 0)]
+            return x if x0 is None else jnp.where(slot < 0, x0, x)
 
         def body(r: Any, c: tuple) -> tuple:
             xd, xs, (bd, bs), adj, pct, ev = c
             row = table[r]
-            code, slot = row[0], row[3]
+            code, n0, n1, slot = row[0], row[1], row[2], row[3]
+            xd0, xs0 = x0 if x0 is not None else ([None] * len(xd), [None] * len(xs))
             xd, xs = lax.cond(
                 code == _RESTORE,
-                lambda: ([b[slot] for b in bd], [b[slot] for b in bs]),
+                lambda: (
+                    [saved(b, x, slot) for b, x in zip(bd, xd0)],
+                    [saved(b, x, slot) for b, x in zip(bs, xs0)],
+                ),
                 lambda: (list(xd), list(xs)),
             )
+            hi = jnp.where(code == _ADVANCE, n1, n0)
+            xd, xs = map(list, self.advance((xd, xs), n0, hi, p))
+            ev = ev.at[0].add(hi - n0)
             bd, bs = lax.cond(
                 code == _STORE,
                 lambda: (
@@ -331,28 +389,57 @@ class _Machine:
                 ),
                 lambda: (list(bd), list(bs)),
             )
-            xd, xs, adj, pct, ev = lax.switch(code, branches, (xd, xs, adj, pct, ev), row)
+            for k, recrev in recrevs:  # the VJP of a segment of the row's length
+                adj, pct, ev = lax.cond(
+                    code == k,
+                    lambda a, recrev=recrev: recrev(xd, xs, row, *a),
+                    lambda a: a,
+                    (adj, pct, ev),
+                )
             return xd, xs, (bd, bs), adj, pct, ev
 
         return lax.fori_loop(0, nrows, body, carry)
 
     def _recrev(self, length: int, p: tuple) -> Callable[..., Any]:
-        """The branch for `Record` + `Reverse` of a segment of ``length`` steps."""
+        """`Record` + `Reverse` of a segment of ``length`` steps: the adjoint pulled back.
+
+        The segment is rematerialised inside its VJP (``jax.checkpoint``): XLA then fuses the
+        step's recomputation into the pullback instead of keeping its intermediate values in
+        buffers of their own (three states for the heat step, say). The state after the segment
+        is not needed: the reverse sweep restores a checkpoint next.
+        """
         import jax
 
         seg = self.segment(length)
         pd, ps = p
 
-        def branch(c: tuple, row: Any) -> tuple:
-            xd, xs, adj, pct, ev = c
-            yd, pull, ys = jax.vjp(
-                lambda a, b: _aux(seg(a, b, xs, ps, row[1])), xd, pd, has_aux=True
+        def branch(xd: list, xs: list, row: Any, adj: list, pct: list, ev: Any) -> tuple:
+            _, pull, _ = jax.vjp(
+                jax.checkpoint(lambda a, b: _aux(seg(a, b, xs, ps, row[1]))), xd, pd, has_aux=True
             )
             gx, gp = pull(adj)
             pct = [a + g for a, g in zip(pct, gp)]
-            return list(yd), list(ys), list(gx), pct, ev.at[1].add(length)
+            return list(gx), pct, ev.at[1].add(length)
 
         return branch
+
+
+def _forward_mode(*leaves: list) -> bool:
+    """True when the loop is differentiated in forward mode (``jax.jvp``, ``jax.jacfwd``).
+
+    A ``jax.custom_vjp`` has no forward-mode rule, and forward mode needs no tape: the loop then
+    runs as its plain ``lax`` loop, which JAX differentiates forward step by step (two states,
+    the value and its tangent). Reverse mode (``jax.grad``, ``jax.vjp``, and the inner half of
+    ``jax.hessian``) linearises, with tracers of another type, and keeps the checkpointed
+    ``custom_vjp``. With ``jax_use_direct_linearize`` off, reverse mode would trace JVP tracers
+    too: then the loop is always the ``custom_vjp`` (and ``jax.jvp`` meets JAX's own error).
+    """
+    import jax
+    from jax.interpreters import ad
+
+    if not jax.config.jax_use_direct_linearize:
+        return False
+    return any(isinstance(x, ad.JVPTracer) for group in leaves for x in group)
 
 
 def _aux(out: tuple) -> tuple:
@@ -421,14 +508,13 @@ class _ForLoop:
         machine: _Machine,
         T: int,
         tail: list[Record],
-        slots: int,
-        most: int,
+        slots: tuple[int, int, bool],
         stats: RunStats | None,
         fwd: tuple[Any, int],
         rev: tuple[Any, int],
     ) -> None:
         self.machine, self.T, self.tail, self.stats = machine, T, tail, stats
-        self.slots, self.most = slots, most
+        self.slots, self.most, self.pinned = slots
         self.tail_evals = sum(r.n1 - r.n0 for r in tail)
         (self.fwd_rows, self.fwd_n), (self.rev_rows, self.rev_n) = fwd, rev
 
@@ -448,7 +534,8 @@ class _ForLoop:
             stats.differentiated = True
         buf = _buffers(max(self.slots, 1), xd, xs)
         carry = (xd, xs, buf, [], [], jnp.zeros(2, jnp.int32))
-        xd1, xs1, buf, _, _, ev = machine.run(self.fwd_rows, self.fwd_n, carry, (pd, ps), False)
+        fwd = machine.run(self.fwd_rows, self.fwd_n, carry, (pd, ps), None, False)
+        xd1, xs1, buf, _, _, ev = fwd
         pulls = []
         for r in tail:  # the primal run's last segment, taped: its pullback is a residual
             seg = machine.segment(r.n1 - r.n0)
@@ -468,13 +555,15 @@ class _ForLoop:
             checkpoint_bytes_peak=self.most * machine.xl.nbytes,
             max_taped_steps=max([r.n1 - r.n0 for r in tail], default=0),
         )
-        return (xd1, xs1), (buf, pulls, pd, ps, xs)
+        # The input state is the pinned checkpoint: a residual that refers to it, not a copy.
+        xd0 = xd if self.pinned else None
+        return (xd1, xs1), (buf, pulls, pd, ps, xd0, xs)
 
     def loop_bwd(self, res: tuple, g: tuple) -> tuple:
         """The reverse sweep: pull back through the taped tail, then run the reverse table."""
         import jax.numpy as jnp
 
-        buf, pulls, pd, ps, xs0 = res
+        buf, pulls, pd, ps, xd0, xs0 = res
         adj = list(g[0])
         pct = [jnp.zeros_like(a) for a in pd]
         for pull in reversed(pulls):
@@ -483,7 +572,9 @@ class _ForLoop:
             pct = [a + b for a, b in zip(pct, gp)]
         cur = [jnp.zeros_like(a) for a in adj]
         carry = (cur, list(xs0), buf, adj, pct, jnp.zeros(2, jnp.int32))
-        _, _, _, adj, pct, ev = self.machine.run(self.rev_rows, self.rev_n, carry, (pd, ps), True)
+        x0 = None if xd0 is None else (xd0, xs0)
+        rev = self.machine.run(self.rev_rows, self.rev_n, carry, (pd, ps), x0, True)
+        _, _, _, adj, pct, ev = rev
         _report(self.stats, forward_steps=ev[0], recorded_steps=ev[1], reverse_sweeps=1)
         return adj, [_zeros_ct(x) for x in xs0], pct, [_zeros_ct(x) for x in ps]
 
@@ -505,15 +596,16 @@ def checkpointed_for(
     checkpointed loop (both sweeps and the schedule) is one XLA program.
     """
     import jax
-    import jax.numpy as jnp
 
+    _device_only(scheme)
     T = len(steps)
     actions = list(scheme.schedule(T))  # raises CheckpointError for a loop it cannot plan
     fwd_actions, tail, rev_actions = _split_schedule(actions)
     slots, most = _max_slots(actions)
-    fwd_table = _Table({})
+    pin = _input_slot(actions)
+    fwd_table = _Table({}, pin)
     fwd_table.add(fwd_actions)
-    rev_table = _Table({})
+    rev_table = _Table({}, pin)
     rev_table.add(rev_actions)
     stats = _stats(scheme, report, return_stats)
 
@@ -522,16 +614,19 @@ def checkpointed_for(
     start, stride = steps.start, steps.step
     machine = _Machine(step, xl, pl, lambda k: start + k * stride)
     machine.branches = rev_table.lengths
-    fwd_rows, fwd_n = jnp.asarray(fwd_table.array()), len(fwd_table.rows)
-    rev_rows, rev_n = jnp.asarray(rev_table.array()), len(rev_table.rows)
-    run = _ForLoop(machine, T, tail, slots, most, stats, (fwd_rows, fwd_n), (rev_rows, rev_n))
+    # Host arrays: the sweeps make them constants of their own traces (a jax array made here,
+    # under an enclosing jax.jit, would be a tracer of that trace, leaked into a later one).
+    fwd_rows, fwd_n = fwd_table.array(), len(fwd_table.rows)
+    rev_rows, rev_n = rev_table.array(), len(rev_table.rows)
+    slots = (slots - (pin is not None), most, pin is not None)
+    run = _ForLoop(machine, T, tail, slots, stats, (fwd_rows, fwd_n), (rev_rows, rev_n))
 
     loop = jax.custom_vjp(run.loop)
     loop.defvjp(run.loop_fwd, run.loop_bwd)
     xd, xs = xl.split(xl.arrays)
     pd, ps = pl.split(pl.arrays)
     pd = machine.hoist(xd, xs, pd, ps)
-    yd, ys = loop(xd, xs, pd, ps)
+    yd, ys = (run.loop if _forward_mode(xd, pd) else loop)(xd, xs, pd, ps)
     out = xl.build(yd, ys)
     return (out, stats) if return_stats else out
 
@@ -539,24 +634,32 @@ def checkpointed_for(
 # -- the while loop ------------------------------------------------------------------------------
 
 
-def _while_forward(scheme: Scheme, max_steps: int) -> tuple[onp.ndarray, int]:
-    """The plan's forward decisions for a loop of unknown length, as ``slot_of[n]`` (-1: none).
+def _while_forward(scheme: Scheme, max_steps: int) -> list[Any]:
+    """The plan's forward actions for a loop of unknown length, up to ``max_steps``.
 
-    An online plan's forward actions do not depend on where the loop will end, so the table is
-    read off once, up to ``max_steps``; the loop consults it at each state it reaches.
+    An online plan's forward actions do not depend on where the loop will end, so they are
+    read off once; the loop consults them (as `_slot_of`) at each state it reaches.
     """
-    slot_of = onp.full(max_steps + 1, -1, dtype=onp.int32)
-    slots = 0
-    for a in cut_forward(scheme.plan(None).forward(), max_steps):
-        if isinstance(a, Store):
-            slot_of[a.n] = a.slot
-            slots = max(slots, a.slot + 1)
-        elif isinstance(a, Record):
+    actions = list(cut_forward(scheme.plan(None).forward(), max_steps))
+    for a in actions:
+        if isinstance(a, Record):
             raise CheckpointError(
                 f"{scheme!r} tapes steps during the primal run of a while loop ({a}); the JAX "
                 "backend runs a while loop with a scheme that only stores checkpoints on the "
                 "way forward: OnlineR2(snapshots) or Periodic(period=...)"
             )
+    return actions
+
+
+def _slot_of(actions: list[Any], max_steps: int, pin: int | None) -> tuple[onp.ndarray, int]:
+    """(``slot_of[n]``: the buffer slot the state at n goes to, -1 for none; buffer slots)."""
+    table = _Table({}, pin)
+    slot_of = onp.full(max_steps + 1, -1, dtype=onp.int32)
+    slots = 0
+    for a in actions:
+        if isinstance(a, Store) and a.slot != pin:
+            slot_of[a.n] = table.slot(a.slot)
+            slots = max(slots, int(slot_of[a.n]) + 1)
     return slot_of, slots
 
 
@@ -568,20 +671,27 @@ def _while_schedule(scheme: Scheme, steps: int) -> list[Any]:
     return [*actions, EndForward(n=steps), *plan.reverse(steps)]
 
 
-def _while_lengths(scheme: Scheme, max_steps: int) -> dict[int, int]:
-    """Segment lengths the reverse sweeps of loops of up to ``max_steps`` iterations use.
+def _while_tables(
+    scheme: Scheme, max_steps: int, forward: list[Any]
+) -> tuple[dict[int, int], int | None]:
+    """(segment lengths the reverse sweeps of loops of up to ``max_steps`` iterations use, the
+    plan's slot for the input state as `_input_slot` finds it).
 
     Every length needs its own compiled branch. The short loops show every length a scheme's
-    reverse sweep uses (one for `OnlineR2`, up to the period for `Periodic`); a longer loop
-    needing another one raises a `CheckpointError` naming it when its table is built.
+    reverse sweep uses (one for `OnlineR2`, up to the period for `Periodic`), and how it uses
+    its slots; a longer loop needing another length, or storing another state in the input's
+    slot, raises a `CheckpointError` naming it when its table is built.
     """
     lengths: dict[int, int] = {}
+    schedules = [forward]
     for t in sorted({*range(1, min(max_steps, 64) + 1), max_steps}):
-        _, _, rev = _split_schedule(_while_schedule(scheme, t))
+        schedule = _while_schedule(scheme, t)
+        schedules.append(schedule)
+        _, _, rev = _split_schedule(schedule)
         for a in rev:
             if isinstance(a, Reverse):
                 lengths.setdefault(a.n1 - a.n0, _RECREV + len(lengths))
-    return lengths
+    return lengths, _input_slot(*schedules)
 
 
 class _WhileLoop:
@@ -594,15 +704,15 @@ class _WhileLoop:
         max_steps: int,
         slot_of: onp.ndarray,
         slots: int,
-        lengths: dict[int, int],
+        tables: tuple[dict[int, int], int | None],
         stats: RunStats | None,
     ) -> None:
         import jax
         import jax.numpy as jnp
 
         self.scheme, self.machine, self.max_steps = scheme, machine, max_steps
-        self.slots, self.lengths, self.stats = slots, lengths, stats
-        self.slot_rows = jnp.asarray(slot_of)
+        self.slots, (self.lengths, self.pin), self.stats = slots, tables, stats
+        self.slot_rows = slot_of  # a host array, as the tables of `checkpointed_for`
         self.tables: dict[int, tuple[onp.ndarray, int]] = {}
         self.cond_call: Callable[..., Any] | None = None  # set once the cond is converted
         self.shapes = (
@@ -629,7 +739,7 @@ class _WhileLoop:
         import jax.numpy as jnp
         from jax import lax
 
-        max_steps, slot_rows, machine = self.max_steps, self.slot_rows, self.machine
+        max_steps, slot_rows, machine = self.max_steps, jnp.asarray(self.slot_rows), self.machine
 
         def go(c: tuple) -> Any:
             k, xd, xs, _ = c
@@ -637,13 +747,17 @@ class _WhileLoop:
 
         def body(c: tuple) -> tuple:
             k, xd, xs, buf = c
-            if buf is not None:  # store the state at k where the plan says so
+            if buf is not None:  # store the state at k where the plan says so (in place)
                 slot = slot_rows[k]
-                at = jnp.maximum(slot, 0)
                 bd, bs = buf
-                bd = [b.at[at].set(jnp.where(slot >= 0, x, b[at])) for b, x in zip(bd, xd)]
-                bs = [b.at[at].set(jnp.where(slot >= 0, x, b[at])) for b, x in zip(bs, xs)]
-                buf = (bd, bs)
+                buf = lax.cond(
+                    slot >= 0,
+                    lambda: (
+                        [b.at[slot].set(x) for b, x in zip(bd, xd)],
+                        [b.at[slot].set(x) for b, x in zip(bs, xs)],
+                    ),
+                    lambda: (list(bd), list(bs)),
+                )
             xd, xs = machine.call(xd, xs, k, pd, ps)
             return k + 1, xd, xs, buf
 
@@ -656,7 +770,7 @@ class _WhileLoop:
         if t not in tables:
             actions = _while_schedule(scheme, t)
             _, _, rev = _split_schedule(actions)
-            table = _Table(dict(lengths))
+            table = _Table(dict(lengths), self.pin)
             table.add(rev)
             if len(table.lengths) != len(lengths):
                 extra = sorted(set(table.lengths) - set(lengths))
@@ -665,6 +779,13 @@ class _WhileLoop:
                     f"{extra} steps, which the compiled program has no branch for"
                 )
             rows = table.array()
+            outside = (rows[:, 3] >= max(self.slots, 1)).any()
+            if _input_slot(actions) not in (self.pin, None) or outside:
+                raise CheckpointError(
+                    f"the reverse sweep of {scheme!r} over {t} iterations uses its slots "
+                    f"otherwise than the loops the program was compiled for (buffer of "
+                    f"{self.slots} slots, the input state in slot {self.pin})"
+                )
             padded = onp.zeros((max(-(-len(rows) // _CHUNK), 1) * _CHUNK, 4), onp.int32)
             padded[: len(rows)] = rows  # rows past the end are never walked
             tables[t] = (padded, len(rows), _max_slots(actions)[1])
@@ -685,7 +806,8 @@ class _WhileLoop:
         buf = _buffers(max(self.slots, 1), xd, xs)
         k, yd, ys, buf = self.primal(xd, xs, pd, ps, buf)
         _report(self.stats, steps=k, forward_steps=k)
-        return (yd, ys), (buf, k, pd, ps, xs)
+        xd0 = xd if self.pin is not None else None  # the pinned checkpoint: the input itself
+        return (yd, ys), (buf, k, pd, ps, xd0, xs)
 
     def loop_bwd(self, res: tuple, g: tuple) -> tuple:
         """The reverse sweep: the host's reverse table for the loop's length, run in chunks."""
@@ -694,7 +816,8 @@ class _WhileLoop:
         from jax import lax
 
         machine, shapes, table_chunk = self.machine, self.shapes, self.table_chunk
-        buf, t, pd, ps, xs0 = res
+        buf, t, pd, ps, xd0, xs0 = res
+        x0 = None if xd0 is None else (xd0, xs0)
         adj = list(g[0])
         pct = [jnp.zeros_like(a) for a in pd]
         cur = [jnp.zeros_like(a) for a in adj]
@@ -705,7 +828,7 @@ class _WhileLoop:
         def chunk(c: tuple) -> tuple:
             r, n, inner = c
             rows, _, _ = jax.pure_callback(table_chunk, shapes, t, r // _CHUNK)
-            inner = machine.run(rows, jnp.minimum(n - r, _CHUNK), inner, (pd, ps), True)
+            inner = machine.run(rows, jnp.minimum(n - r, _CHUNK), inner, (pd, ps), x0, True)
             return r + _CHUNK, n, inner
 
         # One host call for the first chunk of rows (enough for a loop of ~1000 steps); a
@@ -713,7 +836,7 @@ class _WhileLoop:
         carry = (cur, list(xs0), buf, adj, pct, jnp.zeros(2, jnp.int32))
         zero = jnp.zeros((), jnp.int32)
         rows, n, most = jax.pure_callback(table_chunk, shapes, t, zero)
-        carry = machine.run(rows, jnp.minimum(n, _CHUNK), carry, (pd, ps), True)
+        carry = machine.run(rows, jnp.minimum(n, _CHUNK), carry, (pd, ps), x0, True)
         _, _, carry = lax.while_loop(more, chunk, (zero + _CHUNK, n, carry))
         _, _, _, adj, pct, ev = carry
         _report(
@@ -752,18 +875,22 @@ def checkpointed_while(
     if max_steps is None:
         raise TypeError(
             "the JAX backend compiles a while loop with a bound on its length: give "
-            "max_steps=N, the most iterations the loop may run (it stops there)"
+            "max_steps=N, the most iterations the loop may run (it stops there): "
+            "checkpointed_while(..., max_steps=N), or @checkpoint_struct(scheme, max_steps=N) "
+            "on a decorated function"
         )
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
         raise TypeError(f"max_steps must be an int >= 0, got {max_steps!r}")
-    slot_of, slots = _while_forward(scheme, max_steps)
-    lengths = _while_lengths(scheme, max_steps) if max_steps else {}
+    _device_only(scheme)
+    forward = _while_forward(scheme, max_steps)
+    tables = _while_tables(scheme, max_steps, forward) if max_steps else ({}, None)
+    slot_of, slots = _slot_of(forward, max_steps, tables[1])
     stats = _stats(scheme, report, return_stats)
     xl = _Layout(state, "state")
     pl = _Layout(tuple(params), "params")
     machine = _Machine(step, xl, pl, lambda k: k)
-    machine.branches = lengths
-    run = _WhileLoop(scheme, machine, max_steps, slot_of, slots, lengths, stats)
+    machine.branches = tables[0]
+    run = _WhileLoop(scheme, machine, max_steps, slot_of, slots, tables, stats)
 
     loop = jax.custom_vjp(run.loop)
     loop.defvjp(run.loop_fwd, run.loop_bwd)
@@ -777,6 +904,6 @@ def checkpointed_while(
     pd = machine.hoist(xd, xs, pd, ps)
     run.cond_call, cond_consts = jax.closure_convert(user_cond, xd, xs, pd_user, ps)
     pd = [*pd, *cond_consts]
-    yd, ys = loop(xd, xs, pd, ps)
+    yd, ys = (run.loop if _forward_mode(xd, pd) else loop)(xd, xs, pd, ps)
     out = xl.build(yd, ys)
     return (out, stats) if return_stats else out

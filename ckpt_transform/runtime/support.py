@@ -85,6 +85,7 @@ def checkpointed_while(
     report: Callable[[Any], None] | None = None,
     progress: bool = False,
     refill: tuple[int, ...] = (),
+    max_steps: int | None = None,
 ) -> Any:
     """`ckpt_transform.runtime.driver.checkpointed_while` with a guarded step (see above)."""
     packed = tuple(_pack(p) for p in params)
@@ -97,6 +98,7 @@ def checkpointed_while(
         params=packed,
         report=report,
         progress=progress,
+        max_steps=max_steps,
     )
     return _refill(state, out, refill)
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+import gast
+
 from ckpt_transform.transform import analysis, codegen, fence, parse, rewrite, vectorize
 from ckpt_transform.transform.analysis import LoopAnalysis
 
@@ -33,6 +35,7 @@ def transform_function(
     scheme: Any,
     loop: int | str | None = None,
     progress: bool = False,
+    max_steps: int | None = None,
     machinery: Mapping[str, Any],
     verbose: bool = False,
     out: TextIO | None = None,
@@ -48,7 +51,7 @@ def transform_function(
     scheme
         The checkpointing scheme (only its text goes into the source; the object is bound as
         ``_ckpt_scheme`` through ``machinery``).
-    loop, progress
+    loop, progress, max_steps
         As in `ckpt_transform.checkpoint_struct`.
     machinery
         Values of the generated scope's parameters: ``_ckpt``, ``_ckpt_scheme``, ``_ckpt_report``.
@@ -72,7 +75,13 @@ def transform_function(
     info = analysis.analyse(source, chosen)
     show("analyse", _describe(info))
 
-    rewritten = rewrite.rewrite(source, chosen, info, progress=progress)
+    if max_steps is not None and not isinstance(chosen.node, gast.While):
+        raise TypeError(
+            f"max_steps bounds a while loop on the JAX backend; the loop "
+            f"{source.where(chosen.node)} is a for loop, whose length its range gives: "
+            "drop max_steps"
+        )
+    rewritten = rewrite.rewrite(source, chosen, info, progress=progress, max_steps=max_steps)
     show("rewrite", codegen.generate(rewritten, []))
 
     if vectorize_loops:

@@ -121,9 +121,21 @@ class _Names:
 
 
 def rewrite(
-    source: FunctionSource, loop: LoopChoice, info: LoopAnalysis, *, progress: bool = False
+    source: FunctionSource,
+    loop: LoopChoice,
+    info: LoopAnalysis,
+    *,
+    progress: bool = False,
+    max_steps: int | None = None,
 ) -> Rewritten:
-    """Build the module of generated functions (see the module docstring)."""
+    """Build the module of generated functions (see the module docstring).
+
+    ``progress`` and ``max_steps`` (a while loop's bound on the JAX backend) become keywords
+    of the driver call when set.
+    """
+    keywords = {"progress": True} if progress else {}
+    if max_steps is not None:
+        keywords["max_steps"] = max_steps
     fdef = source.node
     function = source.function
     freevars = tuple(function.__code__.co_freevars)
@@ -133,7 +145,7 @@ def rewrite(
     functions = _step_functions(source, loop, info, names, texts)
     functions.append(
         _outer_function(
-            source, loop, info, names.step, names.cond, names.field_var, progress, texts
+            source, loop, info, names.step, names.cond, names.field_var, keywords, texts
         )
     )
     module = gast.Module(body=[_scope(functions, freevars)], type_ignores=[])
@@ -217,7 +229,7 @@ def _outer_function(
     step_name: str,
     cond_name: str | None,
     field_var: dict[Location, str],
-    progress: bool,
+    keywords: dict[str, Any],
     texts: _Texts,
 ) -> Any:
     fdef = copy.deepcopy(source.node)
@@ -245,7 +257,7 @@ def _outer_function(
     if info.index_read_after:
         call_site += templates.fill(templates.keep_range, _ckpt_range=_M["range"], steps=steps)
         steps = nodes.load(_M["range"])
-    call_site += _driver_call(info, targets, initial, steps, step_name, cond_name, progress)
+    call_site += _driver_call(info, targets, initial, steps, step_name, cond_name, keywords)
     for struct in info.structs:
         keywords = [
             nodes.keyword(f, nodes.load(field_var[Location(struct.name, f)])) for f in struct.fields
@@ -271,7 +283,7 @@ def _driver_call(
     steps: Any,
     step_name: str,
     cond_name: str | None,
-    progress: bool,
+    keywords: dict[str, Any],
 ) -> list[Any]:
     """The statement that runs the loop: ``state = checkpointed_for(...)`` (or ``_while``)."""
     params = nodes.tuple_of([_param_value(p, info) for p in info.params])
@@ -299,8 +311,8 @@ def _driver_call(
             params=params,
             _ckpt_report=_M["report"],
         )
-    if progress:
-        call[0].value.keywords.append(nodes.keyword("progress", nodes.constant(True)))
+    for name, value in keywords.items():
+        call[0].value.keywords.append(nodes.keyword(name, nodes.constant(value)))
     if info.refill:
         refill = nodes.tuple_of([nodes.constant(k) for k in info.refill])
         call[0].value.keywords.append(nodes.keyword("refill", refill))

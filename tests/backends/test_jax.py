@@ -344,3 +344,96 @@ def test_jit_grad_of_a_for_loop_is_one_program_without_host_calls():
         )
     )
     assert "callback" in g.lower(X).as_text().lower()
+
+
+def test_device_memory_is_the_checkpoints_but_the_input_plus_two_states():
+    """jit(grad) of Revolve(4) holds 3 buffer slots (state 0 is the input), the current state,
+    one temporary for a step or its VJP, and the adjoint (the output): 6 states in all."""
+    n = 20_000
+
+    def step(x, i):
+        return x + 0.5 * (1.0 - 0.5 * x**2) * (jnp.roll(x, 1) - 2 * x)
+
+    def f(x):
+        return jnp.sum(checkpointed_for(step, x, 30, Revolve(4)))
+
+    def plain(x):
+        for i in range(30):
+            x = step(x, i)
+        return jnp.sum(x)
+
+    x = jnp.linspace(0.0, 1.0, n)
+    compiled = jax.jit(jax.grad(f)).lower(x).compile()
+    mem = compiled.memory_analysis()
+    states = (mem.temp_size_in_bytes + mem.output_size_in_bytes) / (8 * n)
+    assert 5.9 < states < 6.1, states
+    oracle = jax.grad(plain)(x)
+    assert_close(compiled(x), oracle)
+
+
+# -- forward mode and second order ---------------------------------------------------------------
+
+
+def small_step(x, i, a):
+    return x + 0.1 * jnp.sin(a * x + jnp.roll(x, 1)) * (1.0 + 0.01 * i)
+
+
+def small_cond(x, a):
+    return jnp.sum(x) < 3.0
+
+
+def small_loss(run, x, a):
+    return jnp.sum(run(x, a) ** 2)
+
+
+def for_run(x, a):
+    return checkpointed_for(small_step, x, 9, Revolve(2), params=(a,))
+
+
+def for_plain(x, a):
+    for i in range(9):
+        x = small_step(x, i, a)
+    return x
+
+
+def while_run(x, a):
+    return checkpointed_while(small_cond, small_step, x, OnlineR2(2), params=(a,), max_steps=50)
+
+
+def while_plain(x, a):
+    i = 0
+    while small_cond(x, a):
+        x, i = small_step(x, i, a), i + 1
+    return x
+
+
+@pytest.mark.parametrize(
+    ("run", "plain"), [(for_run, for_plain), (while_run, while_plain)], ids=["for", "while"]
+)
+def test_forward_mode_and_hessian_vector_products_equal_the_plain_loop(run, plain):
+    x, a = jnp.linspace(0.1, 0.5, 4), jnp.asarray(0.7)
+    tangents = (jnp.linspace(-1.0, 1.0, 4), jnp.asarray(0.5))
+    out, tan = jax.jit(lambda p, t: jax.jvp(run, p, t))((x, a), tangents)
+    out0, tan0 = jax.jvp(plain, (x, a), tangents)
+    assert_close((out, tan), (out0, tan0))
+    assert_close(jax.jit(jax.jacfwd(run, (0, 1)))(x, a), jax.jacfwd(plain, (0, 1))(x, a))
+
+    def hvp(run):  # forward over reverse, as jax.hessian (the Hessian of 5 of these) does
+        return jax.jvp(jax.grad(lambda x, a: small_loss(run, x, a), (0, 1)), (x, a), tangents)
+
+    assert_close(jax.jit(hvp, static_argnums=0)(run), hvp(plain))
+
+
+def test_checkpoints_off_the_device_are_refused_not_ignored():
+    from ckpt_transform import ArrayStorage, HDF5Storage, Multilevel
+
+    step = lambda x, i: x * 1.1  # noqa: E731
+    for scheme in (Revolve(2, storage=ArrayStorage()), OnlineR2(2, storage=HDF5Storage())):
+        with pytest.raises(CheckpointError, match=r"device buffer.*storage="):
+            checkpointed_for(step, X, 5, scheme)
+        with pytest.raises(CheckpointError, match=r"device buffer.*storage="):
+            checkpointed_while(
+                lambda x: False, step, X, OnlineR2(2, storage=ArrayStorage()), max_steps=3
+            )
+    with pytest.raises(CheckpointError, match="two storage levels"):
+        checkpointed_for(step, X, 5, Multilevel(2, 2))

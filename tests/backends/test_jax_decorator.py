@@ -76,8 +76,42 @@ def test_decorated_jax_function_value_and_gradient_equal_the_plain_function(jit)
     assert f.stats.steps == 12
 
 
-def test_decorated_jax_while_loop_needs_max_steps_and_says_so():
-    f = checkpoint_struct(OnlineR2(2))(decay_while)
+def plain_decay(x, k):
+    t = 0.0
+    while t < 1.0:
+        x = x - 0.1 * k * x
+        x = x.at[0].set(x[0] + 0.01)
+        t = t + 0.1
+    return jnp.sum(x)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_decorated_jax_while_loop_with_max_steps_equals_the_plain_function(jit):
+    f = checkpoint_struct(OnlineR2(2), max_steps=50)(decay_while)
     assert "x = x.at[0].set(x[0] + 0.01)" in f.generated_source
-    with pytest.raises(TypeError, match="max_steps"):
+    assert "max_steps=50" in f.generated_source
+    vg = jax.value_and_grad(f, argnums=(0, 1))
+    if jit:
+        vg = jax.jit(vg)
+    args = (jnp.linspace(0.5, 1.0, 3), jnp.asarray(0.5))
+    value, grads = vg(*args)
+    value0, grads0 = jax.value_and_grad(plain_decay, argnums=(0, 1))(*args)
+    assert onp.allclose(value, value0, rtol=1e-12, atol=1e-12)
+    for g, g0 in zip(grads, grads0):
+        assert onp.allclose(g, g0, rtol=1e-12, atol=1e-12)
+    jax.effects_barrier()
+    assert f.stats.steps == 11
+
+
+def test_decorated_jax_while_loop_without_max_steps_names_the_option():
+    f = checkpoint_struct(OnlineR2(2))(decay_while)
+    with pytest.raises(TypeError, match=r"@checkpoint_struct\(scheme, max_steps=N\)"):
         jax.grad(f, argnums=1)(jnp.ones(3), jnp.asarray(0.5))
+
+
+def test_max_steps_on_a_for_loop_or_not_a_count_is_refused():
+    with pytest.raises(TypeError, match=r"for loop.*drop max_steps"):
+        checkpoint_struct(Revolve(2), max_steps=10)(heat_jax)
+    for bad in (-1, True):
+        with pytest.raises(TypeError, match="max_steps must be an int >= 0"):
+            checkpoint_struct(OnlineR2(2), max_steps=bad)
