@@ -758,10 +758,12 @@ class _Run:
                 n0, vjp = tapes.pop(action.n1, (None, None))
                 if n0 != action.n0:
                     raise CheckpointError(f"{action}: no tape is held for this segment")
+                # The state after the segment is not needed: drop it before the VJP's
+                # temporaries are made, as the general loop in `reverse` does.
+                self.cur = self.cur_leaves = None
                 adj = vjp.vjp(adj)  # a one-leaf segment's tape maps a bare leaf to a bare leaf
                 del vjp  # drop the tape now, not when the next segment replaces it
                 stats.taped_now -= action.n1 - n0
-                self.cur = self.cur_leaves = None  # the state after the segment: not needed
             elif kind is Record:
                 self._record(action.n0, action.n1, _NO_BAR)
             elif kind is Advance:
