@@ -179,9 +179,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--only", choices=["heat", "ode"], help="run one case: the heat loops or the while loop"
+    )
     args = parser.parse_args()
     repeats = 3 if args.quick else args.repeats
     cases = [(100, 500, 4), (10**5, 200, 4)] if not args.quick else [(100, 50, 4)]
+    if args.only == "ode":
+        cases = []
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, float64")
     for n, steps, s in cases:
         x0 = jnp.asarray(np.sin(np.linspace(0.0, np.pi, n)) ** 2)
@@ -194,6 +199,8 @@ def main() -> None:
         evals["lax.scan store-all"] = steps  # each step once; its residuals are kept
         rows = {name: measure(f, x0, repeats) for name, f in heat_losses(n, steps, s).items()}
         table(f"heat n = {n}, T = {steps}, {s} snapshots", rows, 8 * n, evals)
+    if args.only == "heat":
+        return
     n, s = (1000, 8) if not args.quick else (10, 4)
     x0 = jnp.linspace(0.1, 2.0, n)
     counter = [0]

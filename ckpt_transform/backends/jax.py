@@ -10,12 +10,14 @@ How a plan becomes one XLA program:
   ``(code, n0, n1, slot)`` per action. ``Free`` needs no row (a slot is simply overwritten); a
   ``Record(n0, n1)`` is always followed by its ``Reverse(n0, n1)``, and the pair becomes one row:
   the VJP of the segment, taken with ``jax.vjp`` (whose forward pass is the taped evaluation).
-* One executor walks a table with ``lax.fori_loop``; every row runs the same straight-line
-  program (a ``lax.cond`` restoring a slot, a ``lax.fori_loop`` advancing over ``[n0, n1)``,
-  empty unless the row advances, a ``lax.cond`` storing a slot in place, and per segment length
-  a ``lax.cond`` pulling the adjoint back through a segment of that length, which ``jax.vjp``
-  differentiates), so that XLA updates the current state, its adjoint and the
-  checkpoint buffer in place rather than copying them between the branches of a switch.
+* One executor walks a table with ``lax.fori_loop``. For a large state every row runs the same
+  straight-line program (a ``lax.cond`` restoring a slot, a ``lax.fori_loop`` advancing over
+  ``[n0, n1)``, empty unless the row advances, a ``lax.cond`` storing a slot in place, and per
+  segment length a ``lax.cond`` pulling the adjoint back through a segment of that length,
+  which ``jax.vjp`` differentiates), so that XLA updates the current state, its adjoint and the
+  checkpoint buffer in place rather than copying them between the branches of a switch. For a
+  small state (below ``_SWITCH_BYTES``) those copies cost less than the straight-line program's
+  control flow on every row, and a ``lax.switch`` over the rows' kinds advances or pulls back.
 * Checkpoints live in one stacked device buffer per state leaf, ``(slots, *leaf.shape)``: the
   memory is ``slots`` states, not T. The checkpoint of the input state (every scheme keeps
   state 0) is the input itself, held by the program anyway, so the buffer has one slot less.
@@ -60,6 +62,12 @@ __all__ = ["checkpointed_for", "checkpointed_while", "holds_jax"]
 # Row codes of an action table; codes from _RECREV on are segment VJPs, one per segment length.
 _RESTORE, _STORE, _ADVANCE, _RECREV = 0, 1, 2, 3
 _CHUNK = 4096  # rows of a while loop's reverse table fetched from the host at a time
+# States smaller than this run their rows as a `lax.switch` (`_Machine._switch_body`) and a while
+# loop's forward stores without a `lax.cond` (`_store_where`); larger ones run the straight-line
+# row program (`_Machine._straight_body`, least device memory) and `_store_cond`. The copies the
+# former make cost little for a small state, whose cheap step the latter's control flow on every
+# row or step dominates (adaptive ODE, n = 1000: 1.3x the time; docs/benchmarks.md).
+_SWITCH_BYTES = 1 << 16
 
 
 def holds_jax(*trees: Any) -> bool:
@@ -343,13 +351,10 @@ class _Machine:
         ``x0 = (xd0, xs0)`` is the loop's input state, which a restore from slot -1 reads (None
         when the table has no such row).
 
-        Every row runs the same straight-line program, so that XLA keeps one buffer for the
-        current state and one for its adjoint, updated in place: a restore is a ``lax.cond``
-        that copies a slot (or the input) into the current state, an advance a loop of
-        ``n1 - n0`` steps (none unless the row advances), a store a ``lax.cond`` around an
-        in-place update of the buffer, and per segment length a ``lax.cond`` that pulls the
-        adjoint back through a segment of that length. (A ``lax.switch`` over the rows' kinds
-        gave each branch its own output buffers, and XLA copied between them and the loop's.)
+        A row is one of two programs, chosen by the size of a state (`_SWITCH_BYTES`): a
+        straight-line program that keeps the device memory at its least (`_straight_body`), or
+        a ``lax.switch`` over the rows' kinds, which costs less control flow per row
+        (`_switch_body`).
         """
         from jax import lax
 
@@ -357,13 +362,33 @@ class _Machine:
             return carry
         jnp = self.jnp
         table = jnp.asarray(table)
-        recrevs = []
-        if reverse:
-            recrevs = [(code, self._recrev(n, p)) for n, code in sorted(self.branches.items())]
 
         def saved(b: Any, x0: Any, slot: Any) -> Any:
             x = b[jnp.maximum(slot, 0)]
             return x if x0 is None else jnp.where(slot < 0, x0, x)
+
+        rows = self._switch_body if self.xl.nbytes < _SWITCH_BYTES else self._straight_body
+        return lax.fori_loop(0, nrows, rows(table, p, x0, saved, reverse), carry)
+
+    def _straight_body(
+        self, table: Any, p: tuple, x0: tuple | None, saved: Callable, reverse: bool
+    ) -> Callable[..., Any]:
+        """The row program for large states: the same straight-line program on every row.
+
+        XLA then keeps one buffer for the current state and one for its adjoint, updated in
+        place: a restore is a ``lax.cond`` that copies a slot (or the input) into the current
+        state, an advance a loop of ``n1 - n0`` steps (none unless the row advances), a store a
+        ``lax.cond`` around an in-place update of the buffer, and per segment length a
+        ``lax.cond`` that pulls the adjoint back through a segment of that length. (A
+        ``lax.switch`` over the rows' kinds gives each branch its own output buffers, and XLA
+        copies between them and the loop's: four states more at n = 1e5.)
+        """
+        from jax import lax
+
+        jnp = self.jnp
+        recrevs = []
+        if reverse:
+            recrevs = [(code, self._recrev(n, p)) for n, code in sorted(self.branches.items())]
 
         def body(r: Any, c: tuple) -> tuple:
             xd, xs, (bd, bs), adj, pct, ev = c
@@ -398,7 +423,82 @@ class _Machine:
                 )
             return xd, xs, (bd, bs), adj, pct, ev
 
-        return lax.fori_loop(0, nrows, body, carry)
+        return body
+
+    def _switch_body(
+        self, table: Any, p: tuple, x0: tuple | None, saved: Callable, reverse: bool
+    ) -> Callable[..., Any]:
+        """The row program for small states: a ``lax.switch`` over the rows' kinds.
+
+        A restore and a store stay ``lax.cond``s of their own (the checkpoint buffers are no
+        branch's operands); the switch advances or pulls the adjoint back through a segment.
+        Each branch has its own output buffers, which XLA copies to and from the loop's: a few
+        states more on the device, cheap when a state is small, whereas the straight-line
+        program runs an (empty) advance loop and one ``lax.cond`` per segment length on every
+        row, which dominates when a step is cheap.
+        """
+        from jax import lax
+
+        def nothing(c: tuple, row: Any) -> tuple:
+            return c
+
+        def advance(c: tuple, row: Any) -> tuple:
+            xd, xs, adj, pct, ev = c
+            xd, xs = self.advance((xd, xs), row[1], row[2], p)
+            return list(xd), list(xs), adj, pct, ev.at[0].add(row[2] - row[1])
+
+        branches = [nothing, nothing, advance]
+        if reverse:
+            order = sorted(self.branches.items(), key=lambda kv: kv[1])
+            branches += [self._recrev_switch(n, p) for n, _ in order]
+
+        def body(r: Any, c: tuple) -> tuple:
+            xd, xs, (bd, bs), adj, pct, ev = c
+            row = table[r]
+            code, slot = row[0], row[3]
+            xd0, xs0 = x0 if x0 is not None else ([None] * len(xd), [None] * len(xs))
+            xd, xs = lax.cond(
+                code == _RESTORE,
+                lambda: (
+                    [saved(b, x, slot) for b, x in zip(bd, xd0)],
+                    [saved(b, x, slot) for b, x in zip(bs, xs0)],
+                ),
+                lambda: (list(xd), list(xs)),
+            )
+            bd, bs = lax.cond(
+                code == _STORE,
+                lambda: (
+                    [b.at[slot].set(x) for b, x in zip(bd, xd)],
+                    [b.at[slot].set(x) for b, x in zip(bs, xs)],
+                ),
+                lambda: (list(bd), list(bs)),
+            )
+            xd, xs, adj, pct, ev = lax.switch(code, branches, (xd, xs, adj, pct, ev), row)
+            return xd, xs, (bd, bs), adj, pct, ev
+
+        return body
+
+    def _recrev_switch(self, length: int, p: tuple) -> Callable[..., Any]:
+        """The switch branch for `Record` + `Reverse` of a segment of ``length`` steps.
+
+        Without ``jax.checkpoint``: the step's intermediate values of a small state are cheap to
+        keep, and recomputing them inside the pullback costs time the cheap step cannot hide.
+        """
+        import jax
+
+        seg = self.segment(length)
+        pd, ps = p
+
+        def branch(c: tuple, row: Any) -> tuple:
+            xd, xs, adj, pct, ev = c
+            yd, pull, ys = jax.vjp(
+                lambda a, b: _aux(seg(a, b, xs, ps, row[1])), xd, pd, has_aux=True
+            )
+            gx, gp = pull(adj)
+            pct = [a + g for a, g in zip(pct, gp)]
+            return list(yd), list(ys), list(gx), pct, ev.at[1].add(length)
+
+        return branch
 
     def _recrev(self, length: int, p: tuple) -> Callable[..., Any]:
         """`Record` + `Reverse` of a segment of ``length`` steps: the adjoint pulled back.
@@ -440,6 +540,34 @@ def _forward_mode(*leaves: list) -> bool:
     if not jax.config.jax_use_direct_linearize:
         return False
     return any(isinstance(x, ad.JVPTracer) for group in leaves for x in group)
+
+
+def _store_cond(slot: Any, buf: tuple, xd: list, xs: list) -> tuple:
+    """The buffers with the state in ``slot`` if ``slot >= 0``: a ``lax.cond`` around an update
+    in place (no copy of a large state on the steps that store nothing)."""
+    from jax import lax
+
+    bd, bs = buf
+    return lax.cond(
+        slot >= 0,
+        lambda: (
+            [b.at[slot].set(x) for b, x in zip(bd, xd)],
+            [b.at[slot].set(x) for b, x in zip(bs, xs)],
+        ),
+        lambda: (list(bd), list(bs)),
+    )
+
+
+def _store_where(slot: Any, buf: tuple, xd: list, xs: list) -> tuple:
+    """`_store_cond` without control flow: every step writes a slot (the state, or the slot's
+    own value back), cheaper than a ``lax.cond`` per step when a state is small."""
+    import jax.numpy as jnp
+
+    at = jnp.maximum(slot, 0)
+    bd, bs = buf
+    bd = [b.at[at].set(jnp.where(slot >= 0, x, b[at])) for b, x in zip(bd, xd)]
+    bs = [b.at[at].set(jnp.where(slot >= 0, x, b[at])) for b, x in zip(bs, xs)]
+    return bd, bs
 
 
 def _aux(out: tuple) -> tuple:
@@ -745,19 +873,12 @@ class _WhileLoop:
             k, xd, xs, _ = c
             return (k < max_steps) & self.holds(xd, xs, pd, ps)
 
+        store = _store_where if self.machine.xl.nbytes < _SWITCH_BYTES else _store_cond
+
         def body(c: tuple) -> tuple:
             k, xd, xs, buf = c
             if buf is not None:  # store the state at k where the plan says so (in place)
-                slot = slot_rows[k]
-                bd, bs = buf
-                buf = lax.cond(
-                    slot >= 0,
-                    lambda: (
-                        [b.at[slot].set(x) for b, x in zip(bd, xd)],
-                        [b.at[slot].set(x) for b, x in zip(bs, xs)],
-                    ),
-                    lambda: (list(bd), list(bs)),
-                )
+                buf = store(slot_rows[k], buf, xd, xs)
             xd, xs = machine.call(xd, xs, k, pd, ps)
             return k + 1, xd, xs, buf
 

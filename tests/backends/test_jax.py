@@ -66,6 +66,15 @@ X, Y, Z = jnp.linspace(0.1, 1.0, 6), jnp.asarray(0.3), jnp.asarray(1.2)
 A, B = jnp.asarray(0.7), jnp.asarray(0.2)
 
 
+def rows_program(monkeypatch, scheme, schemes, jit):
+    """Run the straight-line row program (`_SWITCH_BYTES` 0) for every other scheme under jit;
+    the small states here otherwise run their rows as a `lax.switch`: both are checked."""
+    from ckpt_transform.backends import jax as jax_backend
+
+    if jit and schemes.index(scheme) % 2 == 0:
+        monkeypatch.setattr(jax_backend, "_SWITCH_BYTES", 0)
+
+
 def assert_close(got, want):
     for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
         assert onp.allclose(onp.asarray(g), onp.asarray(w), rtol=TOL, atol=TOL), (g, w)
@@ -77,7 +86,9 @@ def assert_close(got, want):
     ids=["eager", "jit"],
 )
 @pytest.mark.parametrize("scheme", FOR_SCHEMES, ids=repr)
-def test_for_loop_value_and_gradient_equal_the_plain_loop(scheme, steps, jit):
+def test_for_loop_value_and_gradient_equal_the_plain_loop(scheme, steps, jit, monkeypatch):
+    rows_program(monkeypatch, scheme, FOR_SCHEMES, jit)
+
     def f(x, y, z, a, b):
         out = checkpointed_for(step, state0(x, y, z), steps, scheme, params=(a, b))
         return loss(out), out["n"]
@@ -129,7 +140,9 @@ def plain_while(x, y, z, a, b):
     "jit", [pytest.param(False, marks=pytest.mark.slow), True], ids=["eager", "jit"]
 )
 @pytest.mark.parametrize("scheme", WHILE_SCHEMES, ids=repr)
-def test_while_loop_value_and_gradient_equal_the_plain_loop(scheme, jit):
+def test_while_loop_value_and_gradient_equal_the_plain_loop(scheme, jit, monkeypatch):
+    rows_program(monkeypatch, scheme, WHILE_SCHEMES, jit)
+
     def f(x, y, z, a, b):
         out = checkpointed_while(cond, step, state0(x, y, z), scheme, params=(a, b), max_steps=200)
         return loss(out), out["n"]
