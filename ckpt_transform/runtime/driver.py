@@ -701,41 +701,18 @@ class _Run:
             actions = self.plan.reverse(T)
             if any(type(s).prefetch is not StorageSession.prefetch for s in self.sessions.values()):
                 actions = _read_ahead(actions, self._prefetch)
-            n_s, tapes, show = self.n_s, self.tapes, bar is not _NO_BAR
-            with_params = bool(adj_p)
-            adj = tuple(adj)
-            if self.one_leaf and not show:
-                adj = (self._sweep_leaf(actions, adj[0]),)
-                actions = iter(())
-            for action in actions:
-                kind = type(action)
-                if kind not in _KINDS:  # a subclass of an action: dispatch on its base
-                    kind = next((k for k in _KINDS if isinstance(action, k)), kind)
-                if kind is Reverse:
-                    n0, vjp = tapes.pop(action.n1, (None, None))
-                    if n0 != action.n0:
-                        raise CheckpointError(f"{action}: no tape is held for this segment")
-                    # The state after the segment is not needed by its VJP nor after it: drop
-                    # it before the VJP's temporaries are made (the peak of the sweep is there).
-                    self.cur = self.cur_leaves = None
-                    cot = vjp(adj)
-                    del vjp  # drop the tape now, not when the next segment replaces it
-                    if with_params:
-                        adj = tuple(cot[:n_s])
-                        for j, c in enumerate(cot[n_s:]):
-                            adj_p[j] = adj_p[j] + c
-                    else:
-                        adj = tuple(cot)
-                    del cot
-                    stats.taped_now -= action.n1 - action.n0
-                    if show:
-                        bar.update(action.n1 - action.n0)
-                elif kind is Record:
-                    self._record(action.n0, action.n1, _NO_BAR)
-                elif kind is Advance:
-                    self._advance(action.n0, action.n1, _NO_BAR)
-                else:
-                    self._slot_action(action, None)
+            n_s = self.n_s
+            if self.one_leaf:  # the adjoint is that one leaf's, bare: no tuples per segment
+                adj = [self._sweep(actions, adj[0], _pull_leaf, bar)]
+            else:
+
+                def pull(tape: _SegmentVJP, a: tuple) -> tuple:
+                    cot = tape(a)
+                    for j, c in enumerate(cot[n_s:]):
+                        adj_p[j] = adj_p[j] + c
+                    return tuple(cot[:n_s])
+
+                adj = self._sweep(actions, tuple(adj), pull, bar)
         except BaseException:
             self._abort()
             raise
@@ -744,26 +721,28 @@ class _Run:
         self._close()
         return list(adj) + adj_p
 
-    def _sweep_leaf(self, actions: Iterator[Any], adj: Any) -> Any:
-        """The reverse sweep's loop for a one-leaf state: the adjoint is that leaf's, bare.
-
-        The same actions as the general loop in `reverse`, without its tuples of cotangents.
-        """
-        stats, tapes = self.stats, self.tapes
+    def _sweep(
+        self, actions: Iterator[Any], adj: Any, pull: Callable[[Any, Any], Any], bar: Any
+    ) -> Any:
+        """Execute the reverse sweep's actions; ``pull(tape, adj)`` pulls the adjoint back
+        through one segment's tape and returns the adjoint before it."""
+        stats, tapes, show = self.stats, self.tapes, bar is not _NO_BAR
         for action in actions:
             kind = type(action)
             if kind not in _KINDS:  # a subclass of an action: dispatch on its base
                 kind = next((k for k in _KINDS if isinstance(action, k)), kind)
             if kind is Reverse:
-                n0, vjp = tapes.pop(action.n1, (None, None))
+                n0, tape = tapes.pop(action.n1, (None, None))
                 if n0 != action.n0:
                     raise CheckpointError(f"{action}: no tape is held for this segment")
-                # The state after the segment is not needed: drop it before the VJP's
-                # temporaries are made, as the general loop in `reverse` does.
+                # The state after the segment is not needed by its VJP nor after it: drop it
+                # before the VJP's temporaries are made (the peak of the sweep is there).
                 self.cur = self.cur_leaves = None
-                adj = vjp.vjp(adj)  # a one-leaf segment's tape maps a bare leaf to a bare leaf
-                del vjp  # drop the tape now, not when the next segment replaces it
+                adj = pull(tape, adj)
+                del tape  # drop the tape now, not when the next segment replaces it
                 stats.taped_now -= action.n1 - n0
+                if show:
+                    bar.update(action.n1 - n0)
             elif kind is Record:
                 self._record(action.n0, action.n1, _NO_BAR)
             elif kind is Advance:
@@ -839,6 +818,12 @@ class _SegmentVJP:
 
 
 _KINDS = (Reverse, Record, Advance, Store, Restore, Free)
+
+
+def _pull_leaf(tape: _SegmentVJP, adj: Any) -> Any:
+    """A one-leaf segment's tape maps a bare leaf's adjoint to a bare leaf's adjoint."""
+    return tape.vjp(adj)
+
 
 # How far the reverse sweep looks ahead in the plan for the next restore to read ahead.
 _LOOKAHEAD = 256
