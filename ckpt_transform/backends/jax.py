@@ -394,26 +394,11 @@ class _Machine:
             xd, xs, (bd, bs), adj, pct, ev = c
             row = table[r]
             code, n0, n1, slot = row[0], row[1], row[2], row[3]
-            xd0, xs0 = x0 if x0 is not None else ([None] * len(xd), [None] * len(xs))
-            xd, xs = lax.cond(
-                code == _RESTORE,
-                lambda: (
-                    [saved(b, x, slot) for b, x in zip(bd, xd0)],
-                    [saved(b, x, slot) for b, x in zip(bs, xs0)],
-                ),
-                lambda: (list(xd), list(xs)),
-            )
+            xd, xs = _row_restore(code, slot, xd, xs, bd, bs, x0, saved)
             hi = jnp.where(code == _ADVANCE, n1, n0)
             xd, xs = map(list, self.advance((xd, xs), n0, hi, p))
             ev = ev.at[0].add(hi - n0)
-            bd, bs = lax.cond(
-                code == _STORE,
-                lambda: (
-                    [b.at[slot].set(x) for b, x in zip(bd, xd)],
-                    [b.at[slot].set(x) for b, x in zip(bs, xs)],
-                ),
-                lambda: (list(bd), list(bs)),
-            )
+            bd, bs = _row_store(code, slot, xd, xs, bd, bs)
             for k, recrev in recrevs:  # the VJP of a segment of the row's length
                 adj, pct, ev = lax.cond(
                     code == k,
@@ -456,23 +441,8 @@ class _Machine:
             xd, xs, (bd, bs), adj, pct, ev = c
             row = table[r]
             code, slot = row[0], row[3]
-            xd0, xs0 = x0 if x0 is not None else ([None] * len(xd), [None] * len(xs))
-            xd, xs = lax.cond(
-                code == _RESTORE,
-                lambda: (
-                    [saved(b, x, slot) for b, x in zip(bd, xd0)],
-                    [saved(b, x, slot) for b, x in zip(bs, xs0)],
-                ),
-                lambda: (list(xd), list(xs)),
-            )
-            bd, bs = lax.cond(
-                code == _STORE,
-                lambda: (
-                    [b.at[slot].set(x) for b, x in zip(bd, xd)],
-                    [b.at[slot].set(x) for b, x in zip(bs, xs)],
-                ),
-                lambda: (list(bd), list(bs)),
-            )
+            xd, xs = _row_restore(code, slot, xd, xs, bd, bs, x0, saved)
+            bd, bs = _row_store(code, slot, xd, xs, bd, bs)
             xd, xs, adj, pct, ev = lax.switch(code, branches, (xd, xs, adj, pct, ev), row)
             return xd, xs, (bd, bs), adj, pct, ev
 
@@ -522,6 +492,39 @@ class _Machine:
             return list(gx), pct, ev.at[1].add(length)
 
         return branch
+
+
+def _row_restore(
+    code: Any, slot: Any, xd: list, xs: list, bd: list, bs: list, x0: tuple | None, saved: Callable
+) -> tuple[list, list]:
+    """A table row's restore: the state from ``slot`` (the input for slot -1) when the row is a
+    `Restore`, else the current state, unchanged."""
+    from jax import lax
+
+    xd0, xs0 = x0 if x0 is not None else ([None] * len(xd), [None] * len(xs))
+    return lax.cond(
+        code == _RESTORE,
+        lambda: (
+            [saved(b, x, slot) for b, x in zip(bd, xd0)],
+            [saved(b, x, slot) for b, x in zip(bs, xs0)],
+        ),
+        lambda: (list(xd), list(xs)),
+    )
+
+
+def _row_store(code: Any, slot: Any, xd: list, xs: list, bd: list, bs: list) -> tuple[list, list]:
+    """A table row's store: the current state written into ``slot`` of the checkpoint buffers
+    (in place) when the row is a `Store`, else the buffers, unchanged."""
+    from jax import lax
+
+    return lax.cond(
+        code == _STORE,
+        lambda: (
+            [b.at[slot].set(x) for b, x in zip(bd, xd)],
+            [b.at[slot].set(x) for b, x in zip(bs, xs)],
+        ),
+        lambda: (list(bd), list(bs)),
+    )
 
 
 def _forward_mode(*leaves: list) -> bool:
