@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as onp
 from autograd import value_and_grad as _ag_value_and_grad
-from autograd.extend import defjvp, defvjp, primitive
+from autograd.extend import Box, defjvp, defjvp_argnums, defvjp, defvjp_argnums, primitive
+from autograd.tracer import getval
 
 from ckpt_transform import checkpointed_while as _checkpointed_while
 from ckpt_transform.errors import CheckpointError
@@ -253,19 +254,22 @@ def _local(comm: Any, low: int, high: int) -> bool:
 
 
 @functools.lru_cache(maxsize=128)
-def _layout(shape: tuple[int, ...], ndims: int, w: int) -> tuple[tuple, tuple]:
+def _layout(shape: tuple[int, ...], ndims: int, w: int, lead: int = 0) -> tuple[tuple, tuple]:
     """Where things are in a block of ``shape`` extended by ``w`` ghosts along ``ndims`` axes.
 
-    Returns the index of the owned cells and, for each decomposed axis, the indices of the four
-    slabs exchanged along it: (low ghosts, first owned cells, last owned cells, high ghosts).
-    Along the axes before that axis the slabs span the whole extended length (those axes' ghosts
-    are filled first, so corners come from the diagonal neighbours); along the later decomposed
-    axes they span the owned cells only. A function of sizes only, so it is cached: the
-    exchange runs every step on the same shapes.
+    The decomposed axes are ``lead .. lead + ndims - 1`` (``lead`` is 1 for several fields packed
+    along a first axis, 0 for one field). Returns the index of the owned cells and, for each
+    decomposed axis, the indices of the four slabs exchanged along it: (low ghosts, first owned
+    cells, last owned cells, high ghosts). Along the decomposed axes before that axis the slabs
+    span the whole extended length (those axes' ghosts are filled first, so corners come from
+    the diagonal neighbours); along the later decomposed axes they span the owned cells only.
+    A function of sizes only, so it is cached: the exchange runs every step on the same shapes.
     """
-    owned = tuple(slice(w, n - w) if a < ndims else slice(None) for a, n in enumerate(shape))
+    owned = tuple(
+        slice(w, n - w) if lead <= a < lead + ndims else slice(None) for a, n in enumerate(shape)
+    )
     slabs = []
-    for axis in range(ndims):
+    for axis in range(lead, lead + ndims):
         n = shape[axis] - 2 * w
         index = [slice(None)] * axis + list(owned[axis:])
         four = []
@@ -328,26 +332,44 @@ def _exchange_axis_adjoint(g: onp.ndarray, comm: Any, axis: int, slabs: tuple) -
     g[last] += from_high
 
 
-@primitive
-def _halos(x: Any, comm: Any, width: int, fill: float) -> onp.ndarray:
-    ndims = _check_cart(comm, x, width)
-    _usable(comm)
-    x = onp.asarray(x)
-    shape = tuple(n + 2 * width if a < ndims else n for a, n in enumerate(x.shape))
-    owned, slabs = _layout(shape, ndims, width)
+def _extend(xs: Sequence[Any], comm: Any, width: int, fill: float, lead: int) -> onp.ndarray:
+    """The blocks ``xs`` with their ghosts, filled from the neighbours, in one new array.
+
+    ``lead`` is 0 for one block (``xs`` holds it alone) and 1 for several, packed along a new
+    first axis, so that each message carries every field's slab at once.
+    """
+    first = onp.asarray(xs[0])
+    ndims = comm.Get_dim()
+    extended = tuple(n + 2 * width if a < ndims else n for a, n in enumerate(first.shape))
+    shape = (len(xs), *extended) if lead else extended
+    owned, slabs = _layout(shape, ndims, width, lead)
     # one allocation: the owned cells copied in once, each axis's ghosts filled in place
-    out = onp.empty(shape, dtype=x.dtype)
-    out[owned] = x
+    out = onp.empty(shape, dtype=first.dtype)
+    if lead:
+        for i, x in enumerate(xs):
+            out[i][owned[1:]] = x
+    else:
+        out[owned] = first
     for axis in range(ndims):
         _exchange_axis(out, comm, axis, slabs[axis], fill)
     return out
 
 
-def _halos_adjoint(g: Any, comm: Any, width: int) -> onp.ndarray:
+@primitive
+def _halos(x: Any, comm: Any, width: int, fill: float) -> onp.ndarray:
+    _check_cart(comm, x, width)
+    _usable(comm)
+    return _extend((x,), comm, width, fill, 0)
+
+
+def _halos_adjoint(
+    g: Any, comm: Any, width: int, lead: int = 0, *, owned_by_us: bool = False
+) -> onp.ndarray:
     ndims = comm.Get_dim()
     _usable(comm)
-    g = onp.array(g)  # a copy: the ghost cotangents are added into it in place
-    owned, slabs = _layout(g.shape, ndims, width)
+    if not owned_by_us:
+        g = onp.array(g)  # a copy: the ghost cotangents are added into it in place
+    owned, slabs = _layout(g.shape, ndims, width, lead)
     for axis in reversed(range(ndims)):
         _exchange_axis_adjoint(g, comm, axis, slabs[axis])
     return g[owned]  # a view of the copy, which nothing else holds: no second copy
@@ -362,6 +384,64 @@ defvjp(
 defjvp(_halos, lambda g, ans, x, comm, width, fill: _halos(g, comm, width, 0.0))
 
 
+@primitive
+def _halos_packed(comm: Any, width: int, fill: float, *xs: Any) -> onp.ndarray:
+    """Several fields' blocks with their ghosts, packed along a new first axis, one exchange."""
+    _usable(comm)
+    return _extend(xs, comm, width, fill, 1)
+
+
+def _halos_packed_vjp(argnums: Sequence[int], ans: Any, args: tuple, kwargs: dict) -> Callable:
+    comm, width = args[0], args[1]
+
+    def vjp(g: Any) -> tuple:
+        # The whole packed cotangent goes back, even if some fields get no gradient here: every
+        # rank sends the same messages. The packed array never leaves `exchange_halos`, which
+        # only hands out its views ``packed[i]``: their adjoints (slice assignments) add into a
+        # zero array autograd allocates for this node alone, so ``g`` is ours to change in place.
+        mine = isinstance(g, onp.ndarray) and g.flags.writeable
+        owned = _halos_adjoint(g, comm, width, 1, owned_by_us=mine)
+        return tuple(owned[a - 3] for a in argnums)
+
+    return vjp
+
+
+def _halos_packed_jvp(
+    argnums: Sequence[int], gs: Sequence[Any], ans: Any, args: tuple, kwargs: dict
+) -> Any:
+    comm, width = args[0], args[1]
+    tangents: list[Any] = [onp.zeros_like(x) for x in args[3:]]
+    for a, g in zip(argnums, gs):
+        tangents[a - 3] = g
+    return _halos_packed(comm, width, 0.0, *tangents)
+
+
+defvjp_argnums(_halos_packed, _halos_packed_vjp)
+defjvp_argnums(_halos_packed, _halos_packed_jvp)
+
+
+def _fields(x: Any) -> bool:
+    """True when ``x`` is a tuple or list of arrays (several fields), not one block."""
+    return (
+        isinstance(x, (tuple, list))
+        and len(x) > 0
+        and all(isinstance(f, (onp.ndarray, Box)) for f in x)
+    )
+
+
+def _check_fields(xs: Sequence[Any], comm: Any, width: int) -> None:
+    for x in xs:
+        _check_cart(comm, x, width)
+    shapes = [onp.shape(x) for x in xs]
+    dtypes = [onp.asarray(getval(x)).dtype for x in xs]
+    if len(set(shapes)) > 1 or len(set(dtypes)) > 1:
+        given = ", ".join(f"{s} {d}" for s, d in zip(shapes, dtypes))
+        raise ValueError(
+            f"the fields exchanged together must have one shape and one dtype (they travel in "
+            f"one buffer), got {given}; exchange fields that differ in separate calls"
+        )
+
+
 def exchange_halos(x: Any, comm: Any, width: int = 1, fill: float = 0.0) -> Any:
     """This rank's block extended by ``width`` ghost cells from its neighbours, differentiably.
 
@@ -370,6 +450,9 @@ def exchange_halos(x: Any, comm: Any, width: int = 1, fill: float = 0.0) -> Any:
     x
         This rank's block of a field decomposed over the Cartesian communicator ``comm``; its
         first ``len(dims)`` axes are the decomposed ones (later axes, e.g. components, are not).
+        Or a tuple (or list) of such blocks of one shape and dtype, several fields (the u and v
+        of a velocity): they are exchanged together, one message per neighbour carrying every
+        field's edge, which halves the messages and waits of two separate calls.
     comm
         ``MPI.COMM_WORLD.Create_cart(dims, periods=...)``.
     width
@@ -382,16 +465,26 @@ def exchange_halos(x: Any, comm: Any, width: int = 1, fill: float = 0.0) -> Any:
     ``x`` with ``2 * width`` more cells along each decomposed axis: the neighbours' edge values
     (periodic axes wrap around), ``fill`` beyond a non-periodic edge. Axes are exchanged one after
     the other, the later ones including the earlier ones' ghosts, so corner ghosts hold the
-    diagonal neighbours' values.
+    diagonal neighbours' values. For a tuple or list of fields, a tuple (or list) of the
+    extended fields, each the same as its own call would give.
 
     Notes
     -----
     An autograd primitive. Its VJP is the transpose of the exchange: each ghost's cotangent is
     sent back to the rank that owns the cell and added to that cell's cotangent (axes in reverse
-    order). Forward mode (``make_jvp``) exchanges the tangent. Every rank of ``comm`` must call
-    it, in the same order, as with any collective operation.
+    order; for several fields, in one message per neighbour too). Forward mode (``make_jvp``)
+    exchanges the tangent. Every rank of ``comm`` must call it, in the same order, as with any
+    collective operation.
     """
-    return _halos(x, comm, width, float(fill))
+    if not _fields(x):
+        return _halos(x, comm, width, float(fill))
+    _check_fields(x, comm, width)
+    if len(x) == 1:
+        extended = [_halos(x[0], comm, width, float(fill))]
+    else:
+        packed = _halos_packed(comm, width, float(fill), *x)
+        extended = [packed[i] for i in range(len(x))]  # views; adjoint: slice assignments
+    return tuple(extended) if isinstance(x, tuple) else extended
 
 
 @primitive

@@ -3,9 +3,10 @@
 The model of ``examples/burgers.py`` (the same equations, grid, initial field and time step),
 split over a periodic Cartesian process grid: each rank holds an (n/px) x (n/py) block of the
 velocity (u, v), and a time step first fills one ghost cell on each side from the neighbours
-(`ckpt_transform.mpi.exchange_halos`), then applies burgers.py's step to the extended block and
-keeps its interior (`ckpt_transform.mpi.interior`). Every rank runs the same
-``@checkpoint_struct(Revolve(...))`` loop on its block, with its own checkpoint file.
+(`ckpt_transform.mpi.exchange_halos`, u and v together: one message per neighbour), then applies
+burgers.py's step to the extended block and keeps its interior (`ckpt_transform.mpi.interior`).
+Every rank runs the same ``@checkpoint_struct(Revolve(...))`` loop on its block, with its own
+checkpoint file.
 
 We differentiate the final kinetic energy, the sum over ranks of each block's share, with
 respect to the initial velocity (distributed: each rank gets the gradient on its block) and the
@@ -45,8 +46,7 @@ def burgers_step(u, v, nu, dx, dt, comm):
     one-process step on the whole grid (the wrapped-around values at the extended block's edge
     are cut away).
     """
-    pu = mpi.exchange_halos(u, comm)
-    pv = mpi.exchange_halos(v, comm)
+    pu, pv = mpi.exchange_halos((u, v), comm)  # both fields, one message per neighbour
     u_next, v_next = burgers.burgers_step(pu, pv, nu, dx, dt)
     return mpi.interior(u_next, comm), mpi.interior(v_next, comm)
 

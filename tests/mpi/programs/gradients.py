@@ -108,6 +108,29 @@ def reference(ndec, w, periodic):
     return grad(loss, (0, 1))(initial(SHAPE), 0.3)
 
 
+def rhs_pair(pu, pz, ndec, w, nu):
+    """Two coupled fields, both read with their ghosts (the pair `exchange_halos` fills at once)."""
+    a = rhs(pu, ndec, w, nu)
+    b = rhs(pz, ndec, w, 0.5 * nu)
+    return a + 0.2 * a * b, b - 0.1 * a
+
+
+def reference_pair(ndec, w, periodic):
+    """One process, plain autograd: the gradients of the two-field loss (u0, z0, nu)."""
+
+    def loss(u, z, nu):
+        for _ in range(STEPS):
+            pu, pz = pad_global(u, ndec, w, periodic), pad_global(z, ndec, w, periodic)
+            u, z = rhs_pair(pu, pz, ndec, w, nu)
+        return np.sum(weights(SHAPE) * (u**2 + z**2))
+
+    return grad(loss, (0, 1, 2))(initial(SHAPE), initial_z(SHAPE), 0.3)
+
+
+def initial_z(shape):
+    return 0.5 * initial(shape) ** 2 - 0.2
+
+
 def relerr(a, b):
     a, b = np.asarray(a), np.asarray(b)
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
@@ -190,6 +213,42 @@ def for_cases():
                         check(name, comm, ref, g)
 
                     run_case(name, body)
+
+
+def pair_cases():
+    """Two fields exchanged together (one message per neighbour) against one process.
+
+    The two-field model's gradient, 1D and 2D, periodic and not, width 1 and 2, the schemes
+    taking turns.
+    """
+    for ndec in (1, 2):
+        for periodic in ((True, True), (False, False), (True, False)):
+            if ndec == 1 and periodic == (True, False):
+                continue
+            for w in (1, 2):
+                ref = reference_pair(ndec, w, periodic)
+                comm = cart(ndec, periodic)
+                sl = mpi.local_slices(comm, SHAPE)
+                u0, z0, wt = initial(SHAPE)[sl], initial_z(SHAPE)[sl], weights(SHAPE)[sl]
+                kname, scheme = list(schemes(ArrayStorage()).items())[(w + ndec) % 4]
+
+                @checkpoint_struct(scheme)
+                def loss(u, z, nu, comm=comm, w=w, ndec=ndec, wt=wt):
+                    for _ in range(STEPS):
+                        pu, pz = mpi.exchange_halos((u, z), comm, w, FILL)
+                        u, z = rhs_pair(pu, pz, ndec, w, nu)
+                    return np.sum(wt * (u**2 + z**2))
+
+                name = f"pair {ndec}D periodic={periodic[:ndec]} width={w} {kname}"
+
+                def body(name=name, loss=loss, comm=comm, ref=ref, u0=u0, z0=z0, sl=sl):
+                    g = mpi.grad(loss, (0, 1, 2), comm=comm, replicated=2)(u0, z0, 0.3)
+                    err = max(
+                        relerr(g[0], ref[0][sl]), relerr(g[1], ref[1][sl]), relerr(g[2], ref[2])
+                    )
+                    results.append((name, None if err <= RTOL else f"relative error {err:.2e}"))
+
+                run_case(name, body)
 
 
 def while_cases():
@@ -347,6 +406,12 @@ def operator_cases():
         lambda: mpi.exchange_halos(np.ones(4), cart(2, (True, True))),
     )
     expect(
+        "error: fields of different shapes",
+        ValueError,
+        ["one shape", "(3,)", "(4,)"],
+        lambda: mpi.exchange_halos((np.ones(3), np.ones(4)), comm),
+    )
+    expect(
         "error: interior of a block too small",
         ValueError,
         ["shape (2,)", "no interior"],
@@ -366,8 +431,44 @@ def operator_cases():
     )
 
 
+def pair_operator_cases():
+    """The tuple form of exchange_halos: the values of separate calls, and a dot-product test."""
+    from autograd import make_jvp, make_vjp
+
+    rng = np.random.default_rng(100 + RANK)
+    for ndec in (1, 2):
+        for periodic in ((True, True), (False, False), (False, True)):
+            for w in (1, 2):
+                comm = cart(ndec, periodic)
+                shape = (4, 3, 2)
+                x, y, vx, vy = rng.standard_normal((4, *shape))
+                ext = tuple(n + 2 * w if a < ndec else n for a, n in enumerate(shape))
+                gx, gy = rng.standard_normal((2, *ext))
+
+                def f(x, y, comm=comm, w=w):  # stacked: autograd's make_jvp wants one array
+                    return np.stack(mpi.exchange_halos((x, y), comm, w, fill=0.7))
+
+                got = mpi.exchange_halos([x, y], comm, w, fill=0.7)
+                alone = [mpi.exchange_halos(a, comm, w, fill=0.7) for a in (x, y)]
+                same = isinstance(got, list) and all(map(np.array_equal, got, alone))
+                vjp, _ = make_vjp(f, (0, 1))(x, y)
+                _, jv = make_jvp(f, (0, 1))(x, y)((vx, vy))
+                bx, by = vjp(np.stack((gx, gy)))
+                left = mpi.allreduce(np.sum(jv[0] * gx) + np.sum(jv[1] * gy), comm)
+                right = mpi.allreduce(np.sum(vx * bx) + np.sum(vy * by), comm)
+                scale = mpi.allreduce(np.sum(np.abs(jv[0] * gx)) + np.sum(np.abs(jv[1] * gy)), comm)
+                err = abs(left - right) / scale
+                name = f"pair exchange_halos {ndec}D periodic={periodic[:ndec]} width={w}"
+                problem = None if same else "values differ from separate calls"
+                if not err <= RTOL:  # NaN fails too
+                    problem = f"<Jv,g>={left} <v,J'g>={right}"
+                results.append((name, problem))
+
+
 operator_cases()
+pair_operator_cases()
 for_cases()
+pair_cases()
 while_cases()
 decorator_cases()
 
