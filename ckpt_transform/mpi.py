@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import pickle
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -53,9 +54,12 @@ __all__ = [
 ]
 
 # Tags of this module's point-to-point messages (the MPI standard guarantees tags up to 32767).
-_TAG_TO_LOW = 32001  # halo data travelling towards the lower neighbour along an axis
-_TAG_TO_HIGH = 32002  # halo data travelling towards the higher neighbour
 _TAG_ABORT = 32003  # an exception raised on one rank, sent to every other rank
+# Halo data bound for the receiver's ghosts in direction k (0 <= k < 3^m, m axes with several
+# ranks), and ghost cotangents bound for its edge cells in direction k: _TAG_HALO(_ADJOINT) + k.
+_TAG_HALO = 32100
+_TAG_HALO_ADJOINT = 32400
+_MAX_REMOTE = 5  # 3^5 = 243 directions: both ranges stay below 32767
 
 # Abort messages sent, kept referenced (with their buffers) until the process ends.
 _SENT: list[Any] = []
@@ -253,83 +257,145 @@ def _local(comm: Any, low: int, high: int) -> bool:
     return low in (me, MPI.PROC_NULL) and high in (me, MPI.PROC_NULL)
 
 
-@functools.lru_cache(maxsize=128)
-def _layout(shape: tuple[int, ...], ndims: int, w: int, lead: int = 0) -> tuple[tuple, tuple]:
-    """Where things are in a block of ``shape`` extended by ``w`` ghosts along ``ndims`` axes.
+def _remote_axes(comm: Any) -> tuple[int, ...]:
+    """The decomposed axes with more than one rank along them: those that send messages."""
+    remote = []
+    for axis in range(comm.Get_dim()):
+        low, high = comm.Shift(axis, 1)  # the ranks before and after this one along the axis
+        if not _local(comm, low, high):
+            remote.append(axis)
+    if len(remote) > _MAX_REMOTE:
+        raise ValueError(
+            f"the communicator has more than one rank along {len(remote)} axes; exchange_halos "
+            f"supports at most {_MAX_REMOTE} (its message tags number the 3^axes directions)"
+        )
+    return tuple(remote)
 
-    The decomposed axes are ``lead .. lead + ndims - 1`` (``lead`` is 1 for several fields packed
-    along a first axis, 0 for one field). Returns the index of the owned cells and, for each
-    decomposed axis, the indices of the four slabs exchanged along it: (low ghosts, first owned
-    cells, last owned cells, high ghosts). Along the decomposed axes before that axis the slabs
-    span the whole extended length (those axes' ghosts are filled first, so corners come from
-    the diagonal neighbours); along the later decomposed axes they span the owned cells only.
-    A function of sizes only, so it is cached: the exchange runs every step on the same shapes.
+
+@functools.lru_cache(maxsize=16)
+def _directions(m: int) -> tuple[tuple[int, tuple[int, ...]], ...]:
+    """The 3^m - 1 directions to the neighbours over m axes, each with its index.
+
+    The index of the opposite direction is ``3^m - 1`` minus the index.
+    """
+    every = itertools.product((-1, 0, 1), repeat=m)
+    return tuple((k, d) for k, d in enumerate(every) if any(d))
+
+
+@functools.lru_cache(maxsize=128)
+def _plan(shape: tuple[int, ...], ndims: int, w: int, lead: int, remote: tuple[int, ...]) -> tuple:
+    """Where things are in an extended block of ``shape``, for the exchange over ``remote``.
+
+    Returns (the owned cells; for each direction over the remote axes, its index, the ghost
+    region there and the edge region of owned cells the neighbour there needs, spanning the
+    owned cells along the other axes; for each of the other decomposed axes, in order, the
+    axis and its four slabs (low ghosts, first owned, last owned, high ghosts), spanning the
+    whole extended length along the remote axes and the earlier ones, the owned cells along the
+    later ones). A function of sizes only, so it is cached: the exchange runs every step on the
+    same shapes.
     """
     owned = tuple(
         slice(w, n - w) if lead <= a < lead + ndims else slice(None) for a, n in enumerate(shape)
     )
-    slabs = []
-    for axis in range(lead, lead + ndims):
-        n = shape[axis] - 2 * w
-        index = [slice(None)] * axis + list(owned[axis:])
+    regions = []
+    for k, direction in _directions(len(remote)):
+        ghost, edge = list(owned), list(owned)
+        for axis, d in zip(remote, direction):
+            i, n = lead + axis, shape[lead + axis] - 2 * w
+            ghost[i] = (slice(0, w), owned[i], slice(n + w, n + 2 * w))[d + 1]
+            edge[i] = (slice(w, 2 * w), owned[i], slice(n, n + w))[d + 1]
+        regions.append((k, tuple(ghost), tuple(edge)))
+    local = []
+    index = list(owned)
+    for axis in remote:
+        index[lead + axis] = slice(None)
+    for axis in (a for a in range(ndims) if a not in remote):
+        i, n = lead + axis, shape[lead + axis] - 2 * w
         four = []
         for cut in (slice(0, w), slice(w, 2 * w), slice(n, n + w), slice(n + w, n + 2 * w)):
-            index[axis] = cut
+            index[i] = cut
             four.append(tuple(index))
-        slabs.append(tuple(four))
-    return owned, tuple(slabs)
+        index[i] = slice(None)  # the later axes' slabs include this axis's ghosts
+        local.append((axis, tuple(four)))
+    return owned, tuple(regions), tuple(local)
 
 
-def _exchange_axis(out: onp.ndarray, comm: Any, axis: int, slabs: tuple, fill: float) -> None:
-    """Fill, in place, the ghosts of the extended block ``out`` along ``axis``."""
-    low, high = comm.Shift(axis, 1)  # the ranks before and after this one along the axis
-    ghost_low, first, last, ghost_high = slabs
-    if _local(comm, low, high):  # one rank along this axis: no messages
-        out[ghost_low] = out[last] if low != MPI.PROC_NULL else fill
-        out[ghost_high] = out[first] if high != MPI.PROC_NULL else fill
-        return
-    # MPI needs contiguous buffers; a receive from PROC_NULL (a non-periodic edge) leaves the
-    # buffer as it is, holding ``fill``.
-    from_low = onp.full_like(out[ghost_low], fill)
-    from_high = onp.full_like(out[ghost_high], fill)
-    requests = [
-        comm.Irecv(from_low, source=low, tag=_TAG_TO_HIGH),
-        comm.Irecv(from_high, source=high, tag=_TAG_TO_LOW),
-        comm.Isend(onp.ascontiguousarray(out[first]), dest=low, tag=_TAG_TO_LOW),
-        comm.Isend(onp.ascontiguousarray(out[last]), dest=high, tag=_TAG_TO_HIGH),
-    ]
-    _wait(requests, receives=2)
-    out[ghost_low] = from_low
-    out[ghost_high] = from_high
+def _neighbours(comm: Any, remote: tuple[int, ...]) -> list[int]:
+    """The rank in each direction of `_directions` (PROC_NULL beyond a non-periodic edge)."""
+    dims, periods, coords = comm.Get_topo()
+    ranks = []
+    for _, direction in _directions(len(remote)):
+        where, outside = list(coords), False
+        for axis, d in zip(remote, direction):
+            c = where[axis] + d
+            outside = outside or (not periods[axis] and not 0 <= c < dims[axis])
+            where[axis] = c % dims[axis]
+        ranks.append(MPI.PROC_NULL if outside else comm.Get_cart_rank(where))
+    return ranks
 
 
-def _exchange_axis_adjoint(g: onp.ndarray, comm: Any, axis: int, slabs: tuple) -> None:
-    """The transpose of `_exchange_axis`, in place on the cotangent ``g`` of the extended block.
+def _exchange(out: onp.ndarray, comm: Any, plan: tuple, remote: tuple, fill: float) -> None:
+    """Fill, in place, the ghosts of the extended block ``out``.
 
-    The cotangents of the ghosts along ``axis`` go back to the ranks that own those cells and
-    are added to the cotangents of the owned cells they copied; the ghosts' own entries are
-    left as they are (the caller drops them).
+    Every neighbour over the axes with several ranks, diagonal ones included, at once: one
+    message to and from each, all posted before one wait. Then the axes with one rank, in order,
+    by copies within the block (each including the ghosts filled before it).
     """
-    low, high = comm.Shift(axis, 1)
-    ghost_low, first, last, ghost_high = slabs
-    if _local(comm, low, high):  # one rank along this axis: my ghosts are my own cells
-        if low != MPI.PROC_NULL:  # periodic
+    _, regions, local = plan
+    if regions:
+        ranks = _neighbours(comm, remote)
+        top = len(regions)  # 3^m - 1: the opposite of direction k is top - k
+        requests, received = [], []
+        for (k, ghost, _), rank in zip(regions, ranks):
+            if rank == MPI.PROC_NULL:  # beyond a non-periodic edge
+                out[ghost] = fill
+            else:
+                buffer = onp.empty(out[ghost].shape, dtype=out.dtype)  # MPI needs it contiguous
+                requests.append(comm.Irecv(buffer, source=rank, tag=_TAG_HALO + k))
+                received.append((ghost, buffer))
+        for (k, _, edge), rank in zip(regions, ranks):
+            if rank != MPI.PROC_NULL:  # my edge is the ghost of the opposite direction there
+                edge_cells = onp.ascontiguousarray(out[edge])
+                requests.append(comm.Isend(edge_cells, dest=rank, tag=_TAG_HALO + top - k))
+        _wait(requests, receives=len(received))
+        for ghost, buffer in received:
+            out[ghost] = buffer
+    for axis, (ghost_low, first, last, ghost_high) in local:  # one rank along it: no messages
+        periodic = comm.Shift(axis, 1)[0] != MPI.PROC_NULL
+        out[ghost_low] = out[last] if periodic else fill
+        out[ghost_high] = out[first] if periodic else fill
+
+
+def _exchange_adjoint(g: onp.ndarray, comm: Any, plan: tuple, remote: tuple) -> None:
+    """The transpose of `_exchange`, in place on the cotangent ``g`` of the extended block.
+
+    The cotangents of the ghosts go back to the ranks that own those cells and are added to the
+    cotangents of the owned cells they copied (the one-rank axes first, in reverse order, then
+    every neighbour at once); the ghosts' own entries are left as they are (the caller drops
+    them).
+    """
+    _, regions, local = plan
+    for axis, (ghost_low, first, last, ghost_high) in reversed(local):
+        if comm.Shift(axis, 1)[0] != MPI.PROC_NULL:  # periodic: my ghosts are my own cells
             g[last] += g[ghost_low]
             g[first] += g[ghost_high]
+    if not regions:
         return
-    to_low = onp.ascontiguousarray(g[ghost_low])  # the low neighbour's last cells
-    to_high = onp.ascontiguousarray(g[ghost_high])  # the high neighbour's first cells
-    from_low = onp.zeros_like(to_low)  # adds to my first cells (stays 0 from PROC_NULL)
-    from_high = onp.zeros_like(to_high)  # adds to my last cells
-    requests = [
-        comm.Irecv(from_low, source=low, tag=_TAG_TO_HIGH + 10),
-        comm.Irecv(from_high, source=high, tag=_TAG_TO_LOW + 10),
-        comm.Isend(to_low, dest=low, tag=_TAG_TO_LOW + 10),
-        comm.Isend(to_high, dest=high, tag=_TAG_TO_HIGH + 10),
-    ]
-    _wait(requests, receives=2)
-    g[first] += from_low
-    g[last] += from_high
+    ranks = _neighbours(comm, remote)
+    top = len(regions)
+    requests, received = [], []
+    for (k, _, edge), rank in zip(regions, ranks):
+        if rank != MPI.PROC_NULL:  # what that neighbour's ghosts owe my edge cells
+            buffer = onp.empty(g[edge].shape, dtype=g.dtype)
+            requests.append(comm.Irecv(buffer, source=rank, tag=_TAG_HALO_ADJOINT + k))
+            received.append((edge, buffer))
+    for (k, ghost, _), rank in zip(regions, ranks):
+        if rank != MPI.PROC_NULL:  # a ghost filled with ``fill`` is a constant: dropped
+            owed = onp.ascontiguousarray(g[ghost])
+            requests.append(comm.Isend(owed, dest=rank, tag=_TAG_HALO_ADJOINT + top - k))
+    _wait(requests, receives=len(received))
+    for edge, buffer in received:
+        g[edge] += buffer
 
 
 def _extend(xs: Sequence[Any], comm: Any, width: int, fill: float, lead: int) -> onp.ndarray:
@@ -342,7 +408,9 @@ def _extend(xs: Sequence[Any], comm: Any, width: int, fill: float, lead: int) ->
     ndims = comm.Get_dim()
     extended = tuple(n + 2 * width if a < ndims else n for a, n in enumerate(first.shape))
     shape = (len(xs), *extended) if lead else extended
-    owned, slabs = _layout(shape, ndims, width, lead)
+    remote = _remote_axes(comm)
+    plan = _plan(shape, ndims, width, lead, remote)
+    owned = plan[0]
     # one allocation: the owned cells copied in once, each axis's ghosts filled in place
     out = onp.empty(shape, dtype=first.dtype)
     if lead:
@@ -350,8 +418,7 @@ def _extend(xs: Sequence[Any], comm: Any, width: int, fill: float, lead: int) ->
             out[i][owned[1:]] = x
     else:
         out[owned] = first
-    for axis in range(ndims):
-        _exchange_axis(out, comm, axis, slabs[axis], fill)
+    _exchange(out, comm, plan, remote, fill)
     return out
 
 
@@ -369,10 +436,10 @@ def _halos_adjoint(
     _usable(comm)
     if not owned_by_us:
         g = onp.array(g)  # a copy: the ghost cotangents are added into it in place
-    owned, slabs = _layout(g.shape, ndims, width, lead)
-    for axis in reversed(range(ndims)):
-        _exchange_axis_adjoint(g, comm, axis, slabs[axis])
-    return g[owned]  # a view of the copy, which nothing else holds: no second copy
+    remote = _remote_axes(comm)
+    plan = _plan(g.shape, ndims, width, lead, remote)
+    _exchange_adjoint(g, comm, plan, remote)
+    return g[plan[0]]  # a view of the copy, which nothing else holds: no second copy
 
 
 defvjp(
@@ -463,18 +530,19 @@ def exchange_halos(x: Any, comm: Any, width: int = 1, fill: float = 0.0) -> Any:
     Returns
     -------
     ``x`` with ``2 * width`` more cells along each decomposed axis: the neighbours' edge values
-    (periodic axes wrap around), ``fill`` beyond a non-periodic edge. Axes are exchanged one after
-    the other, the later ones including the earlier ones' ghosts, so corner ghosts hold the
-    diagonal neighbours' values. For a tuple or list of fields, a tuple (or list) of the
-    extended fields, each the same as its own call would give.
+    (periodic axes wrap around), ``fill`` beyond a non-periodic edge; corner ghosts hold the
+    diagonal neighbours' values (``fill`` if beyond a non-periodic edge along any axis): the
+    global field padded, cut around this block. Every neighbour, diagonal ones included, gets
+    its message at once, and the rank waits once. For a tuple or list of fields, a tuple (or
+    list) of the extended fields, each the same as its own call would give.
 
     Notes
     -----
     An autograd primitive. Its VJP is the transpose of the exchange: each ghost's cotangent is
-    sent back to the rank that owns the cell and added to that cell's cotangent (axes in reverse
-    order; for several fields, in one message per neighbour too). Forward mode (``make_jvp``)
-    exchanges the tangent. Every rank of ``comm`` must call it, in the same order, as with any
-    collective operation.
+    sent back to the rank that owns the cell and added to that cell's cotangent (one message per
+    neighbour, all at once; for several fields, one message for all of them too). Forward mode
+    (``make_jvp``) exchanges the tangent. Every rank of ``comm`` must call it, in the same
+    order, as with any collective operation.
     """
     if not _fields(x):
         return _halos(x, comm, width, float(fill))
@@ -490,14 +558,14 @@ def exchange_halos(x: Any, comm: Any, width: int = 1, fill: float = 0.0) -> Any:
 @primitive
 def _interior(p: Any, ndims: int, width: int) -> onp.ndarray:
     p = onp.asarray(p)
-    return p[_layout(p.shape, ndims, width)[0]]
+    return p[_plan(p.shape, ndims, width, 0, ())[0]]
 
 
 def _interior_adjoint(g: Any, p: Any, ndims: int, width: int) -> onp.ndarray:
     out = onp.empty(onp.shape(p), dtype=onp.result_type(g))
-    owned, slabs = _layout(out.shape, ndims, width)
+    owned, _, frame = _plan(out.shape, ndims, width, 0, ())
     out[owned] = g
-    for ghost_low, _, _, ghost_high in slabs:  # together, every cell outside ``owned``
+    for _, (ghost_low, _, _, ghost_high) in frame:  # together, every cell outside ``owned``
         out[ghost_low] = 0
         out[ghost_high] = 0
     return out

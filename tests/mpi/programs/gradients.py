@@ -347,6 +347,16 @@ def operator_cases():
                 name = f"dot-product exchange_halos {ndec}D periodic={periodic[:ndec]} width={w}"
                 results.append((name, None if err <= RTOL else f"<Jv,g>={left} <v,J'g>={right}"))
 
+                # the values, corners included: the global field padded, cut around this block
+                sl = mpi.local_slices(comm, SHAPE)
+                ext = tuple(
+                    slice(s.start, s.stop + 2 * w) if a < ndec else s for a, s in enumerate(sl)
+                )
+                want = pad_global(initial(SHAPE), ndec, w, periodic)[ext]
+                got = mpi.exchange_halos(initial(SHAPE)[sl], comm, w, FILL)
+                name = f"values exchange_halos {ndec}D periodic={periodic[:ndec]} width={w}"
+                results.append((name, None if np.array_equal(got, want) else "ghosts differ"))
+
     for ndec, w in ((1, 1), (2, 2)):
         comm = cart(ndec, (True, False))
         p, g = rng.standard_normal((2, 7, 6, 2))
