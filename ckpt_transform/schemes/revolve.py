@@ -41,8 +41,9 @@ computed while the last step is taped; the reverse sweep (`Plan.reverse`) is the
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import chain
+from itertools import chain, repeat
 from math import comb
+from typing import Any
 
 from ckpt_transform._checks import check_int, typechecked
 from ckpt_transform.errors import CheckpointError
@@ -328,27 +329,38 @@ def _short_part(n0: int, length: int, slot: int) -> list[Action]:
     With that many snapshots the split rule gives j = 1 at every level: advance one step at a
     time storing each state (slots ``slot + 1, ...``; the state n0 is held in ``slot``) up to
     the last step, record and reverse it, then walk back, each state restored, its step recorded
-    and reversed, and its successor's slot freed. The same actions as the recursion, built in one
-    loop without its stack.
+    and reversed, and its successor's slot freed. The same actions as the recursion, built
+    without its stack and without a Python loop: each kind of action is one `map` in C over
+    field tuples made once (a step's advance, record and reverse share ``(n - 1, n)``; a state's
+    store, restore and free share ``(n, slot, "memory")``), placed into the output by slice
+    assignment.
     """
-    new, memory = new_action, "memory"  # the hot loops of a long plan: no factory calls
-    last = n0 + length - 1
-    out: list[Action] = []
-    add = out.extend
-    for n in range(n0 + 1, last):
-        add((new(Advance, (n - 1, n)), new(Store, (n, slot + n - n0, memory))))
-    add((_advance(last - 1, last), _record(last, last + 1), _reverse(last, last + 1)))
-    add((_restore(last - 1, slot + length - 2), _record(last - 1, last), _reverse(last - 1, last)))
-    for n in range(last - 1, n0, -1):
-        k = slot + n - n0
-        add(
-            (
-                new(Free, (n, k, memory)),
-                new(Restore, (n - 1, k - 1, memory)),
-                new(Record, (n - 1, n)),
-                new(Reverse, (n - 1, n)),
-            )
-        )
+    new = new_action
+    last = n0 + length - 1  # the part's last step; the states n0 + 1 .. last - 1 are stored
+    m = length - 2
+    steps = list(zip(range(n0, last), range(n0 + 1, last + 1)))  # (n - 1, n), n = n0 + 1 .. last
+    held = [(n0, slot, "memory")]  # the states n0 .. last - 1 with their slots
+    held += zip(range(n0 + 1, last), range(slot + 1, slot + length - 1), repeat("memory"))
+    out: list[Any] = [None] * (6 * m + 6)
+    out[0 : 2 * m : 2] = map(new, repeat(Advance), steps[:m])
+    out[1 : 2 * m : 2] = map(new, repeat(Store), held[1:])
+    tail = (last, last + 1)
+    out[2 * m : 2 * m + 6] = (
+        new(Advance, steps[m]),
+        new(Record, tail),
+        new(Reverse, tail),
+        new(Restore, held[m]),
+        new(Record, steps[m]),
+        new(Reverse, steps[m]),
+    )
+    del steps[m:]  # the walk back: (n - 1, n) for n = last - 1 down to n0 + 1; states from last - 1
+    steps.reverse()
+    held.reverse()
+    back = 2 * m + 6
+    out[back::4] = map(new, repeat(Free), held[:m])
+    out[back + 1 :: 4] = map(new, repeat(Restore), held[1:])
+    out[back + 2 :: 4] = map(new, repeat(Record), steps)
+    out[back + 3 :: 4] = map(new, repeat(Reverse), steps)
     return out
 
 
