@@ -56,7 +56,7 @@ from ckpt_transform.schemes.actions import (
     Restore,
     Reverse,
     Store,
-    new_action,
+    action_maker,
 )
 from ckpt_transform.schemes.base import ListedPlan, Plan, Scheme
 from ckpt_transform.schemes.cost import revolve_forward_steps, revolve_repetitions
@@ -232,32 +232,34 @@ class _RevolvePlan(ListedPlan):
 
 # Construction speed. A long plan is several actions per step (593 000 for T = 1e5, s = 100), and
 # a keyword call of an action's constructor costs about twice what the rest of the planning
-# costs. The plan therefore builds its actions positionally (`actions.new_action`: the very same
-# objects, fields in declaration order), through these factories.
+# costs. The plan therefore builds its actions positionally, through the classes' C constructors
+# (`actions.action_maker`: the very same objects, fields in declaration order).
+_ADVANCE, _RECORD, _REVERSE = (action_maker(cls) for cls in (Advance, Record, Reverse))
+_STORE, _RESTORE, _FREE = (action_maker(cls) for cls in (Store, Restore, Free))
 
 
 def _advance(n0: int, n1: int) -> Action:
-    return new_action(Advance, (n0, n1))
+    return _ADVANCE((n0, n1))
 
 
 def _record(n0: int, n1: int) -> Action:
-    return new_action(Record, (n0, n1))
+    return _RECORD((n0, n1))
 
 
 def _reverse(n0: int, n1: int) -> Action:
-    return new_action(Reverse, (n0, n1))
+    return _REVERSE((n0, n1))
 
 
 def _store(n: int, slot: int) -> Action:
-    return new_action(Store, (n, slot, "memory"))
+    return _STORE((n, slot, "memory"))
 
 
 def _restore(n: int, slot: int) -> Action:
-    return new_action(Restore, (n, slot, "memory"))
+    return _RESTORE((n, slot, "memory"))
 
 
 def _free(n: int, slot: int) -> Action:
-    return new_action(Free, (n, slot, "memory"))
+    return _FREE((n, slot, "memory"))
 
 
 def _revolve_actions(steps: int, snapshots: int) -> Iterator[Action]:
@@ -335,32 +337,31 @@ def _short_part(n0: int, length: int, slot: int) -> list[Action]:
     store, restore and free share ``(n, slot, "memory")``), placed into the output by slice
     assignment.
     """
-    new = new_action
     last = n0 + length - 1  # the part's last step; the states n0 + 1 .. last - 1 are stored
     m = length - 2
     steps = list(zip(range(n0, last), range(n0 + 1, last + 1)))  # (n - 1, n), n = n0 + 1 .. last
     held = [(n0, slot, "memory")]  # the states n0 .. last - 1 with their slots
     held += zip(range(n0 + 1, last), range(slot + 1, slot + length - 1), repeat("memory"))
     out: list[Any] = [None] * (6 * m + 6)
-    out[0 : 2 * m : 2] = map(new, repeat(Advance), steps[:m])
-    out[1 : 2 * m : 2] = map(new, repeat(Store), held[1:])
+    out[0 : 2 * m : 2] = map(_ADVANCE, steps[:m])
+    out[1 : 2 * m : 2] = map(_STORE, held[1:])
     tail = (last, last + 1)
     out[2 * m : 2 * m + 6] = (
-        new(Advance, steps[m]),
-        new(Record, tail),
-        new(Reverse, tail),
-        new(Restore, held[m]),
-        new(Record, steps[m]),
-        new(Reverse, steps[m]),
+        _ADVANCE(steps[m]),
+        _RECORD(tail),
+        _REVERSE(tail),
+        _RESTORE(held[m]),
+        _RECORD(steps[m]),
+        _REVERSE(steps[m]),
     )
     del steps[m:]  # the walk back: (n - 1, n) for n = last - 1 down to n0 + 1; states from last - 1
     steps.reverse()
     held.reverse()
     back = 2 * m + 6
-    out[back::4] = map(new, repeat(Free), held[:m])
-    out[back + 1 :: 4] = map(new, repeat(Restore), held[1:])
-    out[back + 2 :: 4] = map(new, repeat(Record), steps)
-    out[back + 3 :: 4] = map(new, repeat(Reverse), steps)
+    out[back::4] = map(_FREE, held[:m])
+    out[back + 1 :: 4] = map(_RESTORE, held[1:])
+    out[back + 2 :: 4] = map(_RECORD, steps)
+    out[back + 3 :: 4] = map(_REVERSE, steps)
     return out
 
 
