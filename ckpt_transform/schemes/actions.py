@@ -65,7 +65,7 @@ LEVELS = ("memory", "disk")
 #
 # The classes keep tuple's own C constructor as their ``__new__``: a Python ``__new__`` would put
 # a Python call into every construction, the fast ones included. The keyword call, the public
-# one, is their type's ``__call__`` (`_ActionType`), which checks the fields in Python. A scheme
+# one, is their type's ``__call__`` (`_SpanType`, ...), which checks the fields. A scheme
 # that builds many actions makes them without it, from the field values in declaration order,
 # every one given: `action_maker` (``maker((n0, n1))``, tuple's constructor reached through
 # `type.__call__`, the cheaper of the two) or `new_action` (``new_action(Advance, (n0, n1))``).
@@ -89,16 +89,55 @@ def action_maker(cls: type[_A]) -> Callable[[tuple], _A]:
 
 
 class _ActionType(type):
-    """The type of the action classes: their keyword call, checked (see the module's notes)."""
+    """The type of the action classes; each kind of fields has its own, whose ``__call__`` is
+    the keyword call (one Python frame, as a ``__new__`` would be). This one, `Action`'s."""
 
     def __call__(cls, *args: Any, **fields: Any) -> Any:
-        if args:
-            names = ", ".join(f"{f.name}=..." for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-            raise TypeError(
-                f"{cls.__name__} takes its fields by keyword only ({cls.__name__}({names})), "
-                f"got {len(args)} positional argument(s)"
-            )
-        return cls._from_fields(**fields)  # type: ignore[attr-defined]
+        raise TypeError(
+            f"{cls.__name__} is not an action of its own; make an Advance, Record, Reverse, "
+            f"Store, Restore, Free or EndForward"
+        )
+
+
+_NOT_GIVEN: Any = object()  # a field left out of a keyword call (no field has a default but level)
+
+
+def _bad_call(cls: type, args: tuple, fields: dict[str, Any]) -> TypeError:
+    """The error of a keyword call with positional arguments or a field left out."""
+    names = ", ".join(f"{name}=..." for name in inspect.signature(cls).parameters)
+    if args:
+        got = f"{len(args)} positional argument(s)"
+    else:
+        missing = [name for name, value in fields.items() if value is _NOT_GIVEN]
+        got = f"no {' and no '.join(missing)}"
+    return TypeError(
+        f"{cls.__name__} takes its fields by keyword ({cls.__name__}({names})), got {got}"
+    )
+
+
+class _SpanType(_ActionType):
+    def __call__(cls, *args: Any, n0: int = _NOT_GIVEN, n1: int | None = _NOT_GIVEN) -> Any:
+        if args or n0 is _NOT_GIVEN or n1 is _NOT_GIVEN:
+            raise _bad_call(cls, args, {"n0": n0, "n1": n1})
+        return new_action(cls, (n0, n1))
+
+
+class _SlotType(_ActionType):
+    def __call__(
+        cls, *args: Any, n: int = _NOT_GIVEN, slot: int = _NOT_GIVEN, level: str = "memory"
+    ) -> Any:
+        if args or n is _NOT_GIVEN or slot is _NOT_GIVEN:
+            raise _bad_call(cls, args, {"n": n, "slot": slot})
+        if level != "memory" and level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+        return new_action(cls, (n, slot, level))
+
+
+class _EndType(_ActionType):
+    def __call__(cls, *args: Any, n: int = _NOT_GIVEN) -> Any:
+        if args or n is _NOT_GIVEN:
+            raise _bad_call(cls, args, {"n": n})
+        return new_action(cls, (n,))
 
 
 def _declared(cls: type[_A], **defaults: Any) -> type[_A]:
@@ -111,8 +150,14 @@ def _declared(cls: type[_A], **defaults: Any) -> type[_A]:
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         f.default = defaults.get(f.name, dataclasses.MISSING)
         f.kw_only = True
-    # what `inspect.signature` shows for the class: its keyword call, not its type's
-    cls.__signature__ = inspect.signature(cls._from_fields)  # type: ignore[attr-defined]
+    # what `inspect.signature` shows for the class: the fields of its keyword call
+    call = inspect.signature(type(cls).__call__)
+    keywords = [
+        p.replace(default=p.empty) if p.default is _NOT_GIVEN else p
+        for p in call.parameters.values()
+        if p.kind is p.KEYWORD_ONLY
+    ]
+    cls.__signature__ = call.replace(parameters=keywords)  # type: ignore[attr-defined]
     return cls
 
 
@@ -122,13 +167,6 @@ class Action(tuple, metaclass=_ActionType):
 
     __slots__ = ()
     kind: ClassVar[str] = "action"
-
-    @classmethod
-    def _from_fields(cls, **fields: Any) -> Any:  # the keyword call of a class without fields
-        raise TypeError(
-            f"{cls.__name__} is not an action of its own; make an Advance, Record, Reverse, "
-            f"Store, Restore, Free or EndForward"
-        )
 
     def __eq__(self, other: object) -> bool:
         if type(other) is type(self):
@@ -156,14 +194,10 @@ class Action(tuple, metaclass=_ActionType):
 
 
 @dataclass(frozen=True, init=False, eq=False)
-class _Span(Action):
+class _Span(Action, metaclass=_SpanType):
     __slots__ = ()
     n0: int = _GET[0]  # type: ignore[assignment]
     n1: int | None = _GET[1]  # type: ignore[assignment]
-
-    @classmethod
-    def _from_fields(cls, *, n0: int, n1: int | None) -> Any:
-        return new_action(cls, (n0, n1))
 
     @property
     def steps(self) -> range:
@@ -211,17 +245,11 @@ class Reverse(_Span):
 
 
 @dataclass(frozen=True, init=False, eq=False, repr=False)
-class _Slot(Action):
+class _Slot(Action, metaclass=_SlotType):
     __slots__ = ()
     n: int = _GET[0]  # type: ignore[assignment]
     slot: int = _GET[1]  # type: ignore[assignment]
     level: str = _GET[2]  # type: ignore[assignment]  # "memory" unless given
-
-    @classmethod
-    def _from_fields(cls, *, n: int, slot: int, level: str = "memory") -> Any:
-        if level != "memory" and level not in LEVELS:
-            raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-        return new_action(cls, (n, slot, level))
 
     def __repr__(self) -> str:  # the level only when it is not the default
         extra = "" if self.level == "memory" else f", level={self.level!r}"
@@ -269,16 +297,12 @@ class Free(_Slot):
 
 
 @dataclass(frozen=True, init=False, eq=False)
-class EndForward(Action):
+class EndForward(Action, metaclass=_EndType):
     """Marker (only in `Scheme.schedule`): the primal run ends with the state at n."""
 
     __slots__ = ()
     kind: ClassVar[str] = "end_forward"
     n: int = _GET[0]  # type: ignore[assignment]
-
-    @classmethod
-    def _from_fields(cls, *, n: int) -> Any:
-        return new_action(cls, (n,))
 
     @property
     def steps(self) -> range:
