@@ -41,7 +41,7 @@ computed while the last step is taped; the reverse sweep (`Plan.reverse`) is the
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import chain, repeat
+from itertools import chain, pairwise, repeat
 from math import comb
 from typing import Any
 
@@ -339,17 +339,16 @@ def _short_part(n0: int, length: int, slot: int) -> list[Action]:
     """
     last = n0 + length - 1  # the part's last step; the states n0 + 1 .. last - 1 are stored
     m = length - 2
-    steps = list(zip(range(n0, last), range(n0 + 1, last + 1)))  # (n - 1, n), n = n0 + 1 .. last
-    held = [(n0, slot, "memory")]  # the states n0 .. last - 1 with their slots
-    held += zip(range(n0 + 1, last), range(slot + 1, slot + length - 1), repeat("memory"))
+    ns = list(range(n0, last + 2))  # each state number made once
+    steps = list(pairwise(ns))  # (n - 1, n) for n = n0 + 1 .. last + 1
+    held = list(zip(ns[:-2], range(slot, slot + m + 1), repeat("memory")))  # states n0 .. last - 1
     out: list[Any] = [None] * (6 * m + 6)
     out[0 : 2 * m : 2] = map(_ADVANCE, steps[:m])
     out[1 : 2 * m : 2] = map(_STORE, held[1:])
-    tail = (last, last + 1)
     out[2 * m : 2 * m + 6] = (
         _ADVANCE(steps[m]),
-        _RECORD(tail),
-        _REVERSE(tail),
+        _RECORD(steps[m + 1]),
+        _REVERSE(steps[m + 1]),
         _RESTORE(held[m]),
         _RECORD(steps[m]),
         _REVERSE(steps[m]),
