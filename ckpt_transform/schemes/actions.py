@@ -80,7 +80,7 @@ def action_maker(cls: type[_A]) -> Callable[[tuple], _A]:
     """``cls``'s constructor from the field values, in order: ``action_maker(Advance)((3, 7))``.
 
     The very object ``Advance(n0=3, n1=7)`` makes, without the keyword call and its checks (a
-    store's level is taken as given); about a third cheaper per action than `new_action`, and
+    store's level is taken as given); about a quarter cheaper per call than `new_action`, and
     what a scheme's hot loop maps over tuples of field values.
     """
     if not isinstance(cls, _ActionType) or cls.kind == "action":  # type: ignore[attr-defined]
