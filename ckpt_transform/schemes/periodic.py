@@ -33,6 +33,7 @@ from ckpt_transform.schemes.actions import (
     Restore,
     Reverse,
     Store,
+    action_maker,
 )
 from ckpt_transform.schemes.base import Plan, Scheme
 from ckpt_transform.schemes.cost import periodic_period
@@ -158,6 +159,13 @@ class Periodic(Scheme):
         return _PeriodicPlan(steps, self.period)
 
 
+# The plan's actions are made positionally, through the classes' C constructors (the very objects
+# the keyword calls make; see `actions.action_maker`): the keyword call was most of the cost of a
+# plan with many periods.
+_ADVANCE, _RECORD, _REVERSE = (action_maker(cls) for cls in (Advance, Record, Reverse))
+_STORE, _RESTORE, _FREE = (action_maker(cls) for cls in (Store, Restore, Free))
+
+
 class _PeriodicPlan(Plan):
     """One run of periodic checkpointing; period i is ``[i p, min((i + 1) p, T))``, slot i."""
 
@@ -176,20 +184,20 @@ class _PeriodicPlan(Plan):
             while True:  # endless: the driver stops consuming when the loop ends
                 m = i * p
                 self._stores = i + 1
-                yield Store(n=m, slot=i)
+                yield _STORE((m, i, "memory"))
                 self._reached = m + p
-                yield Advance(n0=m, n1=m + p)
+                yield _ADVANCE((m, m + p))
                 i += 1
         last = (steps - 1) // p  # index of the last period (the one holding step T - 1)
         for i in range(last):
             m = i * p
             self._stores = i + 1
-            yield Store(n=m, slot=i)
+            yield _STORE((m, i, "memory"))
             self._reached = m + p
-            yield Advance(n0=m, n1=m + p)
+            yield _ADVANCE((m, m + p))
         if steps:
             self._forward_done = True
-            yield Record(n0=last * p, n1=steps)
+            yield _RECORD((last * p, steps))
 
     def reverse(self, steps: int) -> Iterator[Action]:
         """Per period, last first: restore its start, record it whole, reverse it, free it."""
@@ -223,13 +231,14 @@ class _PeriodicPlan(Plan):
         p = self.period
         last = (steps - 1) // p
         # The last period was recorded in the primal run.
-        yield Reverse(n0=last * p, n1=steps)
+        yield _REVERSE((last * p, steps))
         for i in range(last - 1, -1, -1):
             m = i * p
-            yield Restore(n=m, slot=i)
-            yield Record(n0=m, n1=m + p)
-            yield Reverse(n0=m, n1=m + p)
-            yield Free(n=m, slot=i)
+            held, span = (m, i, "memory"), (m, m + p)
+            yield _RESTORE(held)
+            yield _RECORD(span)
+            yield _REVERSE(span)
+            yield _FREE(held)
 
     def _reverse_unknown(self, steps: int, stored: int) -> Iterator[Action]:
         p = self.period
@@ -237,12 +246,13 @@ class _PeriodicPlan(Plan):
         if top >= 0 and top * p == steps:
             # The loop ended exactly at a period's end, after the next period's start (the
             # state T) was stored: nothing is left to reverse from it.
-            yield Free(n=steps, slot=top)
+            yield _FREE((steps, top, "memory"))
             top -= 1
         for i in range(top, -1, -1):
             m = i * p
             end = min(m + p, steps)  # the last period may be partial
-            yield Restore(n=m, slot=i)
-            yield Record(n0=m, n1=end)
-            yield Reverse(n0=m, n1=end)
-            yield Free(n=m, slot=i)
+            held, span = (m, i, "memory"), (m, end)
+            yield _RESTORE(held)
+            yield _RECORD(span)
+            yield _REVERSE(span)
+            yield _FREE(held)

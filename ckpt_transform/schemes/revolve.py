@@ -41,8 +41,9 @@ computed while the last step is taped; the reverse sweep (`Plan.reverse`) is the
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import chain
+from itertools import chain, pairwise, repeat
 from math import comb
+from typing import Any
 
 from ckpt_transform._checks import check_int, typechecked
 from ckpt_transform.errors import CheckpointError
@@ -55,7 +56,7 @@ from ckpt_transform.schemes.actions import (
     Restore,
     Reverse,
     Store,
-    new_action,
+    action_maker,
 )
 from ckpt_transform.schemes.base import ListedPlan, Plan, Scheme
 from ckpt_transform.schemes.cost import revolve_forward_steps, revolve_repetitions
@@ -231,32 +232,34 @@ class _RevolvePlan(ListedPlan):
 
 # Construction speed. A long plan is several actions per step (593 000 for T = 1e5, s = 100), and
 # a keyword call of an action's constructor costs about twice what the rest of the planning
-# costs. The plan therefore builds its actions positionally (`actions.new_action`: the very same
-# objects, fields in declaration order), through these factories.
+# costs. The plan therefore builds its actions positionally, through the classes' C constructors
+# (`actions.action_maker`: the very same objects, fields in declaration order).
+_ADVANCE, _RECORD, _REVERSE = (action_maker(cls) for cls in (Advance, Record, Reverse))
+_STORE, _RESTORE, _FREE = (action_maker(cls) for cls in (Store, Restore, Free))
 
 
 def _advance(n0: int, n1: int) -> Action:
-    return new_action(Advance, (n0, n1))
+    return _ADVANCE((n0, n1))
 
 
 def _record(n0: int, n1: int) -> Action:
-    return new_action(Record, (n0, n1))
+    return _RECORD((n0, n1))
 
 
 def _reverse(n0: int, n1: int) -> Action:
-    return new_action(Reverse, (n0, n1))
+    return _REVERSE((n0, n1))
 
 
 def _store(n: int, slot: int) -> Action:
-    return new_action(Store, (n, slot, "memory"))
+    return _STORE((n, slot, "memory"))
 
 
 def _restore(n: int, slot: int) -> Action:
-    return new_action(Restore, (n, slot, "memory"))
+    return _RESTORE((n, slot, "memory"))
 
 
 def _free(n: int, slot: int) -> Action:
-    return new_action(Free, (n, slot, "memory"))
+    return _FREE((n, slot, "memory"))
 
 
 def _revolve_actions(steps: int, snapshots: int) -> Iterator[Action]:
@@ -328,27 +331,36 @@ def _short_part(n0: int, length: int, slot: int) -> list[Action]:
     With that many snapshots the split rule gives j = 1 at every level: advance one step at a
     time storing each state (slots ``slot + 1, ...``; the state n0 is held in ``slot``) up to
     the last step, record and reverse it, then walk back, each state restored, its step recorded
-    and reversed, and its successor's slot freed. The same actions as the recursion, built in one
-    loop without its stack.
+    and reversed, and its successor's slot freed. The same actions as the recursion, built
+    without its stack and without a Python loop: each kind of action is one `map` in C over
+    field tuples made once (a step's advance, record and reverse share ``(n - 1, n)``; a state's
+    store, restore and free share ``(n, slot, "memory")``), placed into the output by slice
+    assignment.
     """
-    new, memory = new_action, "memory"  # the hot loops of a long plan: no factory calls
-    last = n0 + length - 1
-    out: list[Action] = []
-    add = out.extend
-    for n in range(n0 + 1, last):
-        add((new(Advance, (n - 1, n)), new(Store, (n, slot + n - n0, memory))))
-    add((_advance(last - 1, last), _record(last, last + 1), _reverse(last, last + 1)))
-    add((_restore(last - 1, slot + length - 2), _record(last - 1, last), _reverse(last - 1, last)))
-    for n in range(last - 1, n0, -1):
-        k = slot + n - n0
-        add(
-            (
-                new(Free, (n, k, memory)),
-                new(Restore, (n - 1, k - 1, memory)),
-                new(Record, (n - 1, n)),
-                new(Reverse, (n - 1, n)),
-            )
-        )
+    last = n0 + length - 1  # the part's last step; the states n0 + 1 .. last - 1 are stored
+    m = length - 2
+    ns = list(range(n0, last + 2))  # each state number made once
+    steps = list(pairwise(ns))  # (n - 1, n) for n = n0 + 1 .. last + 1
+    held = list(zip(ns[:-2], range(slot, slot + m + 1), repeat("memory")))  # states n0 .. last - 1
+    out: list[Any] = [None] * (6 * m + 6)
+    out[0 : 2 * m : 2] = map(_ADVANCE, steps[:m])
+    out[1 : 2 * m : 2] = map(_STORE, held[1:])
+    out[2 * m : 2 * m + 6] = (
+        _ADVANCE(steps[m]),
+        _RECORD(steps[m + 1]),
+        _REVERSE(steps[m + 1]),
+        _RESTORE(held[m]),
+        _RECORD(steps[m]),
+        _REVERSE(steps[m]),
+    )
+    del steps[m:]  # the walk back: (n - 1, n) for n = last - 1 down to n0 + 1; states from last - 1
+    steps.reverse()
+    held.reverse()
+    back = 2 * m + 6
+    out[back::4] = map(_FREE, held[:m])
+    out[back + 1 :: 4] = map(_RESTORE, held[1:])
+    out[back + 2 :: 4] = map(_RECORD, steps)
+    out[back + 3 :: 4] = map(_REVERSE, steps)
     return out
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import pickle
 
 import pytest
 
 from ckpt_transform.schemes.actions import (
+    Action,
     Advance,
     EndForward,
     Free,
@@ -16,6 +18,7 @@ from ckpt_transform.schemes.actions import (
     Restore,
     Reverse,
     Store,
+    action_maker,
     new_action,
 )
 
@@ -66,3 +69,41 @@ def test_fields_defaults_copies_and_pickles():
         Advance(n0=1, n1=2, n2=3)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="level must be one of"):
         Free(n=1, slot=0, level="tape")
+
+
+def test_the_makers_build_the_keyword_object_without_the_keyword_call():
+    for action in KEYWORD:
+        values = tuple(getattr(action, f.name) for f in dataclasses.fields(action))
+        made = action_maker(type(action))(values)
+        assert type(made) is type(action) and made == action and hash(made) == hash(action)
+        assert repr(made) == repr(action) and str(made) == str(action)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.n = 0  # type: ignore[misc]
+    for not_an_action in (Action, tuple, int, "Advance"):
+        with pytest.raises(TypeError, match="action_maker needs an action class"):
+            action_maker(not_an_action)  # type: ignore[arg-type]
+
+
+def test_keyword_call_only_and_its_signature():
+    for call in (lambda: Advance(3, 7), lambda: Advance((3, 7))):  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match=r"by keyword \(Advance\(n0=\.\.\., n1=\.\.\.\)\), got"):
+            call()
+    with pytest.raises(TypeError, match=r"Record\(n0=\.\.\., n1=\.\.\.\)\), got no n1$"):
+        Record(n0=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"got no n and no slot$"):
+        Free(level="disk")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'slot'"):
+        EndForward(n=3, slot=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="Action is not an action of its own"):
+        Action()
+    assert str(inspect.signature(Advance)) == "(*, n0: 'int', n1: 'int | None') -> 'Any'"
+    assert list(inspect.signature(Store).parameters) == ["n", "slot", "level"]
+    assert inspect.signature(Store).parameters["level"].default == "memory"
+    assert list(inspect.signature(EndForward).parameters) == ["n"]
+
+
+def test_every_pickle_protocol_round_trips():
+    for action in KEYWORD:
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            clone = pickle.loads(pickle.dumps(action, protocol=protocol))
+            assert type(clone) is type(action) and clone == action and repr(clone) == repr(action)

@@ -132,6 +132,33 @@ def test_unknown_length_driver_that_stops_right_at_the_end():
             assert counts.max_snapshots == (steps - 1) // p + 1
 
 
+def reference_schedule(period: int, steps: int) -> list:
+    """Periodic checkpointing of a loop of known length, written from its description: store each
+    period's start and advance through it, record the last period; then, last first, reverse it
+    and restore, record, reverse and free every earlier one. Every action by its keyword call."""
+    if steps == 0:
+        return [EndForward(n=0)]
+    last = (steps - 1) // period  # the period holding step T - 1
+    out: list = []
+    for i in range(last):
+        out += [Store(n=i * period, slot=i), Advance(n0=i * period, n1=(i + 1) * period)]
+    out += [Record(n0=last * period, n1=steps), EndForward(n=steps)]
+    out.append(Reverse(n0=last * period, n1=steps))
+    for i in range(last - 1, -1, -1):
+        m = i * period
+        out += [Restore(n=m, slot=i), Record(n0=m, n1=m + period), Reverse(n0=m, n1=m + period)]
+        out.append(Free(n=m, slot=i))
+    return out
+
+
+def test_known_length_equals_the_description_action_for_action():
+    for period in (1, 2, 3, 7, 50):
+        for steps in [*range(40), 97, 1000]:
+            assert list(Periodic(period=period).schedule(steps)) == reference_schedule(
+                period, steps
+            ), (period, steps)
+
+
 # --- golden orders ---------------------------------------------------------------------------
 
 

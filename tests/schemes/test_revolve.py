@@ -126,14 +126,22 @@ def test_grid_every_budget_short_loops():
     _check_grid(range(61), range(1, MAX_SNAPSHOTS + 1))
 
 
+SAMPLED_LENGTHS = range(61, MAX_STEPS + 1, 13)
+SAMPLED_BUDGETS = range(4, MAX_SNAPSHOTS + 1, 3)
+
+
 def test_grid_every_budget_sampled_lengths():
-    _check_grid(range(61, MAX_STEPS + 1, 13), range(4, MAX_SNAPSHOTS + 1, 3))
+    _check_grid(SAMPLED_LENGTHS, SAMPLED_BUDGETS)
 
 
 @pytest.mark.slow
 def test_grid_rest():
-    # With the two tests above: every (steps in 0..300, snapshots in 1..30).
-    _check_grid(range(61, MAX_STEPS + 1), range(4, MAX_SNAPSHOTS + 1))
+    # With the three tests above: every (steps in 0..300, snapshots in 1..30), each once.
+    for s in range(4, MAX_SNAPSHOTS + 1):
+        lengths = range(61, MAX_STEPS + 1)
+        if s in SAMPLED_BUDGETS:
+            lengths = [steps for steps in lengths if steps not in SAMPLED_LENGTHS]
+        _check_grid(lengths, (s,))
 
 
 def test_first_split_is_optimal_for_every_length_and_budget():
@@ -377,6 +385,69 @@ def test_verbose_prints_the_plan(capsys):
     assert "reverse  [0, 1)" in capsys.readouterr().out
     list(Revolve(3).schedule(10))
     assert capsys.readouterr().out == ""
+
+
+# --- action for action against the plain recursion ------------------------------------------
+
+
+def reference_schedule(steps: int, snapshots: int) -> list:
+    """Binomial checkpointing written as the plain recursion of `ckpt_transform.schemes.revolve`'s
+    docstring: one recursive call per part, every action made by its keyword constructor.
+
+    Reverse l steps from the state n0 (current, held in ``slot`` when l >= 2) with s snapshots:
+    one step is recorded and reversed; with one snapshot each step, last first, is reached from n0;
+    otherwise advance j (the least optimal split), store n0 + j when the right part has two steps
+    or more, reverse the right part with s - 1 snapshots, free, restore n0, reverse the left part.
+    """
+    out: list = []
+
+    def reverse(n0: int, length: int, s: int, slot: int) -> None:
+        if length == 1:
+            out.extend([Record(n0=n0, n1=n0 + 1), Reverse(n0=n0, n1=n0 + 1)])
+        elif s == 1:
+            for k in range(length - 1, -1, -1):
+                if k < length - 1:
+                    out.append(Restore(n=n0, slot=slot))
+                if k > 0:
+                    out.append(Advance(n0=n0, n1=n0 + k))
+                out.extend([Record(n0=n0 + k, n1=n0 + k + 1), Reverse(n0=n0 + k, n1=n0 + k + 1)])
+        else:
+            t = next(t for t in itertools.count() if beta(s, t) >= length)
+            j = min(max(length - beta(s - 1, t), beta(s, t - 2), 1), length - 1)
+            held = length - j >= 2
+            out.append(Advance(n0=n0, n1=n0 + j))
+            if held:
+                out.append(Store(n=n0 + j, slot=slot + 1))
+            reverse(n0 + j, length - j, s - 1, slot + 1)
+            if held:
+                out.append(Free(n=n0 + j, slot=slot + 1))
+            out.append(Restore(n=n0, slot=slot))
+            reverse(n0, j, s, slot)
+
+    if steps >= 2:
+        out.append(Store(n=0, slot=0))
+    if steps >= 1:
+        reverse(0, steps, min(snapshots, steps), 0)
+    if steps >= 2:
+        out.append(Free(n=0, slot=0))
+    # the primal run ends with the record of the last step (the first record of the plan)
+    end = next((i + 1 for i, a in enumerate(out) if type(a) is Record), 0)
+    return [*out[:end], EndForward(n=steps), *out[end:]]
+
+
+REFERENCE_PAIRS = [
+    *itertools.product(range(41), [1, 2, 3, 4, 5, 8, 13, 40, 41]),
+    *itertools.product([97, 256, 1000], [1, 2, 3, 6, 30, 100]),
+    *itertools.product([2048, 4500], [2, 5, 16, 200]),
+]
+
+
+def test_schedule_equals_the_plain_recursion_action_for_action():
+    for steps, snapshots in REFERENCE_PAIRS:
+        assert list(Revolve(snapshots).schedule(steps)) == reference_schedule(steps, snapshots), (
+            steps,
+            snapshots,
+        )
 
 
 # --- the fast action factories ------------------------------------------------------------
