@@ -39,8 +39,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -661,6 +663,30 @@ def _checkpoints(machine: _Machine, slots: int, xd: list, xs: list) -> Any:
     return _buffers(max(slots, 1), xd, xs)
 
 
+def _host_mode(machine: _Machine, *groups: list) -> None:
+    """Refuse, with what works, a transformation host checkpoints cannot go through: a host
+    callback has no batching rule inside the sweeps' conditionals (``jax.vmap``, ``jax.jacrev``)
+    and no forward-mode rule (``jax.hessian``, ``jax.jvp`` of ``jax.grad``)."""
+    if machine.host is None:
+        return
+    from jax.interpreters import ad
+
+    kinds = [(ad.JVPTracer, "jax.jvp / jax.hessian")]
+    try:  # not exported by jax.interpreters.batching
+        from jax._src.interpreters.batching import BatchTracer
+
+        kinds.append((BatchTracer, "jax.vmap / jax.jacrev"))
+    except ImportError:  # pragma: no cover - then JAX's own error says it
+        pass
+    for kind, what in kinds:
+        if any(isinstance(x, kind) for group in groups for x in group):
+            raise CheckpointError(
+                f"checkpoints on the host ({machine.host!r}) go through jax.grad, jax.vjp, "
+                f"jax.value_and_grad and jax.jit, not through {what}: drop the storage to keep "
+                "the checkpoints in the device buffer, which those transformations go through"
+            )
+
+
 def _guard(machine: _Machine, buf: Any) -> Any:
     """A context that closes a host run's sessions when a sweep run eagerly fails."""
     if machine.host is None:
@@ -703,6 +729,9 @@ class _Host:
         self.order: list[int] = []  # the reverse sweep's restores (keys), in order, if known
         self.lock = threading.Lock()
         self.next_run = 0
+        self.traced: tuple[Any, _Site] | None = None  # the run of the forward sweep last traced
+        # Runs still open when the program is dropped (an error stopped them) close then.
+        weakref.finalize(self, _close_runs, self.runs)
         self.structure = f"jax state: {describe(xl.odef)}"
         d, s = xl.split(xl.arrays)
         self.shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in [*d, *s]]
@@ -720,9 +749,13 @@ class _Host:
 
     # On the host, called by the program.
 
-    def _begin(self) -> onp.ndarray:
+    def _begin(self, site: _Site) -> onp.ndarray:
         with self.lock:
             run, self.next_run = self.next_run, self.next_run + 1
+            stale = list(site.open) if site.fused else []
+            site.open.add(run)
+        for old in stale:  # runs of this program that an error stopped (see `_Site`)
+            self.discard(old)
         sessions: dict[str, Any] = {}
         try:
             for level, storage in self.storages.items():
@@ -730,7 +763,7 @@ class _Host:
         except BaseException:
             _close_all(sessions.values())
             raise
-        self.runs[run] = _Run(sessions)
+        self.runs[run] = _Run(sessions, site)
         return onp.int32(run)
 
     def _run(self, run: Any) -> _Run:
@@ -774,6 +807,7 @@ class _Host:
         """Close the sessions of ``run`` (if still open); raise their errors unless ``quiet``."""
         held = self.runs.pop(run, None)
         if held is not None:
+            held.site.open.discard(run)
             errors = _close_all(held.sessions.values())
             if errors and not quiet:
                 raise errors[0]
@@ -795,7 +829,9 @@ class _Host:
         """A new run's ``(run, token)``, its sessions open."""
         from jax.experimental import io_callback
 
-        run = io_callback(self._begin, self.token)
+        site = _Site()
+        run = io_callback(functools.partial(self._begin, site), self.token)
+        self.traced = (run, site)
         return run, run * 0
 
     def store(self, cond: Any, key: Any, n: Any, xd: list, xs: list, buf: tuple) -> tuple:
@@ -841,6 +877,9 @@ class _Host:
         """Close the run's sessions once every callback before has run."""
         from jax.experimental import io_callback
 
+        if self.traced is not None and self.traced[0] is buf[0]:
+            self.traced[1].fused = True  # this sweep is traced into its forward's program
+        self.traced = None
         io_callback(self._end, self.token, *buf)
 
     @contextlib.contextmanager
@@ -855,12 +894,33 @@ class _Host:
 
 
 @dataclasses.dataclass
+class _Site:
+    """The forward sweep of one trace, and the runs it began that have not ended.
+
+    When the reverse sweep is traced into the same program (``jax.jit(jax.grad(f))``), each run
+    of that program ends before the program returns, unless an error (a step's callback that
+    raises, say) stopped it: then its sessions are still open, with nothing left to close them.
+    Such a program's next run closes them (``fused``). When the reverse sweep is a later call
+    (``jax.vjp``, run eagerly or jitted apart), a run stays open until its pullback ends it.
+    """
+
+    fused: bool = False
+    open: set[int] = dataclasses.field(default_factory=set)
+
+
+@dataclasses.dataclass
 class _Run:
     """One run's sessions (by level), the (level, slot)s they hold, and its restores so far."""
 
     sessions: dict[str, Any]
+    site: _Site
     slots: set[tuple[str, int]] = dataclasses.field(default_factory=set)
     restored: int = 0
+
+
+def _close_runs(runs: dict[int, _Run]) -> None:
+    while runs:
+        _close_all(runs.popitem()[1].sessions.values())
 
 
 def _tracer() -> type:
@@ -915,6 +975,7 @@ class _ForLoop:
         machine, stats, tail = self.machine, self.stats, self.tail
         if stats is not None:
             stats.differentiated = True
+        _host_mode(machine, xd, pd)
         buf = _checkpoints(machine, self.slots, xd, xs)
         carry = (xd, xs, buf, [], [], jnp.zeros(2, jnp.int32))
         with _guard(machine, buf):
@@ -950,6 +1011,7 @@ class _ForLoop:
         buf, pulls, pd, ps, xd0, xs0 = res
         machine = self.machine
         with _guard(machine, buf):
+            _host_mode(machine, g[0], pd)
             adj = list(g[0])
             pct = [jnp.zeros_like(a) for a in pd]
             for pull in reversed(pulls):
@@ -1013,7 +1075,7 @@ def checkpointed_for(
     start, stride = steps.start, steps.step
     machine = _Machine(step, xl, pl, lambda k: start + k * stride)
     machine.branches = rev_table.lengths
-    if storages is not None:
+    if storages is not None and any(r[0] == _STORE for r in fwd_table.rows + rev_table.rows):
         machine.host = _Host(storages, xl, len(storages) > 1)
         # the reverse sweep's restores from the host, in order: each reads the next one ahead
         machine.host.order = [r[3] for r in rev_table.rows if r[0] == _RESTORE and r[3] >= 0]
@@ -1203,6 +1265,7 @@ class _WhileLoop:
         """The forward sweep: the loop run with checkpoints; they and its length are residuals."""
         if self.stats is not None:
             self.stats.differentiated = True
+        _host_mode(self.machine, xd, pd)
         buf = _checkpoints(self.machine, self.slots, xd, xs)
         with _guard(self.machine, buf):
             k, yd, ys, buf = self.primal(xd, xs, pd, ps, buf)
@@ -1218,6 +1281,8 @@ class _WhileLoop:
 
         machine, shapes, table_chunk = self.machine, self.shapes, self.table_chunk
         buf, t, pd, ps, xd0, xs0 = res
+        with _guard(machine, buf):
+            _host_mode(machine, g[0], pd)
         x0 = None if xd0 is None else (xd0, xs0)
         adj = list(g[0])
         pct = [jnp.zeros_like(a) for a in pd]

@@ -435,18 +435,3 @@ def test_forward_mode_and_hessian_vector_products_equal_the_plain_loop(run, plai
         return jax.jvp(jax.grad(lambda x, a: small_loss(run, x, a), (0, 1)), (x, a), tangents)
 
     assert_close(jax.jit(hvp, static_argnums=0)(run), hvp(plain))
-
-
-def test_checkpoints_off_the_device_are_refused_not_ignored():
-    from ckpt_transform import ArrayStorage, HDF5Storage, Multilevel
-
-    step = lambda x, i: x * 1.1  # noqa: E731
-    for scheme in (Revolve(2, storage=ArrayStorage()), OnlineR2(2, storage=HDF5Storage())):
-        with pytest.raises(CheckpointError, match=r"device buffer.*storage="):
-            checkpointed_for(step, X, 5, scheme)
-        with pytest.raises(CheckpointError, match=r"device buffer.*storage="):
-            checkpointed_while(
-                lambda x: False, step, X, OnlineR2(2, storage=ArrayStorage()), max_steps=3
-            )
-    with pytest.raises(CheckpointError, match="two storage levels"):
-        checkpointed_for(step, X, 5, Multilevel(2, 2))
