@@ -648,7 +648,7 @@ def _stats(
     """The run's `RunStats` (handed to ``report`` now, filled in as the program runs)."""
     if report is None and not wanted:
         return None
-    where = "jax device buffer" if host is None else f"host from jax ({host!r})"
+    where = "jax device buffer" if host is None else f"{host!r} (host, from jax)"
     stats = RunStats(scheme=repr(scheme), storage=where)
     if report is not None:
         report(stats)
@@ -687,10 +687,13 @@ def _host_mode(machine: _Machine, *groups: list) -> None:
             )
 
 
-def _guard(machine: _Machine, buf: Any) -> Any:
-    """A context that closes a host run's sessions when a sweep run eagerly fails."""
+def _guard(machine: _Machine, buf: Any, reverse: bool = False) -> Any:
+    """A context that closes a host run's sessions when a sweep run eagerly fails (for the
+    reverse sweep, ``buf`` is the forward sweep's residual: see `_Host.reversing`)."""
     if machine.host is None:
         return contextlib.nullcontext()
+    if reverse:
+        machine.host.reversing(buf)
     return machine.host.guard(buf)
 
 
@@ -739,6 +742,8 @@ class _Host:
         self.token = jax.ShapeDtypeStruct((), jnp.int32)
 
     def __repr__(self) -> str:
+        if not self.levels:
+            return repr(self.storages["memory"])
         return ", ".join(f"{level}: {s!r}" for level, s in self.storages.items())
 
     def level(self, key: int) -> tuple[str, int]:
@@ -776,22 +781,27 @@ class _Host:
             )
         return held
 
-    def _put(self, run: Any, tok: Any, key: Any, n: Any, *leaves: Any) -> onp.ndarray:
+    # The program passes (run, token, slot, step) as one int32 array: one argument to convert
+    # on each call rather than four, a good part of a callback's fixed cost.
+
+    def _put(self, meta: Any, *leaves: Any) -> onp.ndarray:
+        run, tok, key, n = (int(v) for v in onp.asarray(meta))
         with self.failing(run, "store"):
-            held, (level, slot) = self._run(run), self.level(int(key))
+            held, (level, slot) = self._run(run), self.level(key)
             if (level, slot) in held.slots:  # the slot's previous checkpoint
                 held.sessions[level].delete(slot)
             held.slots.discard((level, slot))
-            held.sessions[level].put(slot, int(n), [onp.array(x) for x in leaves], self.structure)
+            held.sessions[level].put(slot, n, [onp.array(x) for x in leaves], self.structure)
             held.slots.add((level, slot))
         return onp.int32(tok + 1)
 
-    def _get(self, run: Any, tok: Any, key: Any, n: Any) -> tuple:
+    def _get(self, meta: Any) -> tuple:
+        run, tok, key, n = (int(v) for v in onp.asarray(meta))
         with self.failing(run, "restore"):
-            held, (level, slot) = self._run(run), self.level(int(key))
+            held, (level, slot) = self._run(run), self.level(key)
             step, leaves = held.sessions[level].get(slot)
-            if step != int(n):
-                raise CheckpointError(f"slot {slot} holds the state at {step}, not at {int(n)}")
+            if step != n:
+                raise CheckpointError(f"slot {slot} holds the state at {step}, not at {n}")
             held.restored += 1
             if held.restored < len(self.order):  # read the next restore ahead (HDF5)
                 ahead, slot = self.level(self.order[held.restored])
@@ -842,7 +852,7 @@ class _Host:
         run, tok = buf
 
         def put() -> Any:
-            return io_callback(self._put, self.token, run, tok, key, n, *xd, *xs)
+            return io_callback(self._put, self.token, _meta(run, tok, key, n), *xd, *xs)
 
         return run, lax.cond(cond, put, lambda: tok)
 
@@ -857,7 +867,7 @@ class _Host:
         nd = self.nd
 
         def get() -> tuple:
-            out = io_callback(self._get, [self.token, *self.shapes], run, tok, key, n)
+            out = io_callback(self._get, [self.token, *self.shapes], _meta(run, tok, key, n))
             return list(out[1 : 1 + nd]), list(out[1 + nd :]), out[0]
 
         def unchanged() -> tuple:
@@ -877,10 +887,15 @@ class _Host:
         """Close the run's sessions once every callback before has run."""
         from jax.experimental import io_callback
 
-        if self.traced is not None and self.traced[0] is buf[0]:
-            self.traced[1].fused = True  # this sweep is traced into its forward's program
-        self.traced = None
         io_callback(self._end, self.token, *buf)
+
+    def reversing(self, buf: tuple) -> None:
+        """Note that the reverse sweep of the run ``buf`` (the forward sweep's residual) is
+        being traced: into its forward sweep's program when the run is the very value traced
+        there (``jax.jit(jax.grad(f))``), see `_Site`."""
+        if self.traced is not None and self.traced[0] is buf[0]:
+            self.traced[1].fused = True
+        self.traced = None
 
     @contextlib.contextmanager
     def guard(self, buf: Any) -> Iterator[None]:
@@ -916,6 +931,12 @@ class _Run:
     site: _Site
     slots: set[tuple[str, int]] = dataclasses.field(default_factory=set)
     restored: int = 0
+
+
+def _meta(*values: Any) -> Any:
+    import jax.numpy as jnp
+
+    return jnp.stack([jnp.asarray(v, jnp.int32) for v in values])
 
 
 def _close_runs(runs: dict[int, _Run]) -> None:
@@ -1010,7 +1031,7 @@ class _ForLoop:
 
         buf, pulls, pd, ps, xd0, xs0 = res
         machine = self.machine
-        with _guard(machine, buf):
+        with _guard(machine, buf, reverse=True):
             _host_mode(machine, g[0], pd)
             adj = list(g[0])
             pct = [jnp.zeros_like(a) for a in pd]
@@ -1281,7 +1302,7 @@ class _WhileLoop:
 
         machine, shapes, table_chunk = self.machine, self.shapes, self.table_chunk
         buf, t, pd, ps, xd0, xs0 = res
-        with _guard(machine, buf):
+        with _guard(machine, buf, reverse=True):
             _host_mode(machine, g[0], pd)
         x0 = None if xd0 is None else (xd0, xs0)
         adj = list(g[0])
