@@ -12,7 +12,7 @@ run ``--repeats`` times (the median is reported). Ratios are against equinox's
 * host: the heat loop at n = 10^5, T = 200, Revolve(4), its checkpoints in the device buffer
   (the baseline of this table), in host memory (``storage=ArrayStorage()``) and in an HDF5 file
   (``storage=HDF5Storage()``, a temporary file written behind in a thread), moved through
-  ``io_callback``.
+  ``io_callback``; the three programs' runs interleaved, round by round.
 * ode: an adaptive explicit Euler loop that ends at t = 1 (a while loop, length found as it runs);
   ours is ``checkpointed_while(..., OnlineR2(s), max_steps=...)``.
 
@@ -178,6 +178,27 @@ def measure(loss: Callable[[Any], Any], x0: Any, repeats: int) -> dict:
     return {"run": statistics.median(times), "compile": compile_s, "device": device}
 
 
+def measure_interleaved(losses: dict, x0: Any, repeats: int) -> dict:
+    """`measure` for several losses, their runs interleaved (one of each in turn, ``repeats``
+    rounds), so that a machine whose load drifts slows them alike."""
+    rows, compiled = {}, {}
+    for name, loss in losses.items():
+        t0 = time.perf_counter()
+        compiled[name] = jax.jit(jax.grad(loss)).lower(x0).compile()
+        mem = compiled[name].memory_analysis()
+        device = None if mem is None else mem.temp_size_in_bytes + mem.output_size_in_bytes
+        rows[name] = {"compile": time.perf_counter() - t0, "device": device, "times": []}
+        compiled[name](x0).block_until_ready()
+    for _ in range(repeats):
+        for name, f in compiled.items():
+            t0 = time.perf_counter()
+            f(x0).block_until_ready()
+            rows[name]["times"].append(time.perf_counter() - t0)
+    for row in rows.values():
+        row["run"] = statistics.median(row.pop("times"))
+    return rows
+
+
 def evaluations(loss: Callable[[Any], Any], x0: Any, counter: list) -> int:
     """Step evaluations of one ``jax.grad(loss)``: equinox's counted by a callback in its step,
     ours by our run statistics (a callback in our step would also see the taped forward pass of
@@ -215,7 +236,7 @@ def host_table(n: int, steps: int, s: int, repeats: int) -> None:
     evals = {
         name: evaluations(f, x0, counter) for name, f in host_losses(n, steps, s, counter).items()
     }
-    rows = {name: measure(f, x0, repeats) for name, f in host_losses(n, steps, s).items()}
+    rows = measure_interleaved(host_losses(n, steps, s), x0, repeats)
     title = f"heat n = {n}, T = {steps}, Revolve({s}): where the checkpoints are"
     table(title, rows, 8 * n, evals, base="device buffer")
     calls, cost = host_calls(steps, s), callback_cost(repeats)
