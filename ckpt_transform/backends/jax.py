@@ -21,6 +21,10 @@ How a plan becomes one XLA program:
 * Checkpoints live in one stacked device buffer per state leaf, ``(slots, *leaf.shape)``: the
   memory is ``slots`` states, not T. The checkpoint of the input state (every scheme keeps
   state 0) is the input itself, held by the program anyway, so the buffer has one slot less.
+* A scheme with a storage (``storage=ArrayStorage()`` / ``HDF5Storage(...)``, or `Multilevel`)
+  keeps its checkpoints there, on the host, instead (`_Host`): a store or restore row is an
+  ``io_callback`` to the storage's session of that run, ordered by a token the loop carries,
+  and the device holds only the working set.
 * The forward sweep of a ``for`` loop runs the plan's forward table; a trailing ``Record`` (the
   last segment, taped during the primal run) is a ``jax.vjp`` whose pullback is kept as a
   residual, as the autograd driver keeps its tape. The reverse sweep runs the reverse table.
