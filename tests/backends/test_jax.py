@@ -80,12 +80,19 @@ def assert_close(got, want):
         assert onp.allclose(onp.asarray(g), onp.asarray(w), rtol=TOL, atol=TOL), (g, w)
 
 
-@pytest.mark.parametrize(
-    ("steps", "jit"),
-    [pytest.param(range(13), False, marks=pytest.mark.slow), (range(3, 40, 3), True)],
-    ids=["eager", "jit"],
-)
-@pytest.mark.parametrize("scheme", FOR_SCHEMES, ids=repr)
+# Eager runs walk the same tables through the same executor as jitted ones (only dispatch
+# differs), so three schemes of different kinds stand for all of them there.
+EAGER_SCHEMES = [Revolve(3), Periodic(period=4), OnlineR2(3)]
+FOR_CASES = [
+    *(pytest.param(s, range(3, 40, 3), True, id=f"{s!r}-jit") for s in FOR_SCHEMES),
+    *(
+        pytest.param(s, range(13), False, id=f"{s!r}-eager", marks=pytest.mark.slow)
+        for s in EAGER_SCHEMES
+    ),
+]
+
+
+@pytest.mark.parametrize(("scheme", "steps", "jit"), FOR_CASES)
 def test_for_loop_value_and_gradient_equal_the_plain_loop(scheme, steps, jit, monkeypatch):
     rows_program(monkeypatch, scheme, FOR_SCHEMES, jit)
 
