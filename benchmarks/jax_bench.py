@@ -9,6 +9,10 @@ run ``--repeats`` times (the median is reported). Ratios are against equinox's
   0.5 of the autograd benchmarks the step is linear: its VJP never reads the states, and XLA
   removes every recomputation, for us as for a scan, which would measure nothing.) Ours is
   ``checkpointed_for(step, x, T, Revolve(s))``; the scan stores every state.
+* host: the heat loop at n = 10^5, T = 200, Revolve(4), its checkpoints in the device buffer
+  (the baseline of this table), in host memory (``storage=ArrayStorage()``) and in an HDF5 file
+  (``storage=HDF5Storage()``, a temporary file written behind in a thread), moved through
+  ``io_callback``; the three programs' runs interleaved, round by round.
 * ode: an adaptive explicit Euler loop that ends at t = 1 (a while loop, length found as it runs);
   ours is ``checkpointed_while(..., OnlineR2(s), max_steps=...)``.
 
@@ -18,6 +22,7 @@ memory is ``compiled.memory_analysis()``: temporaries plus output, in states of 
 
     PYTHONPATH=. python benchmarks/jax_bench.py            # the table of docs/benchmarks.md
     PYTHONPATH=. python benchmarks/jax_bench.py --quick    # a small smoke run
+    PYTHONPATH=. python benchmarks/jax_bench.py --only host --repeats 20   # device, host, HDF5
 """
 
 from __future__ import annotations
@@ -32,7 +37,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ckpt_transform import OnlineR2, Revolve, checkpointed_for, checkpointed_while
+from ckpt_transform import (
+    ArrayStorage,
+    HDF5Storage,
+    OnlineR2,
+    Revolve,
+    checkpointed_for,
+    checkpointed_while,
+)
 
 jax.config.update("jax_enable_x64", True)
 
@@ -87,6 +99,26 @@ def heat_losses(n: int, steps: int, s: int, counter: list[int] | None = None) ->
         return out.sum()
 
     return {"ours Revolve": ours, "equinox": equinox, "lax.scan store-all": scan}
+
+
+def host_losses(n: int, steps: int, s: int, counter: list[int] | None = None) -> dict:
+    """loss(x) of our Revolve(s) with its checkpoints on the device, in host memory, in HDF5."""
+    plain = heat_step(n)
+    where = {
+        "device buffer": None,
+        "host memory": ArrayStorage(),
+        "HDF5 file": HDF5Storage(),
+    }
+
+    def loss(storage: Any) -> Callable[[Any], Any]:
+        def run(x: Any) -> Any:
+            scheme = Revolve(s, storage=storage)
+            report = stats_to(counter)
+            return checkpointed_for(lambda x, i: plain(x), x, steps, scheme, report=report).sum()
+
+        return run
+
+    return {name: loss(storage) for name, storage in where.items()}
 
 
 def ode_losses(n: int, s: int, max_steps: int, counter: list[int] | None = None) -> dict:
@@ -146,6 +178,27 @@ def measure(loss: Callable[[Any], Any], x0: Any, repeats: int) -> dict:
     return {"run": statistics.median(times), "compile": compile_s, "device": device}
 
 
+def measure_interleaved(losses: dict, x0: Any, repeats: int) -> dict:
+    """`measure` for several losses, their runs interleaved (one of each in turn, ``repeats``
+    rounds), so that a machine whose load drifts slows them alike."""
+    rows, compiled = {}, {}
+    for name, loss in losses.items():
+        t0 = time.perf_counter()
+        compiled[name] = jax.jit(jax.grad(loss)).lower(x0).compile()
+        mem = compiled[name].memory_analysis()
+        device = None if mem is None else mem.temp_size_in_bytes + mem.output_size_in_bytes
+        rows[name] = {"compile": time.perf_counter() - t0, "device": device, "times": []}
+        compiled[name](x0).block_until_ready()
+    for _ in range(repeats):
+        for name, f in compiled.items():
+            t0 = time.perf_counter()
+            f(x0).block_until_ready()
+            rows[name]["times"].append(time.perf_counter() - t0)
+    for row in rows.values():
+        row["run"] = statistics.median(row.pop("times"))
+    return rows
+
+
 def evaluations(loss: Callable[[Any], Any], x0: Any, counter: list) -> int:
     """Step evaluations of one ``jax.grad(loss)``: equinox's counted by a callback in its step,
     ours by our run statistics (a callback in our step would also see the taped forward pass of
@@ -157,11 +210,12 @@ def evaluations(loss: Callable[[Any], Any], x0: Any, counter: list) -> int:
     return counter[0] if len(counter) == 1 else counter[-1].evaluations
 
 
-def table(title: str, rows: dict, state_bytes: int, evals: dict) -> None:
-    base = rows["equinox"]["run"]
+def table(title: str, rows: dict, state_bytes: int, evals: dict, base: str = "equinox") -> None:
+    base_s = rows[base]["run"]
+    vs = f"vs {base.split()[0]}"
     print(f"\n{title}")
     print(
-        f"| {'method':<20} | evaluations | run (ms) | vs equinox | compile (s) | device memory "
+        f"| {'method':<20} | evaluations | run (ms) | {vs:<10} | compile (s) | device memory "
         "(states) |"
     )
     print(
@@ -171,8 +225,56 @@ def table(title: str, rows: dict, state_bytes: int, evals: dict) -> None:
         states = "n/a" if r["device"] is None else f"{r['device'] / state_bytes:.1f}"
         print(
             f"| {name:<20} | {evals[name]:>11} | {1e3 * r['run']:>8.2f} | "
-            f"{r['run'] / base:>9.2f}x | {r['compile']:>11.2f} | {states:>22} |"
+            f"{r['run'] / base_s:>9.2f}x | {r['compile']:>11.2f} | {states:>22} |"
         )
+
+
+def host_table(n: int, steps: int, s: int, repeats: int) -> None:
+    """Revolve(s) with its checkpoints on the device, in host memory and in an HDF5 file."""
+    x0 = jnp.asarray(np.sin(np.linspace(0.0, np.pi, n)) ** 2)
+    counter = [0]
+    evals = {
+        name: evaluations(f, x0, counter) for name, f in host_losses(n, steps, s, counter).items()
+    }
+    rows = measure_interleaved(host_losses(n, steps, s), x0, repeats)
+    title = f"heat n = {n}, T = {steps}, Revolve({s}): where the checkpoints are"
+    table(title, rows, 8 * n, evals, base="device buffer")
+    calls, cost = host_calls(steps, s), callback_cost(repeats)
+    print(
+        f"\nhost callbacks per gradient: {calls}; one empty io_callback in a compiled loop, "
+        f"this run: {1e6 * cost:.0f} us (x {calls} = {1e3 * calls * cost:.0f} ms)"
+    )
+
+
+def host_calls(steps: int, s: int) -> int:
+    """Stores and restores the host serves: those of the plan but the input's (kept on the
+    device), plus the session's open and close."""
+    from ckpt_transform.schemes.actions import Restore, Store
+
+    actions = list(Revolve(s).schedule(steps))
+    return 2 + sum(isinstance(a, (Store, Restore)) and a.n != 0 for a in actions)
+
+
+def callback_cost(repeats: int, calls: int = 200) -> float:
+    """Seconds per empty ``io_callback`` (a token in, a token out) in a compiled loop."""
+    from jax.experimental import io_callback
+
+    token = jax.ShapeDtypeStruct((), jnp.int32)
+
+    def run(t: Any) -> Any:
+        def body(i: Any, t: Any) -> Any:
+            return io_callback(lambda t: np.int32(t + 1), token, t)
+
+        return jax.lax.fori_loop(0, calls, body, t)
+
+    f = jax.jit(run)
+    f(jnp.int32(0)).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(jnp.int32(0)).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) / calls
 
 
 def main() -> None:
@@ -180,14 +282,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument(
-        "--only", choices=["heat", "ode"], help="run one case: the heat loops or the while loop"
+        "--only",
+        choices=["heat", "ode", "host"],
+        help="run one case: the heat loops, the while loop, or checkpoints on the host",
     )
     args = parser.parse_args()
     repeats = 3 if args.quick else args.repeats
     cases = [(100, 500, 4), (10**5, 200, 4)] if not args.quick else [(100, 50, 4)]
-    if args.only == "ode":
+    if args.only in ("ode", "host"):
         cases = []
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, float64")
+    if args.only == "host":
+        n, steps, s = (10**5, 200, 4) if not args.quick else (1000, 50, 4)
+        host_table(n, steps, s, repeats)
+        return
     for n, steps, s in cases:
         x0 = jnp.asarray(np.sin(np.linspace(0.0, np.pi, n)) ** 2)
         counter = [0]

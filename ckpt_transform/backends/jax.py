@@ -21,6 +21,10 @@ How a plan becomes one XLA program:
 * Checkpoints live in one stacked device buffer per state leaf, ``(slots, *leaf.shape)``: the
   memory is ``slots`` states, not T. The checkpoint of the input state (every scheme keeps
   state 0) is the input itself, held by the program anyway, so the buffer has one slot less.
+* A scheme with a storage (``storage=ArrayStorage()`` / ``HDF5Storage(...)``, or `Multilevel`)
+  keeps its checkpoints there, on the host, instead (`_Host`): a store or restore row is an
+  ``io_callback`` to the storage's session of that run, ordered by a token the loop carries,
+  and the device holds only the working set.
 * The forward sweep of a ``for`` loop runs the plan's forward table; a trailing ``Record`` (the
   last segment, taped during the primal run) is a ``jax.vjp`` whose pullback is kept as a
   residual, as the autograd driver keeps its tape. The reverse sweep runs the reverse table.
@@ -37,13 +41,19 @@ the `RunStats` of ``return_stats=True`` through ``jax.debug.callback`` when the 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import sys
-from collections.abc import Callable, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as onp
 
 from ckpt_transform.errors import CheckpointError
+from ckpt_transform.runtime.levels import level_storages
 from ckpt_transform.runtime.stats import RunStats
 from ckpt_transform.runtime.tree import describe, flatten, unflatten
 from ckpt_transform.schemes.actions import (
@@ -209,20 +219,28 @@ class _Table:
         return onp.asarray(self.rows, dtype=onp.int32).reshape(-1, 4)
 
 
-def _device_only(scheme: Scheme) -> None:
-    """Refuse a scheme whose checkpoints are meant to live elsewhere than the device buffer.
+def _host_storages(scheme: Scheme) -> dict[str, Any] | None:
+    """The storage of each level when the scheme keeps its checkpoints on the host, else None.
 
-    Checkpoints to host memory or HDF5 from a JAX run are not implemented: running such a scheme
-    here would keep them on the device all the same, which is not what was asked for.
+    A scheme given a ``storage=`` (`ArrayStorage`: host memory, `HDF5Storage`: a file) keeps
+    them there; `Multilevel` keeps both its levels on the host (its memory level in host memory,
+    its disk level in a file, as on the autograd backend). A scheme without one keeps them in
+    the device buffer.
     """
-    levels = getattr(scheme, "storages", None)
-    if levels is not None or scheme.storage is not None:
-        what = "two storage levels" if levels is not None else f"storage={scheme.storage!r}"
-        raise CheckpointError(
-            f"the JAX backend keeps checkpoints in a device buffer; {scheme!r} asks for {what}, "
-            "which it does not support yet. Drop the storage (the scheme's default) to run on "
-            "the device, or run the loop with numpy/autograd arrays for host or HDF5 checkpoints"
-        )
+    if getattr(scheme, "storages", None) is None and scheme.storage is None:
+        return None
+    return level_storages(scheme)
+
+
+def _level_keys(actions: list[Any]) -> list[Any]:
+    """The actions of a two-level plan with each (level, slot) as one memory slot, numbered
+    ``2 * slot`` in memory and ``2 * slot + 1`` on disk (`_Host` reads the level back)."""
+    out = []
+    for a in actions:
+        if isinstance(a, (Store, Restore, Free)):
+            a = type(a)(n=a.n, slot=2 * a.slot + (a.level == "disk"))
+        out.append(a)
+    return out
 
 
 def _split_schedule(actions: list[Any]) -> tuple[list, list, list]:
@@ -287,6 +305,7 @@ class _Machine:
         self.step, self.xl, self.pl, self.index = step, xl, pl, index
         self.branches: dict[int, int] = {}
         self.hoisted, self.n_user = 0, 0
+        self.host: _Host | None = None  # checkpoints on the host, else in the device buffer
         import jax.numpy as jnp
 
         self.jnp, self.kdtype = jnp, jnp.asarray(0).dtype
@@ -391,14 +410,14 @@ class _Machine:
             recrevs = [(code, self._recrev(n, p)) for n, code in sorted(self.branches.items())]
 
         def body(r: Any, c: tuple) -> tuple:
-            xd, xs, (bd, bs), adj, pct, ev = c
+            xd, xs, buf, adj, pct, ev = c
             row = table[r]
-            code, n0, n1, slot = row[0], row[1], row[2], row[3]
-            xd, xs = _row_restore(code, slot, xd, xs, bd, bs, x0, saved)
+            code, n0, n1 = row[0], row[1], row[2]
+            xd, xs, buf = self.restore(row, xd, xs, buf, x0, saved)
             hi = jnp.where(code == _ADVANCE, n1, n0)
             xd, xs = map(list, self.advance((xd, xs), n0, hi, p))
             ev = ev.at[0].add(hi - n0)
-            bd, bs = _row_store(code, slot, xd, xs, bd, bs)
+            buf = self.store(row, xd, xs, buf)
             for k, recrev in recrevs:  # the VJP of a segment of the row's length
                 adj, pct, ev = lax.cond(
                     code == k,
@@ -406,7 +425,7 @@ class _Machine:
                     lambda a: a,
                     (adj, pct, ev),
                 )
-            return xd, xs, (bd, bs), adj, pct, ev
+            return xd, xs, buf, adj, pct, ev
 
         return body
 
@@ -438,15 +457,32 @@ class _Machine:
             branches += [self._recrev_switch(n, p) for n, _ in order]
 
         def body(r: Any, c: tuple) -> tuple:
-            xd, xs, (bd, bs), adj, pct, ev = c
+            xd, xs, buf, adj, pct, ev = c
             row = table[r]
-            code, slot = row[0], row[3]
-            xd, xs = _row_restore(code, slot, xd, xs, bd, bs, x0, saved)
-            bd, bs = _row_store(code, slot, xd, xs, bd, bs)
-            xd, xs, adj, pct, ev = lax.switch(code, branches, (xd, xs, adj, pct, ev), row)
-            return xd, xs, (bd, bs), adj, pct, ev
+            xd, xs, buf = self.restore(row, xd, xs, buf, x0, saved)
+            buf = self.store(row, xd, xs, buf)
+            xd, xs, adj, pct, ev = lax.switch(row[0], branches, (xd, xs, adj, pct, ev), row)
+            return xd, xs, buf, adj, pct, ev
 
         return body
+
+    def restore(
+        self, row: Any, xd: list, xs: list, buf: Any, x0: tuple | None, saved: Callable
+    ) -> tuple[list, list, Any]:
+        """A table row's restore (`_row_restore`, or from the host); ``buf`` after it."""
+        code, n, slot = row[0], row[1], row[3]
+        if self.host is not None:
+            return self.host.restore(code == _RESTORE, slot, n, xd, xs, buf, x0)
+        bd, bs = buf
+        xd, xs = _row_restore(code, slot, xd, xs, bd, bs, x0, saved)
+        return xd, xs, buf
+
+    def store(self, row: Any, xd: list, xs: list, buf: Any) -> Any:
+        """A table row's store (`_row_store`, or to the host): ``buf`` after it."""
+        code, n, slot = row[0], row[1], row[3]
+        if self.host is not None:
+            return self.host.store(code == _STORE, slot, n, xd, xs, buf)
+        return _row_store(code, slot, xd, xs, *buf)
 
     def _recrev_switch(self, length: int, p: tuple) -> Callable[..., Any]:
         """The switch branch for `Record` + `Reverse` of a segment of ``length`` steps.
@@ -608,15 +644,61 @@ def _report(stats: RunStats | None, **counts: Any) -> None:
 
 
 def _stats(
-    scheme: Scheme, report: Callable[[RunStats], None] | None, wanted: bool
+    scheme: Scheme,
+    report: Callable[[RunStats], None] | None,
+    wanted: bool,
+    host: _Host | None = None,
 ) -> RunStats | None:
     """The run's `RunStats` (handed to ``report`` now, filled in as the program runs)."""
     if report is None and not wanted:
         return None
-    stats = RunStats(scheme=repr(scheme), storage="jax device buffer")
+    where = "jax device buffer" if host is None else f"{host!r} (host, from jax)"
+    stats = RunStats(scheme=repr(scheme), storage=where)
     if report is not None:
         report(stats)
     return stats
+
+
+def _checkpoints(machine: _Machine, slots: int, xd: list, xs: list) -> Any:
+    """What the loop carries for its checkpoints: the stacked device buffers, or the
+    ``(run, token)`` of a run whose checkpoints go to the host (its sessions opened)."""
+    if machine.host is not None:
+        return machine.host.begin()
+    return _buffers(max(slots, 1), xd, xs)
+
+
+def _host_mode(machine: _Machine, *groups: list) -> None:
+    """Refuse, with what works, a transformation host checkpoints cannot go through: a host
+    callback has no batching rule inside the sweeps' conditionals (``jax.vmap``, ``jax.jacrev``)
+    and no forward-mode rule (``jax.hessian``, ``jax.jvp`` of ``jax.grad``)."""
+    if machine.host is None:
+        return
+    from jax.interpreters import ad
+
+    kinds = [(ad.JVPTracer, "jax.jvp / jax.hessian")]
+    try:  # not exported by jax.interpreters.batching
+        from jax._src.interpreters.batching import BatchTracer
+
+        kinds.append((BatchTracer, "jax.vmap / jax.jacrev"))
+    except ImportError:  # pragma: no cover - then JAX's own error says it
+        pass
+    for kind, what in kinds:
+        if any(isinstance(x, kind) for group in groups for x in group):
+            raise CheckpointError(
+                f"checkpoints on the host ({machine.host!r}) go through jax.grad, jax.vjp, "
+                f"jax.value_and_grad and jax.jit, not through {what}: drop the storage to keep "
+                "the checkpoints in the device buffer, which those transformations go through"
+            )
+
+
+def _guard(machine: _Machine, buf: Any, reverse: bool = False) -> Any:
+    """A context that closes a host run's sessions when a sweep run eagerly fails (for the
+    reverse sweep, ``buf`` is the forward sweep's residual: see `_Host.reversing`)."""
+    if machine.host is None:
+        return contextlib.nullcontext()
+    if reverse:
+        machine.host.reversing(buf)
+    return machine.host.guard(buf)
 
 
 def _buffers(slots: int, xd: list, xs: list) -> tuple[list, list]:
@@ -626,6 +708,261 @@ def _buffers(slots: int, xd: list, xs: list) -> tuple[list, list]:
         [jnp.zeros((slots, *x.shape), x.dtype) for x in xd],
         [jnp.zeros((slots, *x.shape), x.dtype) for x in xs],
     )
+
+
+# -- checkpoints on the host ---------------------------------------------------------------------
+
+
+class _Host:
+    """Checkpoints in the scheme's storage on the host, reached from the compiled program.
+
+    Each run of the program (one forward sweep and its reverse sweep) opens its own sessions,
+    one per level, when its forward sweep starts (`begin`), and closes them when its reverse
+    sweep ends (`end`): a temporary HDF5 file is removed then. A store hands the state to the
+    host through ``io_callback`` (the host copies it: `HDF5Storage` writes it behind, in its
+    thread); a restore brings it back the same way, and the program puts it on the device.
+    The loop carries ``(run, token)`` where the device buffer would be: every callback takes the
+    token and returns a new one, so XLA runs them in the program's order (a restore never
+    overtakes its store, the close comes after the last restore). A failing callback closes its
+    run's sessions before the error reaches the caller.
+    """
+
+    def __init__(self, storages: dict[str, Any], xl: _Layout, levels: bool) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        self.storages, self.levels = storages, levels
+        self.runs: dict[int, _Run] = {}
+        self.order: list[int] = []  # the reverse sweep's restores (keys), in order, if known
+        self.lock = threading.Lock()
+        self.next_run = 0
+        self.traced: tuple[Any, _Site] | None = None  # the run of the forward sweep last traced
+        # Runs still open when the program is dropped (an error stopped them) close then.
+        weakref.finalize(self, _close_runs, self.runs)
+        self.structure = f"jax state: {describe(xl.odef)}"
+        d, s = xl.split(xl.arrays)
+        self.shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in [*d, *s]]
+        self.nd = len(d)
+        self.token = jax.ShapeDtypeStruct((), jnp.int32)
+
+    def __repr__(self) -> str:
+        if not self.levels:
+            return repr(self.storages["memory"])
+        return ", ".join(f"{level}: {s!r}" for level, s in self.storages.items())
+
+    def level(self, key: int) -> tuple[str, int]:
+        """(level, slot) of a table's slot number."""
+        if not self.levels:
+            return "memory", key
+        return ("disk" if key % 2 else "memory"), key // 2
+
+    # On the host, called by the program.
+
+    def _begin(self, site: _Site) -> onp.ndarray:
+        with self.lock:
+            run, self.next_run = self.next_run, self.next_run + 1
+            stale = list(site.open) if site.fused else []
+            site.open.add(run)
+        for old in stale:  # runs of this program that an error stopped (see `_Site`)
+            self.discard(old)
+        sessions: dict[str, Any] = {}
+        try:
+            for level, storage in self.storages.items():
+                sessions[level] = storage.session()
+        except BaseException:
+            _close_all(sessions.values())
+            raise
+        self.runs[run] = _Run(sessions, site)
+        return onp.int32(run)
+
+    def _run(self, run: Any) -> _Run:
+        held = self.runs.get(int(run))
+        if held is None:
+            raise CheckpointError(
+                "the checkpoints of this run are gone: its reverse sweep has already run (each "
+                "forward sweep's checkpoints serve one reverse sweep; call jax.vjp again for "
+                "another pullback), or an error ended it"
+            )
+        return held
+
+    # The program passes (run, token, slot, step) as one int32 array: one argument to convert
+    # on each call rather than four, a good part of a callback's fixed cost.
+
+    def _put(self, meta: Any, *leaves: Any) -> onp.ndarray:
+        run, tok, key, n = (int(v) for v in onp.asarray(meta))
+        with self.failing(run, "store"):
+            held, (level, slot) = self._run(run), self.level(key)
+            if (level, slot) in held.slots:  # the slot's previous checkpoint
+                held.sessions[level].delete(slot)
+            held.slots.discard((level, slot))
+            held.sessions[level].put(slot, n, [onp.array(x) for x in leaves], self.structure)
+            held.slots.add((level, slot))
+        return onp.int32(tok + 1)
+
+    def _get(self, meta: Any) -> tuple:
+        run, tok, key, n = (int(v) for v in onp.asarray(meta))
+        with self.failing(run, "restore"):
+            held, (level, slot) = self._run(run), self.level(key)
+            step, leaves = held.sessions[level].get(slot)
+            if step != n:
+                raise CheckpointError(f"slot {slot} holds the state at {step}, not at {n}")
+            held.restored += 1
+            if held.restored < len(self.order):  # read the next restore ahead (HDF5)
+                ahead, slot = self.level(self.order[held.restored])
+                held.sessions[ahead].prefetch(slot)
+            out = [onp.asarray(x, s.dtype).reshape(s.shape) for x, s in zip(leaves, self.shapes)]
+        return (onp.int32(tok + 1), *out)
+
+    def _end(self, run: Any, tok: Any) -> onp.ndarray:
+        self.discard(int(run), quiet=False)
+        return onp.int32(tok + 1)
+
+    def discard(self, run: int, quiet: bool = True) -> None:
+        """Close the sessions of ``run`` (if still open); raise their errors unless ``quiet``."""
+        held = self.runs.pop(run, None)
+        if held is not None:
+            held.site.open.discard(run)
+            errors = _close_all(held.sessions.values())
+            if errors and not quiet:
+                raise errors[0]
+
+    @contextlib.contextmanager
+    def failing(self, run: Any, doing: str) -> Iterator[None]:
+        """Close the sessions of ``run`` when the block (a callback) fails."""
+        try:
+            yield
+        except BaseException as exc:
+            self.discard(int(run))
+            if isinstance(exc, CheckpointError) or not isinstance(exc, Exception):
+                raise
+            raise CheckpointError(f"JAX backend, host checkpoints: {doing} failed: {exc}") from exc
+
+    # In the program.
+
+    def begin(self) -> tuple:
+        """A new run's ``(run, token)``, its sessions open."""
+        from jax.experimental import io_callback
+
+        site = _Site()
+        run = io_callback(functools.partial(self._begin, site), self.token)
+        self.traced = (run, site)
+        return run, run * 0
+
+    def store(self, cond: Any, key: Any, n: Any, xd: list, xs: list, buf: tuple) -> tuple:
+        """``buf`` after storing the state at ``n`` in ``key`` if ``cond``."""
+        from jax import lax
+        from jax.experimental import io_callback
+
+        run, tok = buf
+
+        def put() -> Any:
+            return io_callback(self._put, self.token, _meta(run, tok, key, n), *xd, *xs)
+
+        return run, lax.cond(cond, put, lambda: tok)
+
+    def restore(
+        self, cond: Any, key: Any, n: Any, xd: list, xs: list, buf: tuple, x0: tuple | None
+    ) -> tuple[list, list, tuple]:
+        """The state at ``n`` from ``key`` (the input ``x0`` for key -1) if ``cond``."""
+        from jax import lax
+        from jax.experimental import io_callback
+
+        run, tok = buf
+        nd = self.nd
+
+        def get() -> tuple:
+            out = io_callback(self._get, [self.token, *self.shapes], _meta(run, tok, key, n))
+            return list(out[1 : 1 + nd]), list(out[1 + nd :]), out[0]
+
+        def unchanged() -> tuple:
+            return list(xd), list(xs), tok
+
+        if x0 is not None:
+            xd0, xs0 = x0
+            fetch = get
+
+            def get() -> tuple:
+                return lax.cond(key < 0, lambda: (list(xd0), list(xs0), tok), fetch)
+
+        xd, xs, tok = lax.cond(cond, get, unchanged)
+        return xd, xs, (run, tok)
+
+    def end(self, buf: tuple) -> None:
+        """Close the run's sessions once every callback before has run."""
+        from jax.experimental import io_callback
+
+        io_callback(self._end, self.token, *buf)
+
+    def reversing(self, buf: tuple) -> None:
+        """Note that the reverse sweep of the run ``buf`` (the forward sweep's residual) is
+        being traced: into its forward sweep's program when the run is the very value traced
+        there (``jax.jit(jax.grad(f))``), see `_Site`."""
+        if self.traced is not None and self.traced[0] is buf[0]:
+            self.traced[1].fused = True
+        self.traced = None
+
+    @contextlib.contextmanager
+    def guard(self, buf: Any) -> Iterator[None]:
+        """Close the run's sessions when a sweep run eagerly (not under ``jax.jit``) fails."""
+        try:
+            yield
+        except BaseException:
+            if buf is not None and not isinstance(buf[0], _tracer()):
+                self.discard(int(buf[0]))
+            raise
+
+
+@dataclasses.dataclass
+class _Site:
+    """The forward sweep of one trace, and the runs it began that have not ended.
+
+    When the reverse sweep is traced into the same program (``jax.jit(jax.grad(f))``), each run
+    of that program ends before the program returns, unless an error (a step's callback that
+    raises, say) stopped it: then its sessions are still open, with nothing left to close them.
+    Such a program's next run closes them (``fused``). When the reverse sweep is a later call
+    (``jax.vjp``, run eagerly or jitted apart), a run stays open until its pullback ends it.
+    """
+
+    fused: bool = False
+    open: set[int] = dataclasses.field(default_factory=set)
+
+
+@dataclasses.dataclass
+class _Run:
+    """One run's sessions (by level), the (level, slot)s they hold, and its restores so far."""
+
+    sessions: dict[str, Any]
+    site: _Site
+    slots: set[tuple[str, int]] = dataclasses.field(default_factory=set)
+    restored: int = 0
+
+
+def _meta(*values: Any) -> Any:
+    import jax.numpy as jnp
+
+    return jnp.stack([jnp.asarray(v, jnp.int32) for v in values])
+
+
+def _close_runs(runs: dict[int, _Run]) -> None:
+    while runs:
+        _close_all(runs.popitem()[1].sessions.values())
+
+
+def _tracer() -> type:
+    import jax
+
+    return jax.core.Tracer
+
+
+def _close_all(sessions: Any) -> list[BaseException]:
+    """Close every session; return the errors (every session is closed all the same)."""
+    errors = []
+    for session in sessions:
+        try:
+            session.close()
+        except Exception as exc:
+            errors.append(exc)
+    return errors
 
 
 # -- the for loop --------------------------------------------------------------------------------
@@ -663,20 +1000,22 @@ class _ForLoop:
         machine, stats, tail = self.machine, self.stats, self.tail
         if stats is not None:
             stats.differentiated = True
-        buf = _buffers(max(self.slots, 1), xd, xs)
+        _host_mode(machine, xd, pd)
+        buf = _checkpoints(machine, self.slots, xd, xs)
         carry = (xd, xs, buf, [], [], jnp.zeros(2, jnp.int32))
-        fwd = machine.run(self.fwd_rows, self.fwd_n, carry, (pd, ps), None, False)
-        xd1, xs1, buf, _, _, ev = fwd
-        pulls = []
-        for r in tail:  # the primal run's last segment, taped: its pullback is a residual
-            seg = machine.segment(r.n1 - r.n0)
-            xd1, pull, xs1 = jax.vjp(
-                lambda a, b, n0=r.n0, xs1=xs1, seg=seg: _aux(seg(a, b, xs1, ps, n0)),
-                xd1,
-                pd,
-                has_aux=True,
-            )
-            pulls.append(pull)
+        with _guard(machine, buf):
+            fwd = machine.run(self.fwd_rows, self.fwd_n, carry, (pd, ps), None, False)
+            xd1, xs1, buf, _, _, ev = fwd
+            pulls = []
+            for r in tail:  # the primal run's last segment, taped: its pullback is a residual
+                seg = machine.segment(r.n1 - r.n0)
+                xd1, pull, xs1 = jax.vjp(
+                    lambda a, b, n0=r.n0, xs1=xs1, seg=seg: _aux(seg(a, b, xs1, ps, n0)),
+                    xd1,
+                    pd,
+                    has_aux=True,
+                )
+                pulls.append(pull)
         _report(
             stats,
             steps=self.T,
@@ -695,19 +1034,44 @@ class _ForLoop:
         import jax.numpy as jnp
 
         buf, pulls, pd, ps, xd0, xs0 = res
-        adj = list(g[0])
-        pct = [jnp.zeros_like(a) for a in pd]
-        for pull in reversed(pulls):
-            gx, gp = pull(adj)
-            adj = list(gx)
-            pct = [a + b for a, b in zip(pct, gp)]
-        cur = [jnp.zeros_like(a) for a in adj]
-        carry = (cur, list(xs0), buf, adj, pct, jnp.zeros(2, jnp.int32))
-        x0 = None if xd0 is None else (xd0, xs0)
-        rev = self.machine.run(self.rev_rows, self.rev_n, carry, (pd, ps), x0, True)
-        _, _, _, adj, pct, ev = rev
+        machine = self.machine
+        with _guard(machine, buf, reverse=True):
+            _host_mode(machine, g[0], pd)
+            adj = list(g[0])
+            pct = [jnp.zeros_like(a) for a in pd]
+            for pull in reversed(pulls):
+                gx, gp = pull(adj)
+                adj = list(gx)
+                pct = [a + b for a, b in zip(pct, gp)]
+            cur = [jnp.zeros_like(a) for a in adj]
+            carry = (cur, list(xs0), buf, adj, pct, jnp.zeros(2, jnp.int32))
+            x0 = None if xd0 is None else (xd0, xs0)
+            rev = machine.run(self.rev_rows, self.rev_n, carry, (pd, ps), x0, True)
+            _, _, buf, adj, pct, ev = rev
+            if machine.host is not None:
+                machine.host.end(buf)
         _report(self.stats, forward_steps=ev[0], recorded_steps=ev[1], reverse_sweeps=1)
         return adj, [_zeros_ct(x) for x in xs0], pct, [_zeros_ct(x) for x in ps]
+
+
+def _for_tables(
+    scheme: Scheme, T: int, storages: dict[str, Any] | None
+) -> tuple[_Table, list[Record], _Table, tuple[int, int, int | None]]:
+    """(forward table, the primal run's taped tail, reverse table, (slot indices used, most
+    checkpoints held at once, the input's slot)) of the plan of ``T`` steps."""
+    actions = list(scheme.schedule(T))  # raises CheckpointError for a loop it cannot plan
+    levels = storages is not None and len(storages) > 1
+    if levels:
+        actions = _level_keys(actions)
+    fwd_actions, tail, rev_actions = _split_schedule(actions)
+    slots, most = _max_slots(actions)
+    # A two-level plan's slot numbers carry the level in their parity: no slot moves down.
+    pin = None if levels else _input_slot(actions)
+    fwd_table = _Table({}, pin)
+    fwd_table.add(fwd_actions)
+    rev_table = _Table({}, pin)
+    rev_table.add(rev_actions)
+    return fwd_table, tail, rev_table, (slots, most, pin)
 
 
 def checkpointed_for(
@@ -728,23 +1092,19 @@ def checkpointed_for(
     """
     import jax
 
-    _device_only(scheme)
     T = len(steps)
-    actions = list(scheme.schedule(T))  # raises CheckpointError for a loop it cannot plan
-    fwd_actions, tail, rev_actions = _split_schedule(actions)
-    slots, most = _max_slots(actions)
-    pin = _input_slot(actions)
-    fwd_table = _Table({}, pin)
-    fwd_table.add(fwd_actions)
-    rev_table = _Table({}, pin)
-    rev_table.add(rev_actions)
-    stats = _stats(scheme, report, return_stats)
-
+    storages = _host_storages(scheme)
+    fwd_table, tail, rev_table, (slots, most, pin) = _for_tables(scheme, T, storages)
     xl = _Layout(state, "state")
     pl = _Layout(tuple(params), "params")
     start, stride = steps.start, steps.step
     machine = _Machine(step, xl, pl, lambda k: start + k * stride)
     machine.branches = rev_table.lengths
+    if storages is not None and any(r[0] == _STORE for r in fwd_table.rows + rev_table.rows):
+        machine.host = _Host(storages, xl, len(storages) > 1)
+        # the reverse sweep's restores from the host, in order: each reads the next one ahead
+        machine.host.order = [r[3] for r in rev_table.rows if r[0] == _RESTORE and r[3] >= 0]
+    stats = _stats(scheme, report, return_stats, machine.host)
     # Host arrays: the sweeps make them constants of their own traces (a jax array made here,
     # under an enclosing jax.jit, would be a tracer of that trace, leaked into a later one).
     fwd_rows, fwd_n = fwd_table.array(), len(fwd_table.rows)
@@ -877,10 +1237,13 @@ class _WhileLoop:
             return (k < max_steps) & self.holds(xd, xs, pd, ps)
 
         store = _store_where if self.machine.xl.nbytes < _SWITCH_BYTES else _store_cond
+        host = machine.host
 
         def body(c: tuple) -> tuple:
             k, xd, xs, buf = c
-            if buf is not None:  # store the state at k where the plan says so (in place)
+            if buf is not None and host is not None:  # to the host where the plan says so
+                buf = host.store(slot_rows[k] >= 0, slot_rows[k], k, xd, xs, buf)
+            elif buf is not None:  # store the state at k where the plan says so (in place)
                 buf = store(slot_rows[k], buf, xd, xs)
             xd, xs = machine.call(xd, xs, k, pd, ps)
             return k + 1, xd, xs, buf
@@ -927,8 +1290,10 @@ class _WhileLoop:
         """The forward sweep: the loop run with checkpoints; they and its length are residuals."""
         if self.stats is not None:
             self.stats.differentiated = True
-        buf = _buffers(max(self.slots, 1), xd, xs)
-        k, yd, ys, buf = self.primal(xd, xs, pd, ps, buf)
+        _host_mode(self.machine, xd, pd)
+        buf = _checkpoints(self.machine, self.slots, xd, xs)
+        with _guard(self.machine, buf):
+            k, yd, ys, buf = self.primal(xd, xs, pd, ps, buf)
         _report(self.stats, steps=k, forward_steps=k)
         xd0 = xd if self.pin is not None else None  # the pinned checkpoint: the input itself
         return (yd, ys), (buf, k, pd, ps, xd0, xs)
@@ -941,6 +1306,8 @@ class _WhileLoop:
 
         machine, shapes, table_chunk = self.machine, self.shapes, self.table_chunk
         buf, t, pd, ps, xd0, xs0 = res
+        with _guard(machine, buf, reverse=True):
+            _host_mode(machine, g[0], pd)
         x0 = None if xd0 is None else (xd0, xs0)
         adj = list(g[0])
         pct = [jnp.zeros_like(a) for a in pd]
@@ -959,10 +1326,13 @@ class _WhileLoop:
         # longer table is fetched chunk by chunk.
         carry = (cur, list(xs0), buf, adj, pct, jnp.zeros(2, jnp.int32))
         zero = jnp.zeros((), jnp.int32)
-        rows, n, most = jax.pure_callback(table_chunk, shapes, t, zero)
-        carry = machine.run(rows, jnp.minimum(n, _CHUNK), carry, (pd, ps), x0, True)
-        _, _, carry = lax.while_loop(more, chunk, (zero + _CHUNK, n, carry))
-        _, _, _, adj, pct, ev = carry
+        with _guard(machine, buf):
+            rows, n, most = jax.pure_callback(table_chunk, shapes, t, zero)
+            carry = machine.run(rows, jnp.minimum(n, _CHUNK), carry, (pd, ps), x0, True)
+            _, _, carry = lax.while_loop(more, chunk, (zero + _CHUNK, n, carry))
+            _, _, buf, adj, pct, ev = carry
+            if machine.host is not None:
+                machine.host.end(buf)
         _report(
             self.stats,
             forward_steps=ev[0],
@@ -1005,15 +1375,23 @@ def checkpointed_while(
         )
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
         raise TypeError(f"max_steps must be an int >= 0, got {max_steps!r}")
-    _device_only(scheme)
+    storages = _host_storages(scheme)
+    if storages is not None and len(storages) > 1:
+        raise CheckpointError(
+            f"the JAX backend runs a while loop with a one-level scheme: {scheme!r} plans two "
+            "storage levels for a loop of known length; use checkpointed_for, or "
+            "OnlineR2(snapshots, storage=...) for a while loop with checkpoints on the host"
+        )
     forward = _while_forward(scheme, max_steps)
     tables = _while_tables(scheme, max_steps, forward) if max_steps else ({}, None)
     slot_of, slots = _slot_of(forward, max_steps, tables[1])
-    stats = _stats(scheme, report, return_stats)
     xl = _Layout(state, "state")
     pl = _Layout(tuple(params), "params")
     machine = _Machine(step, xl, pl, lambda k: k)
     machine.branches = tables[0]
+    if storages is not None:
+        machine.host = _Host(storages, xl, False)
+    stats = _stats(scheme, report, return_stats, machine.host)
     run = _WhileLoop(scheme, machine, max_steps, slot_of, slots, tables, stats)
 
     loop = jax.custom_vjp(run.loop)

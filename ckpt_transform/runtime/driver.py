@@ -34,6 +34,7 @@ from ckpt_transform.backends.autograd import (
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.runtime import guard
 from ckpt_transform.runtime.higher_order import loop_primitive
+from ckpt_transform.runtime.levels import level_storages
 from ckpt_transform.runtime.stats import RunStats
 from ckpt_transform.runtime.tree import describe, flatten, leaf_paths, unflatten
 from ckpt_transform.schemes.actions import Advance, Free, Record, Restore, Reverse, Store
@@ -902,22 +903,7 @@ def _open_sessions(scheme: Scheme) -> dict[str, Any]:
     A level left without a storage gets its default: `ArrayStorage` in memory, a temporary
     `HDF5Storage` on disk (schemes only plan: the runtime is what brings storage in).
     """
-    storages = getattr(scheme, "storages", None)
-    chosen = storages() if storages is not None else {"memory": scheme.storage}  # Multilevel
-    return {
-        level: (storage if storage is not None else _default_storage(level)).session()
-        for level, storage in chosen.items()
-    }
-
-
-def _default_storage(level: str) -> Any:
-    if level == "disk":  # imported only when a run needs it: h5py is a large import
-        from ckpt_transform.storage.hdf5 import HDF5Storage
-
-        return HDF5Storage()
-    from ckpt_transform.storage.memory import ArrayStorage
-
-    return ArrayStorage()
+    return {level: storage.session() for level, storage in level_storages(scheme).items()}
 
 
 def _close_sessions(sessions: list[Any]) -> None:
