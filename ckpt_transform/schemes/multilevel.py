@@ -119,6 +119,12 @@ class Multilevel(Scheme):
         `DEFAULT_COSTS`.
     steps
         The loop's length, needed for a ``while`` loop (as for `Revolve`).
+    read_ahead
+        Let the disk storage read a checkpoint ahead of its restore (False by default). In the
+        reverse sweep a restore follows the VJP of a step, so a read ahead runs during that VJP,
+        at the sweep's peak of memory, and holds one state more than the budgets there; this
+        scheme is for states too large to spare one, so its reads start at the restore. The
+        read then costs its full time (the plan's ``read`` cost assumes no overlap anyway).
 
     Notes
     -----
@@ -166,6 +172,7 @@ class Multilevel(Scheme):
         disk_storage: object | None = None,
         costs: Mapping[str, Any] | None = None,
         steps: int | None = None,
+        read_ahead: bool = False,
     ) -> None:
         check_int("Multilevel memory", memory, 0)
         if disk is not None:
@@ -183,6 +190,7 @@ class Multilevel(Scheme):
         self.disk_storage = disk_storage
         self.costs = None if costs is None else check_costs(costs)
         self.steps = steps
+        self.read_ahead = read_ahead
 
     @property
     def storage(self) -> object | None:  # type: ignore[override]
@@ -208,6 +216,8 @@ class Multilevel(Scheme):
             args.append(f"costs={self.costs!r}")
         if self.steps is not None:
             args.append(f"steps={self.steps}")
+        if self.read_ahead:
+            args.append("read_ahead=True")
         return f"Multilevel({', '.join(args)})"
 
     def with_costs(self, costs: Mapping[str, Any]) -> Multilevel:
@@ -219,6 +229,7 @@ class Multilevel(Scheme):
             disk_storage=self.disk_storage,
             costs=costs,
             steps=self.steps,
+            read_ahead=self.read_ahead,
         )
 
     def plan(self, steps: int | None) -> Plan:

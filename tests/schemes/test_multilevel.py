@@ -178,6 +178,7 @@ def test_while_loop_needs_steps():
         ((1, 2), {"costs": {"write": 1, "read": 1, "speed": 2}}, ValueError, "unknown costs"),
         ((1, 2), {"costs": {"write": 1, "read": 1, "overlap": 1}}, TypeError, "overlap"),
         ((1.5, 2), {}, TypeError, "memory"),
+        ((1, 2), {"read_ahead": 1}, TypeError, "read_ahead"),
     ],
 )
 def test_bad_arguments(args, kwargs, error, match):
