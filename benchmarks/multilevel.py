@@ -18,7 +18,10 @@ its evaluations are its forward steps + T, counted on the same footing as ours.
 
 Run: ``PYTHONPATH=. python benchmarks/multilevel.py`` (add ``--quick`` for three rows); ``--build``
 prints a second table, the time to build a plan at larger sizes (ours against the peers that
-finish in minutes there).
+finish in minutes there); ``--scaling`` the build time of ``Multilevel(10, 100)`` for T = 10^3 ..
+10^4 (built whole up to ``--whole-up-to``, default 2000; above that, the split search alone,
+timed on sampled rows and summed over all rows); ``--windows`` how much of the split range exact
+bounds would leave to search.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ckpt_transform import Multilevel
+from ckpt_transform.schemes.multilevel import _block_rows, _least_split
 from ckpt_transform.schemes.validate import validate_schedule
 
 GRID = [
@@ -141,9 +147,84 @@ def build_table() -> None:
         sys.stdout.flush()
 
 
+def split_search_seconds(T: int, lanes: int, samples: int = 12) -> float:
+    """The split search of a whole build over T steps, as `_fill` runs it (`_least_split`: a
+    sum and a minimum over every split, for each level and lane), timed on ``samples`` rows
+    spread over the lengths and summed over all rows (the time of a row is linear in its
+    length). A lower bound of the build: the rest of a row (moves, right parts) is O(lanes)."""
+    rng = np.random.default_rng(0)
+    plus = rng.random((T + 1, lanes))
+    flipped = rng.random((T + 1, lanes))
+    buf = np.empty((_block_rows(lanes), lanes))
+    per_split = []
+    for n in np.linspace(T // samples, T, samples).astype(int):
+        start = time.process_time()
+        for _ in range(2):  # the two levels
+            _least_split(plus, flipped, T - n, n, buf)
+        per_split.append((time.process_time() - start) / (n - 1))
+    return float(np.median(per_split)) * T * (T - 1) / 2
+
+
+def scaling_table(whole_up_to: int) -> None:
+    """Build time of Multilevel(10, 100), write = read = 2, for T = 10^3 .. 10^4, in CPU
+    seconds of the process (less sensitive than the clock to other jobs on the machine)."""
+    m, d, costs = 10, 100, {"write": 2.0, "read": 2.0}
+    print("| T | memory | disk | build (CPU s) | how |")
+    print("|---|---|---|---|---|")
+    for T in (1000, 2000, 5000, 10000):
+        if T <= whole_up_to:
+            start = time.process_time()
+            Multilevel(m, d, costs=costs).tables(T)
+            seconds, how = time.process_time() - start, "whole build"
+        else:
+            seconds = split_search_seconds(T, (m + 1) * (d + 1))
+            how = "split search alone, sampled rows summed (a lower bound)"
+        print(f"| {T} | {m} | {d} | {seconds:.1f} | {how} |")
+        sys.stdout.flush()
+
+
+WINDOW_GRID = [(300, 10, 100, 2.0, 2.0), (600, 10, 100, 2.0, 2.0), (1000, 4, 30, 2.0, 2.0)]
+
+
+def window_table() -> None:
+    """How much of the split range exact bounds leave, given the best bound there is.
+
+    For the cell (l, lane) with optimum V (of the split sums), a split j can be dropped when a
+    lower bound of its sum reaches V: ``plus_j[j]`` (R >= 0; plus_j is increasing in j) or
+    ``1 + R(l - j)`` (plus_j[1] = 1; R is non-decreasing). V itself is the tightest candidate a
+    search could start from, so these shares are the most that bounding can save.
+    """
+    print("| T | memory | disk | write | read | splits left per lane | left, lanes together |")
+    print("|---|---|---|---|---|---|---|")
+    for T, m, d, wd, rd in WINDOW_GRID:
+        t = Multilevel(m, d, costs={"write": wd, "read": rd}).tables(T)
+        total = per_lane = union = 0
+        for level in (0, 1):
+            for n in range(3, T + 1, max(1, T // 150)):
+                sums = t.plus_j[level][1:n] + t.right[n - 1 : 0 : -1]
+                best = sums.min(axis=0)
+                ok = np.isfinite(best)
+                hi = (t.plus_j[level][1:n] < best).sum(axis=0)[ok]  # j <= hi
+                lo = n - (t.right[1:n] + 1 < best).sum(axis=0)[ok]  # j >= lo
+                total += (n - 1) * ok.sum()
+                per_lane += np.maximum(hi - lo + 1, 0).sum()
+                union += max(hi.max() - lo.min() + 1, 0) * ok.sum()
+        print(
+            f"| {T} | {m} | {d} | {wd:g} | {rd:g} | {per_lane / total:.0%} | {union / total:.0%} |"
+        )
+        sys.stdout.flush()
+
+
 def main(argv: list[str]) -> None:
     if "--build" in argv:
         build_table()
+        return
+    if "--scaling" in argv:
+        limit = argv[argv.index("--whole-up-to") + 1] if "--whole-up-to" in argv else "2000"
+        scaling_table(int(limit))
+        return
+    if "--windows" in argv:
+        window_table()
         return
     grid = QUICK if "--quick" in argv else GRID
     kinds = ["HRevolve", "Multistage", "DiskRevolve"]

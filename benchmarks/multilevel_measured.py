@@ -2,7 +2,8 @@
 
 A 1-D heat step on a float64 state of n values, T steps, gradient of sum(x_T^2) with autograd:
 `Multilevel(memory, disk)` with a temporary HDF5 file for the disk level (costs measured by the
-driver, then the same costs with the overlap model; and fixed costs of 4 steps per write and
+driver; the same with reads ahead of the restores (``read_ahead=True``); then the measured costs
+with the overlap model; and fixed costs of 4 steps per write and
 read, without and with the overlap model), against `Revolve(memory + disk)` all in
 memory and `Revolve(memory)` in memory only. Each configuration runs in a fresh process so that
 its peak RSS is its own; times are the best of ``--repeat`` runs.
@@ -31,6 +32,7 @@ from typing import Any
 
 CONFIGS = [
     "multilevel",
+    "multilevel-read-ahead",
     "multilevel-overlap",
     "multilevel-4",
     "multilevel-4-overlap",
@@ -76,6 +78,8 @@ def child(args: argparse.Namespace) -> None:
 
     if config == "multilevel":
         scheme = Multilevel(memory, disk)
+    elif config == "multilevel-read-ahead":  # reads ahead during the VJPs: one state more
+        scheme = Multilevel(memory, disk, read_ahead=True)
     elif config == "multilevel-overlap":
         scheme = Multilevel(memory, disk, costs={**json.loads(costs), "overlap": True})
     elif config == "multilevel-4":

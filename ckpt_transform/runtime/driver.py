@@ -700,7 +700,11 @@ class _Run:
         bar = _bar(self.loop.progress, self.loop.sweeps[1], T)
         try:
             actions = self.plan.reverse(T)
-            if any(type(s).prefetch is not StorageSession.prefetch for s in self.sessions.values()):
+            # A scheme may forgo reads ahead (`Multilevel`: a state read during a VJP is held at
+            # the sweep's peak, above its budgets).
+            if getattr(self.loop.scheme, "read_ahead", True) and any(
+                type(s).prefetch is not StorageSession.prefetch for s in self.sessions.values()
+            ):
                 actions = _read_ahead(actions, self._prefetch)
             n_s = self.n_s
             if self.one_leaf:  # the adjoint is that one leaf's, bare: no tuples per segment

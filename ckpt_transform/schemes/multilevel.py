@@ -28,8 +28,11 @@ as numpy arrays: O(T^2 x memory x disk) work in vectorised passes. The build tak
 minimum of each cell's split sums (a reduction many times cheaper than finding its position);
 the plan recomputes the position of the cells it visits, from the same sums in the same order,
 so it chooses what a build storing every position would have chosen (the smallest optimal j).
-The last tables built are kept, so planning the same loop again (same budgets and costs) costs
-nothing.
+The sums are made and reduced by blocks of rows that stay in the processor's cache
+(`_least_split`): a minimum is the same number in any grouping, so the tables are those of one
+whole-array pass bit for bit, and the pass over memory is one instead of three (1.4x less CPU
+time at T = 800, memory 10, disk 100). The last tables built are kept, so planning the same
+loop again (same budgets and costs) costs nothing.
 
 Why every split is searched. Binomial checkpointing's costs are convex in l and its optimal
 split is monotone in l, which would allow O(1) amortised work per cell (a Knuth-style window or
@@ -37,8 +40,17 @@ the merge of two convex slope sequences). Neither holds once disk I/O costs are 
 ``Multilevel(1, 1)`` with write = read = 1 the memory table is not convex in l, and with
 write = read = 5 the first optimal split of ``F_M(l, 0, 1)`` moves down as l grows
 (tests/schemes/test_multilevel.py checks both counterexamples), so a search window assuming
-either loses optimality. The target of T = 10^4, memory 10, disk 100 in under 1 s is
-therefore not reached by this exact programme (see docs/benchmarks.md for measured times).
+either loses optimality. Exact bounds do not narrow the search enough either: ``plus_j`` is
+increasing in j and ``R`` non-decreasing in k, so a split whose ``plus_j[j]`` or
+``1 + R(l - j)`` reaches the cell's optimum could be dropped; but even with the optimum itself
+as the bound, 73-78% of the splits of a lane are left, and 98-99% of the range once the lanes
+are searched together as the vectorised passes do (T = 300-1000, write = read = 2;
+``benchmarks/multilevel.py --windows``). Capping the lanes (a part of length l holds at most
+l - 1 checkpoints, so slots beyond l - 1 change nothing) saves only rows shorter than the
+budgets, and at T = 10^4 every one of 110 slots still saves recomputation. The target of
+T = 10^4, memory 10, disk 100 in under 1 s is therefore not reached by this exact programme:
+its split search alone is about T^2 x lanes = 10^8 x 1111 sums (see docs/benchmarks.md for
+measured times).
 
 The overlap model (``costs["overlap"] = True``): a disk write runs behind the steps that follow
 it (`HDF5Storage` writes in a thread), so a store followed by an advance of j steps costs
@@ -107,6 +119,12 @@ class Multilevel(Scheme):
         `DEFAULT_COSTS`.
     steps
         The loop's length, needed for a ``while`` loop (as for `Revolve`).
+    read_ahead
+        Let the disk storage read a checkpoint ahead of its restore (False by default). In the
+        reverse sweep a restore follows the VJP of a step, so a read ahead runs during that VJP,
+        at the sweep's peak of memory, and holds one state more than the budgets there; this
+        scheme is for states too large to spare one, so its reads start at the restore. The
+        read then costs its full time (the plan's ``read`` cost assumes no overlap anyway).
 
     Notes
     -----
@@ -154,6 +172,7 @@ class Multilevel(Scheme):
         disk_storage: object | None = None,
         costs: Mapping[str, Any] | None = None,
         steps: int | None = None,
+        read_ahead: bool = False,
     ) -> None:
         check_int("Multilevel memory", memory, 0)
         if disk is not None:
@@ -171,6 +190,7 @@ class Multilevel(Scheme):
         self.disk_storage = disk_storage
         self.costs = None if costs is None else check_costs(costs)
         self.steps = steps
+        self.read_ahead = read_ahead
 
     @property
     def storage(self) -> object | None:  # type: ignore[override]
@@ -196,6 +216,8 @@ class Multilevel(Scheme):
             args.append(f"costs={self.costs!r}")
         if self.steps is not None:
             args.append(f"steps={self.steps}")
+        if self.read_ahead:
+            args.append("read_ahead=True")
         return f"Multilevel({', '.join(args)})"
 
     def with_costs(self, costs: Mapping[str, Any]) -> Multilevel:
@@ -207,6 +229,7 @@ class Multilevel(Scheme):
             disk_storage=self.disk_storage,
             costs=costs,
             steps=self.steps,
+            read_ahead=self.read_ahead,
         )
 
     def plan(self, steps: int | None) -> Plan:
@@ -377,6 +400,28 @@ def build_tables(steps: int, memory: int, disk: int | None, costs: Mapping[str, 
     return tables
 
 
+# Bytes of split sums per block (`_least_split`): a block stays in the processor's cache between
+# the sum and the minimum, which takes them in one pass over memory instead of three.
+_BLOCK_BYTES = 1 << 18
+
+
+def _block_rows(lanes: int) -> int:
+    return max(8, _BLOCK_BYTES // (8 * lanes))
+
+
+def _least_split(plus: np.ndarray, flipped: np.ndarray, shift: int, n: int, buf: np.ndarray) -> Any:
+    """``min over j = 1 .. n-1 of plus[j] + flipped[shift + j]`` for every lane, by blocks of
+    ``len(buf)`` splits. The minimum of the same sums in any grouping is the same number, so the
+    result equals the whole-array minimum bit for bit (and the plan's recomputed splits)."""
+    rows = len(buf)
+    least = np.full(plus.shape[1], np.inf)
+    for lo in range(1, n, rows):
+        hi = min(lo + rows, n)
+        v = np.add(plus[lo:hi], flipped[shift + lo : shift + hi], out=buf[: hi - lo])
+        np.minimum(least, np.minimum.reduce(v, axis=0), out=least)
+    return least
+
+
 def _fill(T: int, memory: int, disk: int | None, costs: dict[str, Any]) -> MultilevelTables:
     wd, rd = float(costs["write"]), float(costs["read"])
     overlap = bool(costs.get("overlap", False))
@@ -398,13 +443,18 @@ def _fill(T: int, memory: int, disk: int | None, costs: dict[str, Any]) -> Multi
         flipped[T - 1] = 0.0
         for L in (_MEMORY, _DISK):
             plus_j[L][1] = 1.0  # F_L(1) + 1
-    values = np.empty((max(T - 1, 0), ln.n))
+    # overlap: the disk level's sums are kept whole for their argmin; otherwise blocks of rows
+    values = np.empty((max(T - 1, 0), ln.n) if overlap else (_block_rows(ln.n), ln.n))
     first_disk = np.zeros(ln.n, np.int64)  # overlap: the first advance of F_D(n) (0: a move)
     for n in range(2, T + 1):
         best = []
         for L in (_MEMORY, _DISK):
-            v = np.add(plus_j[L][1:n], flipped[T - n + 1 : T], out=values[: n - 1])
-            best.append(np.minimum.reduce(v, axis=0) + restore[L])
+            if overlap:
+                v = np.add(plus_j[L][1:n], flipped[T - n + 1 : T], out=values[: n - 1])
+                least = np.minimum.reduce(v, axis=0)
+            else:
+                least = _least_split(plus_j[L], flipped, T - n, n, values)
+            best.append(least + restore[L])
         vm, vd = best
         # moves of n0 to the other level, judged against the other level's splits
         move_m = np.where(ln.can_to_disk, wd + vd[ln.to_disk], inf)

@@ -178,6 +178,7 @@ def test_while_loop_needs_steps():
         ((1, 2), {"costs": {"write": 1, "read": 1, "speed": 2}}, ValueError, "unknown costs"),
         ((1, 2), {"costs": {"write": 1, "read": 1, "overlap": 1}}, TypeError, "overlap"),
         ((1.5, 2), {}, TypeError, "memory"),
+        ((1, 2), {"read_ahead": 1}, TypeError, "read_ahead"),
     ],
 )
 def test_bad_arguments(args, kwargs, error, match):
@@ -236,3 +237,21 @@ def test_costs_are_not_convex_and_splits_not_monotone_with_io():
         if not costly.moved[0][n, lane]:  # the plan's recomputed split is that one
             assert costly.split(0, n, lane) == firsts[-1], n
     assert any(later < earlier for earlier, later in itertools.pairwise(firsts)), firsts
+
+
+def test_split_minimum_by_blocks_is_the_whole_minimum():
+    """The build takes each cell's least split sum by blocks of rows (`_least_split`): equal bit
+    for bit to the minimum over the whole range, whatever the block, infinities included."""
+    from ckpt_transform.schemes.multilevel import _least_split
+
+    rng = np.random.default_rng(3)
+    T, lanes = 40, 7
+    plus = np.cumsum(rng.random((T + 1, lanes)), axis=0)
+    flipped = rng.random((T + 1, lanes)) * 50
+    flipped[rng.random((T + 1, lanes)) < 0.3] = np.inf
+    for rows in (1, 3, 8, 64):
+        buf = np.empty((rows, lanes))
+        for n in range(2, T + 1):
+            whole = np.minimum.reduce(plus[1:n] + flipped[T - n + 1 : T], axis=0)
+            got = _least_split(plus, flipped, T - n, n, buf)
+            assert np.array_equal(got, whole), (rows, n)

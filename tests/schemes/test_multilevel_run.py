@@ -54,6 +54,7 @@ def run(scheme, T, x=X0, c=1.3):
         Multilevel(0, 4, costs={"write": 0.5, "read": 2}),
         Multilevel(2, None, costs={"write": 3, "read": 3}),
         Multilevel(1, 2, costs={"write": 2, "read": 1, "overlap": True}),
+        Multilevel(1, 3, costs={"write": 1, "read": 1}, read_ahead=True),
     ],
 )
 def test_gradient_equals_autograd_on_the_plain_loop(scheme, tmp_path):
@@ -83,6 +84,29 @@ def test_each_level_uses_its_own_storage(tmp_path):
     assert path.exists()  # the disk level wrote its checkpoints there
     assert stats.disk_writes > 0
     assert "disk_writes" in str(stats)
+
+
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_reads_ahead_only_when_asked(monkeypatch, read_ahead):
+    """By default the disk level is read at each restore, not ahead of it during a VJP (where a
+    state read ahead would sit at the sweep's peak); read_ahead=True gives the storage its hints.
+    The gradient is autograd's either way."""
+    from ckpt_transform.storage.hdf5.session import HDF5Session
+
+    hinted = []
+    real = HDF5Session.prefetch
+
+    def prefetch(self, slot):
+        hinted.append(slot)
+        real(self, slot)
+
+    monkeypatch.setattr(HDF5Session, "prefetch", prefetch)
+    scheme = Multilevel(1, 3, costs={"write": 1, "read": 1}, read_ahead=read_ahead)
+    stats = run(scheme, 30)
+    assert stats.disk_reads > 0
+    assert bool(hinted) == read_ahead
+    assert ("read_ahead=True" in repr(scheme)) == read_ahead
+    assert scheme.with_costs({"write": 2, "read": 2}).read_ahead == read_ahead
 
 
 def test_measured_costs_when_none_are_given():

@@ -543,6 +543,39 @@ class Gate:
         monkeypatch.setattr(layout.CheckpointFile, "write", gated_write)
 
 
+@pytest.mark.parametrize("background", [True, False])
+def test_a_written_state_is_let_go_before_the_next_call(
+    monkeypatch: pytest.MonkeyPatch, background: bool
+) -> None:
+    """Once its write has reached the file, the session holds no reference to the state put:
+    a state written near the end of the primal run must not stay in memory through the sweep,
+    until the next disk action. Held while the write is in flight, so a get still sees it."""
+    import weakref
+
+    gate = Gate(monkeypatch)
+    if not background:
+        gate.open.set()
+    x = np.arange(10.0)
+    alive = weakref.ref(x)
+    with HDF5Storage(background=background).session() as s:
+        s.put(0, 1, [x], "x")
+        del x
+        if background:
+            assert gate.entered.wait(30)
+            assert alive() is not None  # the write is in flight: its leaves are held
+            gate.open.set()
+            deadline = threading.Event()
+            for _ in range(3000):  # the worker lets go right after the write, no call needed
+                if alive() is None:
+                    break
+                deadline.wait(0.01)
+        gc.collect()
+        assert alive() is None
+        step, (y,) = s.get(0)  # read back from the file
+        assert step == 1
+        np.testing.assert_array_equal(y, np.arange(10.0))
+
+
 def test_get_during_a_write_in_flight_sees_the_leaves_put(monkeypatch: pytest.MonkeyPatch) -> None:
     gate = Gate(monkeypatch)
     x = np.arange(10.0)

@@ -9,7 +9,9 @@ worker is raised as a `CheckpointError` by the next call of the session.
 
 Memory: at most one state is held for I/O at any time beyond the caller's own, either a write in
 flight or a read ahead. `put` waits for the previous write before queueing its own (and writes
-through while a read ahead is held); `prefetch` waits for the write in flight.
+through while a read ahead is held); `prefetch` waits for the write in flight. A write lets go of
+the leaves put as soon as it has reached the file (in the worker, not at the session's next
+call): a state written to disk near the end of the primal run is not held through the sweep.
 """
 
 from __future__ import annotations
@@ -33,6 +35,21 @@ from ckpt_transform.storage.memory import leaf_nbytes
 __all__ = ["HDF5Session"]
 
 _MAX_PREFETCHED = 1  # reads ahead held at once
+
+
+class _Write:
+    """A write queued for a slot: the leaves put, held until the write has reached the file."""
+
+    __slots__ = ("fut", "leaves", "step")
+
+    def __init__(self, fut: concurrent.futures.Future[Any], step: int, leaves: list[Any]) -> None:
+        self.fut, self.step, self.leaves = fut, step, leaves
+        # Run by the worker when the write is done (at once when it already is): the file has
+        # the state now, and a `get` reads it from there.
+        fut.add_done_callback(self._written)
+
+    def _written(self, fut: concurrent.futures.Future[Any]) -> None:
+        self.leaves = None
 
 
 @dataclass
@@ -126,7 +143,7 @@ class HDF5Session(StorageSession):
         self.keep = keep
         self.temporary = temporary
         self._held: dict[int, int] = {}  # slot -> step, as the caller sees it
-        self._pending: dict[int, tuple[concurrent.futures.Future[Any], int, list[Any]]] = {}
+        self._pending: dict[int, _Write] = {}
         self._prefetched: dict[int, concurrent.futures.Future[Any]] = {}
         # Queued writes and frees, oldest first: (future, what it does, slot or None).
         self._queued: deque[tuple[concurrent.futures.Future[Any], str, int | None]] = deque()
@@ -168,7 +185,7 @@ class HDF5Session(StorageSession):
             fut, doing, slot = self._queued.popleft()
             if slot is not None:
                 pending = self._pending.get(slot)
-                if pending is not None and pending[0] is fut:
+                if pending is not None and pending.fut is fut:
                     del self._pending[slot]
             if fut.cancelled():
                 continue
@@ -243,7 +260,8 @@ class HDF5Session(StorageSession):
         self._held[slot] = step
         doing = f"writing slot {slot} (step {step}) to"
         fut = self._queue(doing, slot, self._file.write, slot, step, encoded, structure)
-        self._pending[slot] = (fut, step, leaves)
+        self._pending[slot] = _Write(fut, step, leaves)
+        del leaves, encoded  # the write holds them until it is done, then nothing does
         if self._prefetched:  # a read ahead holds a state already: write through
             self._wait_for_writes()
         return nbytes
@@ -258,9 +276,10 @@ class HDF5Session(StorageSession):
                 "follow a store to the same slot"
             )
         pending = self._pending.get(slot)
-        if pending is not None:  # still queued for writing: these are the leaves put
+        leaves = None if pending is None else pending.leaves
+        if leaves is not None:  # still queued for writing: these are the leaves put
             self._drop_prefetch(slot)
-            return pending[1], list(pending[2])
+            return step, list(leaves)
         fut = self._prefetched.pop(slot, None)
         if fut is None:
             fut = self._worker.submit(self._file.read, slot)
