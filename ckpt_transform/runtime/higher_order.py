@@ -107,26 +107,34 @@ def _loop_jvp(argnums: tuple, gs: tuple, ans: Any, args: tuple, kwargs: dict) ->
 
 
 class _LiftedTape:
-    """G taped by the tangent sweep, for the one reverse sweep that gives B and its JVP."""
+    """G's run taped by the tangent sweep, for the one reverse sweep that gives B and its JVP."""
 
-    __slots__ = ("dvals", "given", "pull")
+    __slots__ = ("dvals", "given", "grun")
 
-    def __init__(self, dvals: Sequence[Any], given: list[Any], pull: Callable[[Any], Any]) -> None:
-        self.dvals, self.given, self.pull = tuple(dvals), given, pull
+    def __init__(self, dvals: Sequence[Any], given: list[Any], grun: Any) -> None:
+        self.dvals, self.given, self.grun = tuple(dvals), given, grun
 
 
 def _tape_lifted(run: Any, dvals: Sequence[Any], tangent: Sequence[Any], given: list) -> list:
-    """The tangent sweep as G's taped forward run; return the tangent part of its output."""
+    """The tangent sweep as G's forward run; return the tangent part of its output.
+
+    G is run by the driver directly on the plain values (no autograd tape around it): its
+    reverse sweep later takes the output cotangent as given, with no copy of it into a
+    structure of zeros, and the x part of its output (F's output again) is not kept.
+    """
     run.drop_checkpoints()  # F's reverse sweep will not run unless B takes the general path
-    n = len(dvals)
-
-    def both_parts(z: Any) -> Any:
-        x, xd = _lifted(run, [z[j] for j in range(n)], [z[n + j] for j in range(n)])
-        return abuiltins.tuple(list(x) + list(xd))
-
-    pull, out = make_segment_vjp(both_parts, tuple(dvals) + tuple(tangent))
-    run.lifted_tape = _LiftedTape(dvals, given, pull)
-    return [out[run.n_s + j] for j in range(run.n_s)]
+    n_s, n_p = run.n_s, len(dvals) - run.n_s
+    leaves = run._merge(run.s_static, run.s_diff, dvals[:n_s])
+    state = (tuple(leaves), tuple(tangent[:n_s]))
+    params = (tuple(dvals[n_s:]), tuple(tangent[n_s:]))
+    diff = (list(run.s_diff) + [len(leaves) + j for j in range(n_s)], list(range(2 * n_p)))
+    grun = _lifted_loop(run).start(state, params, run.stats.second_order.append, diff)
+    d_state = [*dvals[:n_s], *tangent[:n_s]]
+    d_params = [*dvals[n_s:], *tangent[n_s:]]
+    grun.d_state0, grun.d_params0 = d_state, d_params
+    out = grun.forward(d_state, d_params)
+    run.lifted_tape = _LiftedTape(dvals, given, grun)
+    return list(out[n_s:])
 
 
 def _fused_reverse(run: Any, g: tuple, dvals: Sequence[Any]) -> tuple | None:
@@ -162,10 +170,15 @@ def _fused_reverse(run: Any, g: tuple, dvals: Sequence[Any]) -> tuple | None:
         else:
             raw_g.append(vt[0])
             gd.append(vt[1])
-    cot = tape.pull(tuple(gd) + tuple(raw_g))
-    n = len(dvals)
-    value = tuple(cot[n + j] for j in range(n))
-    return (tuple(raw_g) + tuple(raw_d), value, tuple(cot[j] for j in range(n)))
+    # G's reverse sweep with output cotangent (gd, g); its cotangents come back as the state's
+    # (x, then tangent) followed by the parameters' (p, then their tangent)
+    n_s = run.n_s
+    cot = tape.grun.reverse(tuple(gd) + tuple(raw_g))
+    del tape
+    n_p = len(dvals) - n_s
+    adj, adj_p = cot[: 2 * n_s], cot[2 * n_s :]
+    value = tuple(adj[n_s:]) + tuple(adj_p[n_p:])
+    return (tuple(raw_g) + tuple(raw_d), value, tuple(adj[:n_s]) + tuple(adj_p[:n_p]))
 
 
 def _matches(fused: tuple | None, args: Sequence[Any]) -> bool:
@@ -258,14 +271,19 @@ def _lifted(run: Any, dvals: Sequence[Any], tangent: Sequence[Any]) -> tuple[lis
     leaves = run._merge(run.s_static, run.s_diff, dvals[:n_s])
     state = (tuple(leaves), tuple(tangent[:n_s]))
     params = (tuple(dvals[n_s:]), tuple(tangent[n_s:]))
+    lifted = _lifted_loop(run)
+    out_leaves, xd = lifted.run(state, params, run.stats.second_order.append, False)
+    return [out_leaves[i] for i in run.s_diff], list(xd)
+
+
+def _lifted_loop(run: Any) -> Any:
+    """G as a loop: the lifted step over the primal's loop indices, scheme and storage."""
     loop = run.loop
     rng = loop.rng if loop.rng is not None else range(run.steps)
     scheme = _lifted_scheme(loop.scheme)
-    lifted = type(loop)(  # the driver's loop class (it imports this module, not the reverse)
+    return type(loop)(  # the driver's loop class (it imports this module, not the reverse)
         _LiftedStep(run), None, rng, scheme, loop.progress, (TANGENT, SECOND_ORDER_ADJOINT)
     )
-    out_leaves, xd = lifted.run(state, params, run.stats.second_order.append, False)
-    return [out_leaves[i] for i in run.s_diff], list(xd)
 
 
 def _lifted_scheme(scheme: Any) -> Any:
