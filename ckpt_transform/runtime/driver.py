@@ -29,6 +29,7 @@ from ckpt_transform.backends.autograd import (
     make_leaves_vjp,
     make_segment_vjp,
     reverse_over_forward,
+    tangent_of,
     vspace,
 )
 from ckpt_transform.errors import CheckpointError
@@ -360,6 +361,8 @@ class _Run:
         # of it gives the gradient and its JVP (`higher_order._fused_reverse`)
         self.fuse_hvp = any(reverse_over_forward(x) for x in d_state + d_params)
         self.lifted_tape: Any = None
+        self.lifted_out: Any = None
+        self.lifted_given = _tangents(d_state + d_params) if self.fuse_hvp else None
         self.fused: Any = None
         out = loop_primitive(self, *d_state, *d_params)
         leaves = list(self.final_static)
@@ -829,6 +832,32 @@ class _Run:
 # Full structure check of the state every this many passive steps (and always at an advance's
 # end): a broken step is reported within a few steps, at no measurable cost per step.
 _CHECK_EVERY = 64
+
+
+def _tangents(dvals: list[Any]) -> tuple[list[Any], list[Any]] | None:
+    """``(values, tangents)`` that ``make_jvp(grad(f))`` traces ``dvals`` with, or None.
+
+    Each value is reverse-traced over forward-traced (its tangent is read) or reverse-traced
+    only (no tangent); any other nesting (a third order) gives None.
+    """
+    values, tangents = [], []
+    for x in dvals:
+        if not isbox(x):
+            values.append(x)
+            tangents.append(None)
+            continue
+        if tangent_of(x) is not None:  # forward-traced outside the reverse trace
+            return None
+        vt = tangent_of(x._value)
+        if vt is not None and not isbox(vt[0]):
+            values.append(vt[0])
+            tangents.append(vt[1])
+        elif not isbox(x._value):
+            values.append(x._value)
+            tangents.append(None)
+        else:
+            return None
+    return values, tangents
 
 
 class _SegmentVJP:

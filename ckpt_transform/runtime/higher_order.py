@@ -60,6 +60,10 @@ def loop_primitive(run: Any, *dvals: Any) -> tuple:
     run.d_state0 = dvals[: run.n_s]
     run.d_params0 = dvals[run.n_s :]
     run.swept = False
+    if run.fuse_hvp and run.lifted_given is not None:
+        out = _primal_from_lifted(run, dvals)
+        if out is not None:
+            return out
     return run.forward(run.d_state0, run.d_params0)
 
 
@@ -87,7 +91,16 @@ def _loop_jvp(argnums: tuple, gs: tuple, ans: Any, args: tuple, kwargs: dict) ->
         given: list[Any] = [None] * len(dvals)
         for a, t in zip(argnums, gs):
             given[a - 1] = t
-        return tuple(_tape_lifted(run, dvals, tangent, given))
+        tape, n_s = run.lifted_tape, run.n_s
+        if (  # G already ran for F's value, in exactly this direction: its tangent part
+            run.lifted_out is not None
+            and tape is not None
+            and all(a is b for a, b in zip(tape.dvals, dvals))
+            and all(a is b for a, b in zip(tape.given, given))
+        ):
+            xd, run.lifted_out = run.lifted_out[n_s:], None
+            return tuple(xd)
+        return tuple(_tape_lifted(run, dvals, tangent, given)[n_s:])
     _, xd = _lifted(run, dvals, tangent)
     return tuple(xd)
 
@@ -134,7 +147,34 @@ def _tape_lifted(run: Any, dvals: Sequence[Any], tangent: Sequence[Any], given: 
     grun.d_state0, grun.d_params0 = d_state, d_params
     out = grun.forward(d_state, d_params)
     run.lifted_tape = _LiftedTape(dvals, given, grun)
-    return list(out[n_s:])
+    run.lifted_out = None
+    return list(out)
+
+
+def _primal_from_lifted(run: Any, dvals: Sequence[Any]) -> tuple | None:
+    """F's value as the x part of G's tangent sweep, when the direction is known beforehand.
+
+    Under ``make_jvp(grad(f))`` the inputs carry their tangents before F is called (`_Run.call`
+    reads them into ``run.lifted_given``): G's forward run then gives F's output too, and F's
+    own primal run (which the fused path would discard with its checkpoints) is not made. Its
+    tangent part waits in ``run.lifted_out`` for `_loop_jvp`. Only for a ``for`` loop (G runs
+    for the primal's length, which a while loop knows only once its primal run has ended);
+    None when the values are not the ones the tangents were read from.
+    """
+    expected, given = run.lifted_given
+    run.lifted_given = None
+    if run.loop.rng is None or any(a is not b for a, b in zip(expected, dvals)):
+        return None
+    tangent = [vspace(d).zeros() if t is None else t for d, t in zip(dvals, given)]
+    run.s_static = [getval(x) for x in run.s_leaves]  # what F's primal run would have set
+    run.p_static = [getval(x) for x in run.p_leaves]
+    out = _tape_lifted(run, dvals, tangent, given)
+    grun, n_s = run.lifted_tape.grun, run.n_s
+    run.steps = run.stats.steps = grun.steps
+    n_leaves = len(grun.final_static) - n_s
+    run.final_static = list(grun.final_static[:n_leaves])
+    run.lifted_out = out
+    return tuple(out[:n_s])
 
 
 def _fused_reverse(run: Any, g: tuple, dvals: Sequence[Any]) -> tuple | None:

@@ -344,8 +344,9 @@ def test_reverse_over_forward_with_a_file(tmp_path):
 
 
 def test_forward_over_reverse_is_one_lifted_run():
-    """make_jvp(grad(f)): the tangent sweep is G's taped run; one reverse sweep of G gives the
-    gradient and the Hessian-vector product, and F's own reverse sweep never runs."""
+    """make_jvp(grad(f)): the tangent sweep is G's taped run, whose x part is F's value; one
+    reverse sweep of G gives the gradient and the Hessian-vector product, and neither F's own
+    primal run nor its reverse sweep is made."""
     box = {}
 
     def f(x, a):
@@ -358,7 +359,7 @@ def test_forward_over_reverse_is_one_lifted_run():
     assert_close(got[0], want[0])
     assert_close(got[1], want[1])
     stats = box["stats"]
-    assert stats.reverse_sweeps == 0 and stats.evaluations == 7
+    assert stats.reverse_sweeps == 0 and stats.evaluations == 0 and stats.steps == 7
     assert [s.sweep for s in stats.second_order] == ["tangent, second-order adjoint"]
     assert stats.second_order[0].max_snapshots <= 2
 
