@@ -334,6 +334,7 @@ def _lifted_scheme(scheme: Any) -> Any:
     two-level scheme (`Multilevel`) has a storage per level (``memory_storage``,
     ``disk_storage``); a single-level scheme has ``storage``.
     """
+    scheme = scheme.second_order()  # e.g. Revolve(second_order_snapshots=...)
     levels = getattr(scheme, "storages", None)
     attrs = [f"{level}_storage" for level in levels()] if levels is not None else ["storage"]
     moved = {}

@@ -135,6 +135,8 @@ def timeline(
     8      3  free     slot 0 (state 0)   F
     """
     _check_arguments(steps, width, max_rows)
+    if second_order:
+        scheme = scheme.second_order()  # the plan the lifted loop runs
     if actions is None:
         actions = list(scheme.schedule(steps))
     summary = schedule_totals(scheme, steps, snapshots=snapshots, actions=actions)

@@ -483,3 +483,24 @@ def test_seed_heat_struct_through_the_decorator(kind):
     assert_close(hessian(via)(T0, 0.3), hessian(sumheat_functional)(T0, 0.3, 9))
     assert_close(grad(grad(via, 1), 1)(T0, 0.3), grad(grad(sumheat_functional, 1), 1)(T0, 0.3, 9))
     assert f.stats.second_order and f.stats.second_order[0].steps == 9
+
+
+@pytest.mark.parametrize("pairs", [1, 2, 3])
+def test_second_order_snapshots_bound_the_pairs(pairs):
+    """Revolve(second_order_snapshots=k): the lifted loop holds at most k (state, tangent)
+    checkpoints; the Hessian-vector product (both ways) and the Hessian are unchanged."""
+    box = {}
+
+    def f(x, a):
+        scheme = Revolve(4, second_order_snapshots=pairs)
+        s, box["stats"] = checkpointed_for(step, (x, 0), 7, scheme, params=(a,), return_stats=True)
+        return loss(s[0])
+
+    got, want = make_jvp(grad(f))(X, A)(V), make_jvp(grad(plain_for))(X, A)(V)
+    assert_close(got[0], want[0])
+    assert_close(got[1], want[1])
+    lifted = box["stats"].second_order
+    assert len(lifted) == 1 and 1 <= lifted[0].max_snapshots <= pairs
+    assert box["stats"].max_snapshots == 0  # F's own primal run is not made
+    assert_close(hessian_tensor_product(f)(X, A, V), hessian_tensor_product(plain_for)(X, A, V))
+    assert box["stats"].second_order[-1].max_snapshots <= pairs
