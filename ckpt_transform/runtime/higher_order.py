@@ -136,6 +136,19 @@ def _tape_lifted(run: Any, dvals: Sequence[Any], tangent: Sequence[Any], given: 
     structure of zeros, and the x part of its output (F's output again) is not kept.
     """
     run.drop_checkpoints()  # F's reverse sweep will not run unless B takes the general path
+    grun, out = _start_lifted(run, dvals, tangent)
+    run.lifted_tape = _LiftedTape(dvals, given, grun)
+    run.lifted_out = None
+    return out
+
+
+def _start_lifted(run: Any, dvals: Sequence[Any], tangent: Sequence[Any]) -> tuple[Any, list]:
+    """G's forward run on plain values, driven directly; return (its run, its output).
+
+    The output is the x part then the tangent part; ``run.reverse`` of the returned run takes
+    G's output cotangent in the same order and returns the cotangents of the state's x part,
+    its tangent part, the parameters and their tangents.
+    """
     n_s, n_p = run.n_s, len(dvals) - run.n_s
     leaves = run._merge(run.s_static, run.s_diff, dvals[:n_s])
     state = (tuple(leaves), tuple(tangent[:n_s]))
@@ -145,10 +158,7 @@ def _tape_lifted(run: Any, dvals: Sequence[Any], tangent: Sequence[Any], given: 
     d_state = [*dvals[:n_s], *tangent[:n_s]]
     d_params = [*dvals[n_s:], *tangent[n_s:]]
     grun.d_state0, grun.d_params0 = d_state, d_params
-    out = grun.forward(d_state, d_params)
-    run.lifted_tape = _LiftedTape(dvals, given, grun)
-    run.lifted_out = None
-    return list(out)
+    return grun, list(grun.forward(d_state, d_params))
 
 
 def _primal_from_lifted(run: Any, dvals: Sequence[Any]) -> tuple | None:
@@ -257,7 +267,16 @@ def _reverse_vjp(argnums: tuple, ans: Any, args: tuple, kwargs: dict) -> Callabl
         def tangent_part(dv: Any) -> Any:
             return abuiltins.tuple(_lifted(run, [dv[j] for j in range(len(dvals))], c)[1])
 
-        if wants_inputs:
+        if wants_inputs and not any(isbox(v) for v in (*g, *dvals, *c)):
+            # no outer trace to record G: drive it directly, with output cotangent (0, g)
+            grun, out = _start_lifted(run, dvals, c)
+            xd = out[n_s:]
+            zero = [vspace(x).zeros() for x in out[:n_s]]
+            del out
+            cots = grun.reverse((*zero, *g))
+            n_p = len(dvals) - n_s
+            cot = (*cots[:n_s], *cots[2 * n_s : 2 * n_s + n_p])
+        elif wants_inputs:
             pull, xd = make_segment_vjp(tangent_part, tuple(dvals))
             cot = pull(tuple(g))
         else:
