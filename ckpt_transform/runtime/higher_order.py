@@ -112,9 +112,11 @@ def _loop_jvp(argnums: tuple, gs: tuple, ans: Any, args: tuple, kwargs: dict) ->
 # tangents, and B's JVP follows. Both B's value and its JVP are parts of *one* VJP of G at
 # ((x0, xd0), (p, pd)) with output cotangent (gd, g): with respect to (xd0, pd) it is
 # (J_x^T g, J_p^T g) = B's value, with respect to (x0, p) it is B's JVP. So the tangent sweep runs
-# G taped (checkpointed: pairs of state and tangent), F's own checkpoints are dropped at once (no
-# first-order reverse sweep of F follows), and when B is called with the matching tangents one
-# reverse sweep of G yields both; `reverse_primitive` and `_reverse_jvp` return them. Any other
+# G's forward run (checkpointed: pairs of state and tangent), driven directly on plain values;
+# F's own primal run is not made when the tangents are known on entry (its value is G's x part,
+# `_primal_from_lifted`), or its checkpoints are dropped at once (no first-order reverse sweep of
+# F follows); when B is called with the matching tangents one reverse sweep of G yields both
+# (`_fused_reverse`); `reverse_primitive` and `_reverse_jvp` return them. Any other
 # call (other tangents, a second pull) takes the general path: B's reverse sweep (which redoes
 # F's primal run) and its JVP from a lifted run of its own.
 
