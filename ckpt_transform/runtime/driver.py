@@ -29,6 +29,7 @@ from ckpt_transform.backends.autograd import (
     make_leaves_vjp,
     make_segment_vjp,
     reverse_over_forward,
+    tangent_of,
     vspace,
 )
 from ckpt_transform.errors import CheckpointError
@@ -220,14 +221,7 @@ class _Loop:
             raise TypeError(
                 f"params must be a tuple of the values the step reads, got {type(params).__name__}"
             )
-        storage = self.scheme.storage
-        stats = RunStats(
-            scheme=repr(self.scheme),
-            storage=repr(storage) if storage else "ArrayStorage()",
-            sweep=self.sweeps[0],
-        )
-        if report is not None:
-            report(stats)
+        stats = self._stats(report)
         s_leaves, s_def = flatten(state)
         p_leaves, p_def = flatten(tuple(params))
         watch = guard.start(self.step, params)  # None unless the step asks to be guarded
@@ -237,6 +231,35 @@ class _Loop:
             out = self.plain(state, tuple(params), stats)
         guard.finish(watch)  # what the step changed outside its state, before returning
         return (out, stats) if return_stats else out
+
+    def _stats(self, report: Callable[[RunStats], None] | None) -> RunStats:
+        storage = self.scheme.storage
+        stats = RunStats(
+            scheme=repr(self.scheme),
+            storage=repr(storage) if storage else "ArrayStorage()",
+            sweep=self.sweeps[0],
+        )
+        if report is not None:
+            report(stats)
+        return stats
+
+    def start(
+        self,
+        state: Any,
+        params: Sequence[Any],
+        report: Callable[[RunStats], None],
+        diff: tuple[list[int], list[int]],
+    ) -> _Run:
+        """A run over plain values whose sweeps the caller drives (`_Run.forward`, `reverse`).
+
+        ``diff`` names the differentiable state and parameter leaves (indices into their
+        flattened lists): nothing is traced, so no autograd tape wraps the run and its output
+        cotangent is used as given (the lifted loop's fused sweep, `higher_order`).
+        """
+        stats = self._stats(report)
+        s_leaves, s_def = flatten(state)
+        p_leaves, p_def = flatten(tuple(params))
+        return _Run(self, stats, s_leaves, s_def, p_leaves, p_def, diff)
 
     def plain(self, state: Any, params: tuple, stats: RunStats) -> Any:
         """The loop itself, for an untraced call: no checkpoints, no tape."""
@@ -282,6 +305,7 @@ class _Run:
         s_def: Any,
         p_leaves: list[Any],
         p_def: Any,
+        diff: tuple[list[int], list[int]] | None = None,
     ) -> None:
         self.loop = loop
         self.stats = stats
@@ -290,12 +314,16 @@ class _Run:
         self.s_paths = leaf_paths(s_def)
         self.s_desc = describe(s_def)
         self.s_diff = [i for i, x in enumerate(s_leaves) if is_differentiable(x)]
+        if diff is not None:  # a run over plain values (`_Loop.start`): the caller says which
+            self.s_diff = list(diff[0])
         diff_set = set(self.s_diff)
         self.s_static_idx = [i for i in range(len(s_leaves)) if i not in diff_set]
         # A parameter is read, never written: one that is not being traced now (a constant
         # such as a mask, or a value the decorator passes on) can never carry a gradient, so it
         # is not taped as an input and no step's VJP computes its cotangent.
         self.p_diff = [i for i, x in enumerate(p_leaves) if isbox(x) and is_differentiable(x)]
+        if diff is not None:
+            self.p_diff = list(diff[1])
         self._check_untraced_leaves(s_leaves, p_leaves)
         self.s_leaves = s_leaves
         self.p_leaves = p_leaves
@@ -334,6 +362,8 @@ class _Run:
         # of it gives the gradient and its JVP (`higher_order._fused_reverse`)
         self.fuse_hvp = any(reverse_over_forward(x) for x in d_state + d_params)
         self.lifted_tape: Any = None
+        self.lifted_out: Any = None
+        self.lifted_given = _tangents(d_state + d_params) if self.fuse_hvp else None
         self.fused: Any = None
         out = loop_primitive(self, *d_state, *d_params)
         leaves = list(self.final_static)
@@ -807,6 +837,32 @@ class _Run:
 # Full structure check of the state every this many passive steps (and always at an advance's
 # end): a broken step is reported within a few steps, at no measurable cost per step.
 _CHECK_EVERY = 64
+
+
+def _tangents(dvals: list[Any]) -> tuple[list[Any], list[Any]] | None:
+    """``(values, tangents)`` that ``make_jvp(grad(f))`` traces ``dvals`` with, or None.
+
+    Each value is reverse-traced over forward-traced (its tangent is read) or reverse-traced
+    only (no tangent); any other nesting (a third order) gives None.
+    """
+    values, tangents = [], []
+    for x in dvals:
+        if not isbox(x):
+            values.append(x)
+            tangents.append(None)
+            continue
+        if tangent_of(x) is not None:  # forward-traced outside the reverse trace
+            return None
+        vt = tangent_of(x._value)
+        if vt is not None and not isbox(vt[0]):
+            values.append(vt[0])
+            tangents.append(vt[1])
+        elif not isbox(x._value):
+            values.append(x._value)
+            tangents.append(None)
+        else:
+            return None
+    return values, tangents
 
 
 class _SegmentVJP:

@@ -60,6 +60,10 @@ def loop_primitive(run: Any, *dvals: Any) -> tuple:
     run.d_state0 = dvals[: run.n_s]
     run.d_params0 = dvals[run.n_s :]
     run.swept = False
+    if run.fuse_hvp and run.lifted_given is not None:
+        out = _primal_from_lifted(run, dvals)
+        if out is not None:
+            return out
     return run.forward(run.d_state0, run.d_params0)
 
 
@@ -87,7 +91,16 @@ def _loop_jvp(argnums: tuple, gs: tuple, ans: Any, args: tuple, kwargs: dict) ->
         given: list[Any] = [None] * len(dvals)
         for a, t in zip(argnums, gs):
             given[a - 1] = t
-        return tuple(_tape_lifted(run, dvals, tangent, given))
+        tape, n_s = run.lifted_tape, run.n_s
+        if (  # G already ran for F's value, in exactly this direction: its tangent part
+            run.lifted_out is not None
+            and tape is not None
+            and all(a is b for a, b in zip(tape.dvals, dvals))
+            and all(a is b for a, b in zip(tape.given, given))
+        ):
+            xd, run.lifted_out = run.lifted_out[n_s:], None
+            return tuple(xd)
+        return tuple(_tape_lifted(run, dvals, tangent, given)[n_s:])
     _, xd = _lifted(run, dvals, tangent)
     return tuple(xd)
 
@@ -99,34 +112,81 @@ def _loop_jvp(argnums: tuple, gs: tuple, ans: Any, args: tuple, kwargs: dict) ->
 # tangents, and B's JVP follows. Both B's value and its JVP are parts of *one* VJP of G at
 # ((x0, xd0), (p, pd)) with output cotangent (gd, g): with respect to (xd0, pd) it is
 # (J_x^T g, J_p^T g) = B's value, with respect to (x0, p) it is B's JVP. So the tangent sweep runs
-# G taped (checkpointed: pairs of state and tangent), F's own checkpoints are dropped at once (no
-# first-order reverse sweep of F follows), and when B is called with the matching tangents one
-# reverse sweep of G yields both; `reverse_primitive` and `_reverse_jvp` return them. Any other
+# G's forward run (checkpointed: pairs of state and tangent), driven directly on plain values;
+# F's own primal run is not made when the tangents are known on entry (its value is G's x part,
+# `_primal_from_lifted`), or its checkpoints are dropped at once (no first-order reverse sweep of
+# F follows); when B is called with the matching tangents one reverse sweep of G yields both
+# (`_fused_reverse`); `reverse_primitive` and `_reverse_jvp` return them. Any other
 # call (other tangents, a second pull) takes the general path: B's reverse sweep (which redoes
 # F's primal run) and its JVP from a lifted run of its own.
 
 
 class _LiftedTape:
-    """G taped by the tangent sweep, for the one reverse sweep that gives B and its JVP."""
+    """G's run taped by the tangent sweep, for the one reverse sweep that gives B and its JVP."""
 
-    __slots__ = ("dvals", "given", "pull")
+    __slots__ = ("dvals", "given", "grun")
 
-    def __init__(self, dvals: Sequence[Any], given: list[Any], pull: Callable[[Any], Any]) -> None:
-        self.dvals, self.given, self.pull = tuple(dvals), given, pull
+    def __init__(self, dvals: Sequence[Any], given: list[Any], grun: Any) -> None:
+        self.dvals, self.given, self.grun = tuple(dvals), given, grun
 
 
 def _tape_lifted(run: Any, dvals: Sequence[Any], tangent: Sequence[Any], given: list) -> list:
-    """The tangent sweep as G's taped forward run; return the tangent part of its output."""
+    """The tangent sweep as G's forward run; return the tangent part of its output.
+
+    G is run by the driver directly on the plain values (no autograd tape around it): its
+    reverse sweep later takes the output cotangent as given, with no copy of it into a
+    structure of zeros, and the x part of its output (F's output again) is not kept.
+    """
     run.drop_checkpoints()  # F's reverse sweep will not run unless B takes the general path
-    n = len(dvals)
+    grun, out = _start_lifted(run, dvals, tangent)
+    run.lifted_tape = _LiftedTape(dvals, given, grun)
+    run.lifted_out = None
+    return out
 
-    def both_parts(z: Any) -> Any:
-        x, xd = _lifted(run, [z[j] for j in range(n)], [z[n + j] for j in range(n)])
-        return abuiltins.tuple(list(x) + list(xd))
 
-    pull, out = make_segment_vjp(both_parts, tuple(dvals) + tuple(tangent))
-    run.lifted_tape = _LiftedTape(dvals, given, pull)
-    return [out[run.n_s + j] for j in range(run.n_s)]
+def _start_lifted(run: Any, dvals: Sequence[Any], tangent: Sequence[Any]) -> tuple[Any, list]:
+    """G's forward run on plain values, driven directly; return (its run, its output).
+
+    The output is the x part then the tangent part; ``run.reverse`` of the returned run takes
+    G's output cotangent in the same order and returns the cotangents of the state's x part,
+    its tangent part, the parameters and their tangents.
+    """
+    n_s, n_p = run.n_s, len(dvals) - run.n_s
+    leaves = run._merge(run.s_static, run.s_diff, dvals[:n_s])
+    state = (tuple(leaves), tuple(tangent[:n_s]))
+    params = (tuple(dvals[n_s:]), tuple(tangent[n_s:]))
+    diff = (list(run.s_diff) + [len(leaves) + j for j in range(n_s)], list(range(2 * n_p)))
+    grun = _lifted_loop(run).start(state, params, run.stats.second_order.append, diff)
+    d_state = [*dvals[:n_s], *tangent[:n_s]]
+    d_params = [*dvals[n_s:], *tangent[n_s:]]
+    grun.d_state0, grun.d_params0 = d_state, d_params
+    return grun, list(grun.forward(d_state, d_params))
+
+
+def _primal_from_lifted(run: Any, dvals: Sequence[Any]) -> tuple | None:
+    """F's value as the x part of G's tangent sweep, when the direction is known beforehand.
+
+    Under ``make_jvp(grad(f))`` the inputs carry their tangents before F is called (`_Run.call`
+    reads them into ``run.lifted_given``): G's forward run then gives F's output too, and F's
+    own primal run (which the fused path would discard with its checkpoints) is not made. Its
+    tangent part waits in ``run.lifted_out`` for `_loop_jvp`. Only for a ``for`` loop (G runs
+    for the primal's length, which a while loop knows only once its primal run has ended);
+    None when the values are not the ones the tangents were read from.
+    """
+    expected, given = run.lifted_given
+    run.lifted_given = None
+    if run.loop.rng is None or any(a is not b for a, b in zip(expected, dvals)):
+        return None
+    tangent = [vspace(d).zeros() if t is None else t for d, t in zip(dvals, given)]
+    run.s_static = [getval(x) for x in run.s_leaves]  # what F's primal run would have set
+    run.p_static = [getval(x) for x in run.p_leaves]
+    out = _tape_lifted(run, dvals, tangent, given)
+    grun, n_s = run.lifted_tape.grun, run.n_s
+    run.steps = run.stats.steps = grun.steps
+    n_leaves = len(grun.final_static) - n_s
+    run.final_static = list(grun.final_static[:n_leaves])
+    run.lifted_out = out
+    return tuple(out[:n_s])
 
 
 def _fused_reverse(run: Any, g: tuple, dvals: Sequence[Any]) -> tuple | None:
@@ -162,10 +222,15 @@ def _fused_reverse(run: Any, g: tuple, dvals: Sequence[Any]) -> tuple | None:
         else:
             raw_g.append(vt[0])
             gd.append(vt[1])
-    cot = tape.pull(tuple(gd) + tuple(raw_g))
-    n = len(dvals)
-    value = tuple(cot[n + j] for j in range(n))
-    return (tuple(raw_g) + tuple(raw_d), value, tuple(cot[j] for j in range(n)))
+    # G's reverse sweep with output cotangent (gd, g); its cotangents come back as the state's
+    # (x, then tangent) followed by the parameters' (p, then their tangent)
+    n_s = run.n_s
+    cot = tape.grun.reverse(tuple(gd) + tuple(raw_g))
+    del tape
+    n_p = len(dvals) - n_s
+    adj, adj_p = cot[: 2 * n_s], cot[2 * n_s :]
+    value = tuple(adj[n_s:]) + tuple(adj_p[n_p:])
+    return (tuple(raw_g) + tuple(raw_d), value, tuple(adj[:n_s]) + tuple(adj_p[:n_p]))
 
 
 def _matches(fused: tuple | None, args: Sequence[Any]) -> bool:
@@ -204,7 +269,16 @@ def _reverse_vjp(argnums: tuple, ans: Any, args: tuple, kwargs: dict) -> Callabl
         def tangent_part(dv: Any) -> Any:
             return abuiltins.tuple(_lifted(run, [dv[j] for j in range(len(dvals))], c)[1])
 
-        if wants_inputs:
+        if wants_inputs and not any(isbox(v) for v in (*g, *dvals, *c)):
+            # no outer trace to record G: drive it directly, with output cotangent (0, g)
+            grun, out = _start_lifted(run, dvals, c)
+            xd = out[n_s:]
+            zero = [vspace(x).zeros() for x in out[:n_s]]
+            del out
+            cots = grun.reverse((*zero, *g))
+            n_p = len(dvals) - n_s
+            cot = (*cots[:n_s], *cots[2 * n_s : 2 * n_s + n_p])
+        elif wants_inputs:
             pull, xd = make_segment_vjp(tangent_part, tuple(dvals))
             cot = pull(tuple(g))
         else:
@@ -258,14 +332,19 @@ def _lifted(run: Any, dvals: Sequence[Any], tangent: Sequence[Any]) -> tuple[lis
     leaves = run._merge(run.s_static, run.s_diff, dvals[:n_s])
     state = (tuple(leaves), tuple(tangent[:n_s]))
     params = (tuple(dvals[n_s:]), tuple(tangent[n_s:]))
+    lifted = _lifted_loop(run)
+    out_leaves, xd = lifted.run(state, params, run.stats.second_order.append, False)
+    return [out_leaves[i] for i in run.s_diff], list(xd)
+
+
+def _lifted_loop(run: Any) -> Any:
+    """G as a loop: the lifted step over the primal's loop indices, scheme and storage."""
     loop = run.loop
     rng = loop.rng if loop.rng is not None else range(run.steps)
     scheme = _lifted_scheme(loop.scheme)
-    lifted = type(loop)(  # the driver's loop class (it imports this module, not the reverse)
+    return type(loop)(  # the driver's loop class (it imports this module, not the reverse)
         _LiftedStep(run), None, rng, scheme, loop.progress, (TANGENT, SECOND_ORDER_ADJOINT)
     )
-    out_leaves, xd = lifted.run(state, params, run.stats.second_order.append, False)
-    return [out_leaves[i] for i in run.s_diff], list(xd)
 
 
 def _lifted_scheme(scheme: Any) -> Any:
@@ -276,6 +355,7 @@ def _lifted_scheme(scheme: Any) -> Any:
     two-level scheme (`Multilevel`) has a storage per level (``memory_storage``,
     ``disk_storage``); a single-level scheme has ``storage``.
     """
+    scheme = scheme.second_order()  # e.g. Revolve(second_order_snapshots=...)
     levels = getattr(scheme, "storages", None)
     attrs = [f"{level}_storage" for level in levels()] if levels is not None else ["storage"]
     moved = {}

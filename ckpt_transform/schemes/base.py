@@ -105,6 +105,11 @@ class Scheme(ABC):
     #: front, even for a ``for`` loop); `schedule` then shows what it does not knowing it.
     online: bool = False
 
+    def second_order(self) -> Scheme:
+        """The scheme a second-order derivative's sweeps run with (the lifted loop over
+        (state, tangent) pairs, `ckpt_transform.runtime.higher_order`): this one by default."""
+        return self
+
     def schedule(self, steps: int) -> Iterator[Action]:
         """The whole plan for a loop that turns out to have ``steps`` iterations.
 

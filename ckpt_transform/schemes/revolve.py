@@ -80,6 +80,13 @@ class Revolve(Scheme):
     verbose
         0: quiet; 1: print the planned counts when a run starts; 2: also print each action as
         it is planned.
+    second_order_snapshots
+        How many (state, tangent) checkpoints the sweeps of a second-order derivative
+        (``make_jvp(grad(f))``, ``hessian``) may hold, the input pair included; None (the
+        default): ``snapshots``. A pair is two states, so the default holds up to twice the
+        first-order checkpoints and recomputes least; ``(snapshots + 1) // 2`` keeps the pairs
+        within the first-order checkpoints' memory at the price of more recomputation (figures
+        in docs/second-order.md).
 
     Notes
     -----
@@ -124,8 +131,11 @@ class Revolve(Scheme):
         *,
         storage: object | None = None,
         verbose: int = 0,
+        second_order_snapshots: int | None = None,
     ) -> None:
         check_int("Revolve snapshots", snapshots, 1)
+        if second_order_snapshots is not None:
+            check_int("Revolve second_order_snapshots", second_order_snapshots, 1)
         if steps is not None:
             check_int("Revolve steps", steps, 0)
         if verbose < 0:
@@ -134,6 +144,7 @@ class Revolve(Scheme):
         self.steps = steps
         self.storage = storage
         self.verbose = int(verbose)
+        self.second_order_snapshots = second_order_snapshots
 
     def __repr__(self) -> str:
         args = [f"snapshots={self.snapshots}"]
@@ -143,7 +154,16 @@ class Revolve(Scheme):
             args.append(f"storage={self.storage!r}")
         if self.verbose:
             args.append(f"verbose={self.verbose}")
+        if self.second_order_snapshots is not None:
+            args.append(f"second_order_snapshots={self.second_order_snapshots}")
         return f"Revolve({', '.join(args)})"
+
+    def second_order(self) -> Revolve:
+        """``Revolve(second_order_snapshots)`` for the (state, tangent) pairs, when it is given."""
+        k = self.second_order_snapshots
+        if k is None or k == self.snapshots:
+            return self
+        return Revolve(k, self.steps, storage=self.storage, verbose=self.verbose)
 
     def plan(self, steps: int | None) -> Plan:
         """A fresh plan for ``steps`` iterations (None: a ``while`` loop, which needs ``steps=``).

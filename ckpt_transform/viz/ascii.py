@@ -135,6 +135,7 @@ def timeline(
     8      3  free     slot 0 (state 0)   F
     """
     _check_arguments(steps, width, max_rows)
+    scheme = scheme.second_order() if second_order else scheme  # the lifted loop's plan
     if actions is None:
         actions = list(scheme.schedule(steps))
     summary = schedule_totals(scheme, steps, snapshots=snapshots, actions=actions)

@@ -218,6 +218,7 @@ def plot_schedule(
     >>> ax = plot_schedule(Revolve(3), 20, path="revolve.png")  # doctest: +SKIP
     """
     _check_arguments(steps, path)
+    scheme = scheme.second_order() if second_order else scheme  # the lifted loop's plan
     if actions is None:
         actions = list(scheme.schedule(steps))
     summary = schedule_totals(scheme, steps, snapshots=snapshots, actions=actions)

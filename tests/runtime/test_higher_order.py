@@ -344,8 +344,9 @@ def test_reverse_over_forward_with_a_file(tmp_path):
 
 
 def test_forward_over_reverse_is_one_lifted_run():
-    """make_jvp(grad(f)): the tangent sweep is G's taped run; one reverse sweep of G gives the
-    gradient and the Hessian-vector product, and F's own reverse sweep never runs."""
+    """make_jvp(grad(f)): the tangent sweep is G's taped run, whose x part is F's value; one
+    reverse sweep of G gives the gradient and the Hessian-vector product, and neither F's own
+    primal run nor its reverse sweep is made."""
     box = {}
 
     def f(x, a):
@@ -358,7 +359,7 @@ def test_forward_over_reverse_is_one_lifted_run():
     assert_close(got[0], want[0])
     assert_close(got[1], want[1])
     stats = box["stats"]
-    assert stats.reverse_sweeps == 0 and stats.evaluations == 7
+    assert stats.reverse_sweeps == 0 and stats.evaluations == 0 and stats.steps == 7
     assert [s.sweep for s in stats.second_order] == ["tangent, second-order adjoint"]
     assert stats.second_order[0].max_snapshots <= 2
 
@@ -482,3 +483,24 @@ def test_seed_heat_struct_through_the_decorator(kind):
     assert_close(hessian(via)(T0, 0.3), hessian(sumheat_functional)(T0, 0.3, 9))
     assert_close(grad(grad(via, 1), 1)(T0, 0.3), grad(grad(sumheat_functional, 1), 1)(T0, 0.3, 9))
     assert f.stats.second_order and f.stats.second_order[0].steps == 9
+
+
+@pytest.mark.parametrize("pairs", [1, 2, 3])
+def test_second_order_snapshots_bound_the_pairs(pairs):
+    """Revolve(second_order_snapshots=k): the lifted loop holds at most k (state, tangent)
+    checkpoints; the Hessian-vector product (both ways) and the Hessian are unchanged."""
+    box = {}
+
+    def f(x, a):
+        scheme = Revolve(4, second_order_snapshots=pairs)
+        s, box["stats"] = checkpointed_for(step, (x, 0), 7, scheme, params=(a,), return_stats=True)
+        return loss(s[0])
+
+    got, want = make_jvp(grad(f))(X, A)(V), make_jvp(grad(plain_for))(X, A)(V)
+    assert_close(got[0], want[0])
+    assert_close(got[1], want[1])
+    lifted = box["stats"].second_order
+    assert len(lifted) == 1 and 1 <= lifted[0].max_snapshots <= pairs
+    assert box["stats"].max_snapshots == 0  # F's own primal run is not made
+    assert_close(hessian_tensor_product(f)(X, A, V), hessian_tensor_product(plain_for)(X, A, V))
+    assert box["stats"].second_order[-1].max_snapshots <= pairs

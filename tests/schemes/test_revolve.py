@@ -491,3 +491,20 @@ def test_factories_make_the_same_objects_as_the_keyword_constructors():
         for action in (fast, keyword):  # still frozen, refused the same way
             with pytest.raises((AttributeError, TypeError)):
                 setattr(action, field, 0)
+
+
+def test_second_order_snapshots():
+    """The scheme of the second-order sweeps: Revolve(second_order_snapshots) when given."""
+    scheme = Revolve(6, storage=None, second_order_snapshots=3)
+    assert repr(scheme) == "Revolve(snapshots=6, second_order_snapshots=3)"
+    lifted = scheme.second_order()
+    assert isinstance(lifted, Revolve) and lifted.snapshots == 3 and lifted.steps is None
+    assert list(lifted.schedule(9)) == list(Revolve(3).schedule(9))
+    plain = Revolve(6)
+    assert plain.second_order() is plain
+    assert Revolve(6, second_order_snapshots=6).second_order().snapshots == 6
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="second_order_snapshots"):
+            Revolve(6, second_order_snapshots=bad)
+    with pytest.raises(TypeError, match="second_order_snapshots"):
+        Revolve(6, second_order_snapshots=2.5)

@@ -215,3 +215,11 @@ def test_second_order_view_names_the_sweeps_and_counts_what_a_hessian_runs():
     assert f"2 of 2   ((state, tangent) pairs: {2 * lifted.max_snapshots} states)" in text
     row = f"tangent, second-order adjoint: {lifted.evaluations} lifted evaluations, 2 (state, "
     assert re.search(rf"^second_order\[0\] +{re.escape(row)}", str(box["stats"]), re.M)
+
+
+def test_second_order_view_shows_the_plan_of_the_pairs():
+    """With Revolve(second_order_snapshots=k) the second-order view is Revolve(k)'s plan."""
+    text = timeline(Revolve(5, second_order_snapshots=2), 6, second_order=True)
+    assert text.splitlines()[0].startswith("Revolve(snapshots=2) over 6 steps")
+    assert text == timeline(Revolve(2), 6, second_order=True)
+    assert timeline(Revolve(5, second_order_snapshots=2), 6).startswith("Revolve(snapshots=5, ")
