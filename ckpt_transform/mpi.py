@@ -442,9 +442,33 @@ def _halos_adjoint(
     return g[plan[0]]  # a view of the copy, which nothing else holds: no second copy
 
 
+@primitive
+def _halos_transpose(g: Any, comm: Any, width: int, lead: int) -> onp.ndarray:
+    """The exchange's adjoint as a primitive of its own, so that a gradient can be differentiated.
+
+    Linear in ``g``: its VJP is the exchange again (ghosts of a constant ``fill`` carry no
+    derivative, so they are zero) and its JVP is itself applied to the tangent.
+    """
+    return _halos_adjoint(g, comm, width, lead)
+
+
+def _halos_of(h: Any, comm: Any, width: int, lead: int) -> Any:
+    """The exchange with zero ghosts, of one block (``lead`` 0) or of packed blocks (1)."""
+    if lead:
+        return _halos_packed(comm, width, 0.0, *[h[i] for i in range(len(h))])
+    return _halos(h, comm, width, 0.0)
+
+
+defvjp(
+    _halos_transpose,
+    lambda ans, g, comm, width, lead: lambda h: _halos_of(h, comm, width, lead),
+)
+defjvp(
+    _halos_transpose, lambda t, ans, g, comm, width, lead: _halos_transpose(t, comm, width, lead)
+)
 defvjp(
     _halos,
-    lambda ans, x, comm, width, fill: lambda g: _halos_adjoint(g, comm, width),
+    lambda ans, x, comm, width, fill: lambda g: _halos_transpose(g, comm, width, 0),
 )
 # Linear in x: the tangent of the ghosts is the exchange of the tangent, with zero ghosts where
 # the values are the constant ``fill``.
@@ -466,8 +490,11 @@ def _halos_packed_vjp(argnums: Sequence[int], ans: Any, args: tuple, kwargs: dic
         # rank sends the same messages. The packed array never leaves `exchange_halos`, which
         # only hands out its views ``packed[i]``: their adjoints (slice assignments) add into a
         # zero array autograd allocates for this node alone, so ``g`` is ours to change in place.
-        mine = isinstance(g, onp.ndarray) and g.flags.writeable
-        owned = _halos_adjoint(g, comm, width, 1, owned_by_us=mine)
+        if isinstance(g, Box):  # a gradient being differentiated: the adjoint is traced too
+            owned = _halos_transpose(g, comm, width, 1)
+        else:
+            mine = isinstance(g, onp.ndarray) and g.flags.writeable
+            owned = _halos_adjoint(g, comm, width, 1, owned_by_us=mine)
         return tuple(owned[a - 3] for a in argnums)
 
     return vjp
@@ -561,8 +588,11 @@ def _interior(p: Any, ndims: int, width: int) -> onp.ndarray:
     return p[_plan(p.shape, ndims, width, 0, ())[0]]
 
 
-def _interior_adjoint(g: Any, p: Any, ndims: int, width: int) -> onp.ndarray:
-    out = onp.empty(onp.shape(p), dtype=onp.result_type(g))
+@primitive
+def _interior_adjoint(g: Any, shape: tuple, ndims: int, width: int) -> onp.ndarray:
+    """``g`` padded with zeros to ``shape``; a primitive (linear in ``g``) so that a gradient
+    through `interior` can be differentiated again."""
+    out = onp.empty(shape, dtype=onp.result_type(g))
     owned, _, frame = _plan(out.shape, ndims, width, 0, ())
     out[owned] = g
     for _, (ghost_low, _, _, ghost_high) in frame:  # together, every cell outside ``owned``
@@ -571,8 +601,16 @@ def _interior_adjoint(g: Any, p: Any, ndims: int, width: int) -> onp.ndarray:
     return out
 
 
-defvjp(_interior, lambda ans, p, ndims, width: lambda g: _interior_adjoint(g, p, ndims, width))
+defvjp(
+    _interior,
+    lambda ans, p, ndims, width: lambda g: _interior_adjoint(g, onp.shape(p), ndims, width),
+)
 defjvp(_interior, lambda g, ans, p, ndims, width: _interior(g, ndims, width))
+defvjp(_interior_adjoint, lambda ans, g, shape, ndims, width: lambda h: _interior(h, ndims, width))
+defjvp(
+    _interior_adjoint,
+    lambda t, ans, g, shape, ndims, width: _interior_adjoint(t, shape, ndims, width),
+)
 
 
 def interior(p: Any, comm: Any, width: int = 1) -> Any:
@@ -621,7 +659,7 @@ def _allreduce(x: Any, comm: Any) -> Any:
     return _sum_over_ranks(x, comm)
 
 
-defvjp(_allreduce, lambda ans, x, comm: lambda g: _sum_over_ranks(g, comm))
+defvjp(_allreduce, lambda ans, x, comm: lambda g: _allreduce(g, comm))  # self-adjoint
 defjvp(_allreduce, lambda g, ans, x, comm: _allreduce(g, comm))
 
 

@@ -477,12 +477,77 @@ def pair_operator_cases():
                 results.append((name, problem))
 
 
+def second_order_cases():
+    """Value, gradient and Hessian-vector products (forward over reverse and reverse over
+    reverse) of the two-field model across ranks, against plain autograd in one process.
+
+    Each rank differentiates its own share of the loss; the adjoints of the exchange send the
+    ghosts' (second-order) cotangents back to their owners, so each rank gets its block of the
+    global derivatives. Both the plain loop and the checkpointed one.
+    """
+    from autograd import make_jvp
+    from autograd.differential_operators import hessian_tensor_product
+
+    for ndec, periodic, w in ((1, (True, True), 1), (2, (False, False), 2), (2, (True, False), 1)):
+        comm = cart(ndec, periodic)
+        sl = mpi.local_slices(comm, SHAPE)
+        U0, Z0, WT = initial(SHAPE), initial_z(SHAPE), weights(SHAPE)
+        V = 0.3 * np.sin(WT) - 0.1
+
+        def ref_loss(u, ndec=ndec, w=w, periodic=periodic, Z0=Z0, WT=WT):
+            z = Z0
+            for _ in range(STEPS):
+                pu, pz = pad_global(u, ndec, w, periodic), pad_global(z, ndec, w, periodic)
+                u, z = rhs_pair(pu, pz, ndec, w, 0.3)
+            return np.sum(WT * (u**2 + z**2))
+
+        def step(state, i, comm=comm, w=w, ndec=ndec):
+            pu, pz = mpi.exchange_halos(state, comm, w, FILL)
+            return rhs_pair(pu, pz, ndec, w, 0.3)
+
+        def plain(u, z0=Z0[sl], wt=WT[sl], step=step):
+            z = z0
+            for i in range(STEPS):
+                u, z = step((u, z), i)
+            return np.sum(wt * (u**2 + z**2))
+
+        def checkpointed(u, z0=Z0[sl], wt=WT[sl], step=step):
+            u, z = checkpointed_for(step, (u, z0), STEPS, Revolve(3))
+            return np.sum(wt * (u**2 + z**2))
+
+        ref = (
+            ref_loss(U0),
+            grad(ref_loss)(U0),
+            make_jvp(grad(ref_loss))(U0)(V)[1],
+            hessian_tensor_product(ref_loss)(U0, V),
+        )
+        u0, v = U0[sl], V[sl]
+        for kind, f in (("plain loop", plain), ("checkpointed_for", checkpointed)):
+            name = f"second order {kind} {ndec}D periodic={periodic[:ndec]} width={w}"
+
+            def body(name=name, f=f, comm=comm, ref=ref, u0=u0, v=v, sl=sl):
+                got = (
+                    mpi.allreduce(f(u0), comm),
+                    grad(f)(u0),
+                    make_jvp(grad(f))(u0)(v)[1],
+                    hessian_tensor_product(f)(u0, v),
+                )
+                err = max(
+                    relerr(got[0], ref[0]),
+                    *(relerr(a, b[sl]) for a, b in zip(got[1:], ref[1:])),
+                )
+                results.append((name, None if err <= RTOL else f"relative error {err:.2e}"))
+
+            run_case(name, body)
+
+
 operator_cases()
 pair_operator_cases()
 for_cases()
 pair_cases()
 while_cases()
 decorator_cases()
+second_order_cases()
 
 every = WORLD.gather(results, root=0)
 if RANK == 0:
