@@ -202,8 +202,10 @@ class _Table:
                 self.rows.append((code, a.n0, a.n1, 0))
                 pending = None
             elif isinstance(a, Restore):
+                self._check_pinned(a)
                 self.rows.append((_RESTORE, a.n, a.n, self.slot(a.slot)))
             elif isinstance(a, Store):
+                self._check_pinned(a)
                 if a.slot != self.pin:  # the pinned slot's one store, of the input: no copy
                     self.rows.append((_STORE, a.n, a.n, self.slot(a.slot)))
             elif isinstance(a, Advance):
@@ -214,6 +216,15 @@ class _Table:
                 raise CheckpointError(f"the JAX backend cannot execute {a} here")
         if pending is not None:
             raise CheckpointError(f"{pending} is not followed by its reverse")
+
+    def _check_pinned(self, a: Store | Restore) -> None:
+        """The pinned slot holds the input state and nothing else: a row for another state
+        there would read the input instead (a wrong derivative), so it is refused."""
+        if a.slot == self.pin and a.n != 0:
+            raise CheckpointError(
+                f"{a} uses slot {a.slot}, which this compiled program keeps for the loop's "
+                "input state (step 0); the plan must not reuse it for another state"
+            )
 
     def array(self) -> onp.ndarray:
         return onp.asarray(self.rows, dtype=onp.int32).reshape(-1, 4)

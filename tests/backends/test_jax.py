@@ -442,3 +442,15 @@ def test_forward_mode_and_hessian_vector_products_equal_the_plain_loop(run, plai
         return jax.jvp(jax.grad(lambda x, a: small_loss(run, x, a), (0, 1)), (x, a), tangents)
 
     assert_close(jax.jit(hvp, static_argnums=0)(run), hvp(plain))
+
+
+def test_a_plan_reusing_the_input_slot_for_another_state_is_refused():
+    # The compiled program keeps the loop's input in its pinned slot: a store of another state
+    # there, and a restore of one from it, would read the input instead (a wrong derivative).
+    from ckpt_transform.backends.jax import _Table
+    from ckpt_transform.schemes.actions import Restore, Store
+
+    _Table({}, 0).add([Store(n=0, slot=0), Restore(n=0, slot=0)])  # the input itself: fine
+    for bad in ([Store(n=5, slot=0)], [Restore(n=5, slot=0)]):
+        with pytest.raises(CheckpointError, match="keeps for the loop's input"):
+            _Table({}, 0).add(bad)
