@@ -560,16 +560,15 @@ def reverse_over_forward(x: Any) -> bool:
     """True when ``x`` is traced by reverse mode over forward mode (``make_jvp(grad(f))``).
 
     A value traced that way will be pulled back by the reverse trace with cotangents that carry
-    the forward trace's tangents: a Hessian-vector product is being taken.
+    the forward trace's tangents: a Hessian-vector product is being taken. Exactly these two
+    traces, over a plain value and a plain tangent: the fused sweep runs the lifted loop on plain
+    values, so a third trace anywhere (a derivative of the Hessian-vector product) is False and
+    takes the general path, which traces the lifted loop.
     """
     if not isbox(x) or not isinstance(x._node, _VJPNode):
         return False
-    inner = x._value
-    while isbox(inner):
-        if isinstance(inner._node, _JVPNode):
-            return True
-        inner = inner._value
-    return False
+    vt = tangent_of(x._value)
+    return vt is not None and not isbox(vt[0]) and not isbox(vt[1])
 
 
 def tangent_of(x: Any) -> tuple[Any, Any] | None:

@@ -360,10 +360,12 @@ class _Run:
         d_params = [self.p_leaves[i] for i in self.p_diff]
         # make_jvp(grad(f)): the tangent sweep runs the lifted loop taped, and one reverse sweep
         # of it gives the gradient and its JVP (`higher_order._fused_reverse`)
-        self.fuse_hvp = any(reverse_over_forward(x) for x in d_state + d_params)
+        hvp = any(reverse_over_forward(x) for x in d_state + d_params)
+        # every value traced by exactly make_jvp(grad(f)) or by the reverse trace alone
+        self.lifted_given = _tangents(d_state + d_params) if hvp else None
+        self.fuse_hvp = self.lifted_given is not None
         self.lifted_tape: Any = None
         self.lifted_out: Any = None
-        self.lifted_given = _tangents(d_state + d_params) if self.fuse_hvp else None
         self.fused: Any = None
         out = loop_primitive(self, *d_state, *d_params)
         leaves = list(self.final_static)
@@ -854,7 +856,7 @@ def _tangents(dvals: list[Any]) -> tuple[list[Any], list[Any]] | None:
         if tangent_of(x) is not None:  # forward-traced outside the reverse trace
             return None
         vt = tangent_of(x._value)
-        if vt is not None and not isbox(vt[0]):
+        if vt is not None and not isbox(vt[0]) and not isbox(vt[1]):
             values.append(vt[0])
             tangents.append(vt[1])
         elif not isbox(x._value):

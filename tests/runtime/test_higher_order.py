@@ -504,3 +504,45 @@ def test_second_order_snapshots_bound_the_pairs(pairs):
     assert box["stats"].max_snapshots == 0  # F's own primal run is not made
     assert_close(hessian_tensor_product(f)(X, A, V), hessian_tensor_product(plain_for)(X, A, V))
     assert box["stats"].second_order[-1].max_snapshots <= pairs
+
+
+@pytest.mark.parametrize("loop", ["for", "while"])
+def test_third_order_through_a_hessian_vector_product_equals_the_plain_loop(loop):
+    # make_jvp(grad(f)) with its direction (or its point) traced by an outer derivative: three
+    # traces, which the fused forward-over-reverse run (plain values only) must leave to the
+    # general path; value and derivatives against autograd on the undecorated loop.
+    T = 5
+
+    def step(x, i, a):
+        return np.sin(x) * a + 0.1 * x**2
+
+    def ours(x, a):
+        if loop == "for":
+            x = checkpointed_for(step, x, T, Revolve(2), params=(a,))
+        else:
+            x, _ = checkpointed_while(
+                lambda s, a: s[1] < T,
+                lambda s, i, a: (step(s[0], i, a), s[1] + 1),
+                (x, 0),
+                Revolve(2, steps=T),
+                params=(a,),
+            )
+        return np.sum(x**3)
+
+    def plain(x, a):
+        for i in range(T):
+            x = step(x, i, a)
+        return np.sum(x**3)
+
+    X, A = np.array([0.3, -0.7, 1.1]), 0.8
+    V, W = np.array([1.0, 0.5, -0.25]), np.array([0.2, -1.0, 0.4])
+    for f in (ours, plain):
+        assert np.isfinite(f(X, A))
+    assert_close(ours(X, A), plain(X, A))
+
+    def hvp_dot(f):
+        return lambda v, x: np.sum(make_jvp(grad(f))(x, A)(v)[1] * W)
+
+    for argnum in (0, 1):  # derivative in the direction, then in the point
+        assert_close(grad(hvp_dot(ours), argnum)(V, X), grad(hvp_dot(plain), argnum)(V, X))
+    assert_close(hvp_dot(ours)(V, X), hvp_dot(plain)(V, X))
