@@ -1114,7 +1114,8 @@ def checkpointed_for(
     if storages is not None and any(r[0] == _STORE for r in fwd_table.rows + rev_table.rows):
         machine.host = _Host(storages, xl, len(storages) > 1)
         # the reverse sweep's restores from the host, in order: each reads the next one ahead
-        machine.host.order = [r[3] for r in rev_table.rows if r[0] == _RESTORE and r[3] >= 0]
+        if scheme.read_ahead:
+            machine.host.order = [r[3] for r in rev_table.rows if r[0] == _RESTORE and r[3] >= 0]
     stats = _stats(scheme, report, return_stats, machine.host)
     # Host arrays: the sweeps make them constants of their own traces (a jax array made here,
     # under an enclosing jax.jit, would be a tracer of that trace, leaked into a later one).

@@ -734,7 +734,7 @@ class _Run:
             actions = self.plan.reverse(T)
             # A scheme may forgo reads ahead (`Multilevel`: a state read during a VJP is held at
             # the sweep's peak, above its budgets).
-            if getattr(self.loop.scheme, "read_ahead", True) and any(
+            if self.loop.scheme.read_ahead and any(
                 type(s).prefetch is not StorageSession.prefetch for s in self.sessions.values()
             ):
                 actions = _read_ahead(actions, self._prefetch)

@@ -105,6 +105,10 @@ class Scheme(ABC):
     #: front, even for a ``for`` loop); `schedule` then shows what it does not knowing it.
     online: bool = False
 
+    #: False for a scheme whose runs must not read a checkpoint ahead of its restore (a read
+    #: ahead is held while a step's VJP runs, at the sweep's memory peak: `Multilevel`).
+    read_ahead: bool = True
+
     def second_order(self) -> Scheme:
         """The scheme a second-order derivative's sweeps run with (the lifted loop over
         (state, tangent) pairs, `ckpt_transform.runtime.higher_order`): this one by default."""
