@@ -267,6 +267,8 @@ def _run_schedule(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         if not os.path.isdir(folder):
             parser.error(f"--plot {args.plot!r}: the folder {folder!r} does not exist")
     budget = args.snapshots if args.scheme == "storeall" else None
+    if args.second_order:  # the lifted loop's plan, which the actions below must be
+        scheme = scheme.second_order()
     actions = list(scheme.schedule(args.steps))
     print(
         timeline(
