@@ -316,3 +316,7 @@ for _cls in (_Span, Reverse, EndForward):
     _declared(_cls)
 _declared(_Slot, level="memory")
 del _cls
+
+# Each kind's positional maker (`action_maker`), made once for the schemes' hot loops.
+advance_of, record_of, reverse_of = (action_maker(c) for c in (Advance, Record, Reverse))
+store_of, restore_of, free_of = (action_maker(c) for c in (Store, Restore, Free))

@@ -27,13 +27,12 @@ from ckpt_transform._checks import check_int, typechecked
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.schemes.actions import (
     Action,
-    Advance,
-    Free,
-    Record,
-    Restore,
-    Reverse,
-    Store,
-    action_maker,
+    advance_of,
+    free_of,
+    record_of,
+    restore_of,
+    reverse_of,
+    store_of,
 )
 from ckpt_transform.schemes.base import Plan, Scheme
 from ckpt_transform.schemes.cost import periodic_period
@@ -162,8 +161,8 @@ class Periodic(Scheme):
 # The plan's actions are made positionally, through the classes' C constructors (the very objects
 # the keyword calls make; see `actions.action_maker`): the keyword call was most of the cost of a
 # plan with many periods.
-_ADVANCE, _RECORD, _REVERSE = (action_maker(cls) for cls in (Advance, Record, Reverse))
-_STORE, _RESTORE, _FREE = (action_maker(cls) for cls in (Store, Restore, Free))
+_ADVANCE, _RECORD, _REVERSE = advance_of, record_of, reverse_of
+_STORE, _RESTORE, _FREE = store_of, restore_of, free_of
 
 
 class _PeriodicPlan(Plan):

@@ -49,14 +49,13 @@ from ckpt_transform._checks import check_int, typechecked
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.schemes.actions import (
     Action,
-    Advance,
     EndForward,
-    Free,
-    Record,
-    Restore,
-    Reverse,
-    Store,
-    action_maker,
+    advance_of,
+    free_of,
+    record_of,
+    restore_of,
+    reverse_of,
+    store_of,
 )
 from ckpt_transform.schemes.base import ListedPlan, Plan, Scheme
 from ckpt_transform.schemes.cost import revolve_forward_steps, revolve_repetitions
@@ -254,8 +253,8 @@ class _RevolvePlan(ListedPlan):
 # a keyword call of an action's constructor costs about twice what the rest of the planning
 # costs. The plan therefore builds its actions positionally, through the classes' C constructors
 # (`actions.action_maker`: the very same objects, fields in declaration order).
-_ADVANCE, _RECORD, _REVERSE = (action_maker(cls) for cls in (Advance, Record, Reverse))
-_STORE, _RESTORE, _FREE = (action_maker(cls) for cls in (Store, Restore, Free))
+_ADVANCE, _RECORD, _REVERSE = advance_of, record_of, reverse_of
+_STORE, _RESTORE, _FREE = store_of, restore_of, free_of
 
 
 def _advance(n0: int, n1: int) -> Action:
