@@ -445,7 +445,6 @@ def _fill(T: int, memory: int, disk: int | None, costs: dict[str, Any]) -> Multi
             plus_j[L][1] = 1.0  # F_L(1) + 1
     # overlap: the disk level's sums are kept whole for their argmin; otherwise blocks of rows
     values = np.empty((max(T - 1, 0), ln.n) if overlap else (_block_rows(ln.n), ln.n))
-    first_disk = np.zeros(ln.n, np.int64)  # overlap: the first advance of F_D(n) (0: a move)
     for n in range(2, T + 1):
         best = []
         for L in (_MEMORY, _DISK):
@@ -468,6 +467,7 @@ def _fill(T: int, memory: int, disk: int | None, costs: dict[str, Any]) -> Multi
         write: Any = wd
         if overlap:  # the write runs behind the first advance of the part it starts
             # values still holds the disk level's sums: their first minimum is the split
+            # the first advance of F_D(n) (0: a move)
             first_disk = np.where(moved[_DISK][n], 0, np.argmin(v, axis=0) + 1)
             write = np.maximum(0.0, wd - first_disk[ln.less_b])
         on_disk = np.where(ln.has_b, write + cost[_DISK][n, ln.less_b], inf)

@@ -40,10 +40,10 @@ _MAX_PREFETCHED = 1  # reads ahead held at once
 class _Write:
     """A write queued for a slot: the leaves put, held until the write has reached the file."""
 
-    __slots__ = ("fut", "leaves", "step")
+    __slots__ = ("fut", "leaves")
 
-    def __init__(self, fut: concurrent.futures.Future[Any], step: int, leaves: list[Any]) -> None:
-        self.fut, self.step, self.leaves = fut, step, leaves
+    def __init__(self, fut: concurrent.futures.Future[Any], leaves: list[Any]) -> None:
+        self.fut, self.leaves = fut, leaves
         # Run by the worker when the write is done (at once when it already is): the file has
         # the state now, and a `get` reads it from there.
         fut.add_done_callback(self._written)
@@ -260,7 +260,7 @@ class HDF5Session(StorageSession):
         self._held[slot] = step
         doing = f"writing slot {slot} (step {step}) to"
         fut = self._queue(doing, slot, self._file.write, slot, step, encoded, structure)
-        self._pending[slot] = _Write(fut, step, leaves)
+        self._pending[slot] = _Write(fut, leaves)
         del leaves, encoded  # the write holds them until it is done, then nothing does
         if self._prefetched:  # a read ahead holds a state already: write through
             self._wait_for_writes()
