@@ -515,12 +515,22 @@ defjvp_argnums(_halos_packed, _halos_packed_jvp)
 
 
 def _fields(x: Any) -> bool:
-    """True when ``x`` is a tuple or list of arrays (several fields), not one block."""
-    return (
-        isinstance(x, (tuple, list))
-        and len(x) > 0
-        and all(isinstance(f, (onp.ndarray, Box)) for f in x)
-    )
+    """True when ``x`` is a tuple or list of arrays (several fields), not one block.
+
+    A tuple or list holding an array beside something else (a number, a nested list) is
+    neither: it is refused rather than stacked into one block, which would silently return one
+    padded array where fields were meant.
+    """
+    if not isinstance(x, (tuple, list)) or not x:
+        return False
+    arrays = [isinstance(f, (onp.ndarray, Box)) for f in x]
+    if any(arrays) and not all(arrays):
+        bad = arrays.index(False)
+        raise TypeError(
+            f"exchange_halos was given a {type(x).__name__} of fields whose member {bad} is a "
+            f"{type(x[bad]).__name__}, not an array; give every field as an array"
+        )
+    return all(arrays)
 
 
 def _check_fields(xs: Sequence[Any], comm: Any, width: int) -> None:

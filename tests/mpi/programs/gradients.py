@@ -19,7 +19,7 @@ import sys
 import traceback
 
 import autograd.numpy as np
-from autograd import grad
+from autograd import grad, value_and_grad
 from mpi4py import MPI
 
 from ckpt_transform import (
@@ -98,14 +98,14 @@ def weights(shape):
 
 
 def reference(ndec, w, periodic):
-    """One process, plain autograd: value and gradients of the global loss."""
+    """One process, plain autograd: value and gradients (u0, nu) of the global loss."""
 
     def loss(u, nu):
         for _ in range(STEPS):
             u = rhs(pad_global(u, ndec, w, periodic), ndec, w, nu)
         return np.sum(weights(SHAPE) * u**2)
 
-    return grad(loss, (0, 1))(initial(SHAPE), 0.3)
+    return value_and_grad(loss, (0, 1))(initial(SHAPE), 0.3)
 
 
 def rhs_pair(pu, pz, ndec, w, nu):
@@ -116,7 +116,7 @@ def rhs_pair(pu, pz, ndec, w, nu):
 
 
 def reference_pair(ndec, w, periodic):
-    """One process, plain autograd: the gradients of the two-field loss (u0, z0, nu)."""
+    """One process, plain autograd: the value and gradients of the two-field loss (u0, z0, nu)."""
 
     def loss(u, z, nu):
         for _ in range(STEPS):
@@ -124,7 +124,7 @@ def reference_pair(ndec, w, periodic):
             u, z = rhs_pair(pu, pz, ndec, w, nu)
         return np.sum(weights(SHAPE) * (u**2 + z**2))
 
-    return grad(loss, (0, 1, 2))(initial(SHAPE), initial_z(SHAPE), 0.3)
+    return value_and_grad(loss, (0, 1, 2))(initial(SHAPE), initial_z(SHAPE), 0.3)
 
 
 def initial_z(shape):
@@ -170,10 +170,11 @@ results = []  # (case name, error text or None)
 
 
 def check(name, comm, ref, got):
-    ref_u, ref_nu = ref
-    g_u, g_nu = got
+    """``got`` = (value, (gradient of u0, of nu)) on this rank against ``ref`` in one process."""
+    ref_value, (ref_u, ref_nu) = ref
+    value, (g_u, g_nu) = got
     mine = ref_u[mpi.local_slices(comm, SHAPE)]
-    err = max(relerr(g_u, mine), relerr(g_nu, ref_nu))
+    err = max(relerr(value, ref_value), relerr(g_u, mine), relerr(g_nu, ref_nu))
     problem = None if err <= RTOL else f"relative error {err:.2e} > {RTOL:g}"
     results.append((name, problem))
 
@@ -209,8 +210,8 @@ def for_cases():
                     name = f"for {ndec}D periodic={periodic[:ndec]} width={w} {kname} {sname}"
 
                     def body(name=name, loss=loss, comm=comm, ref=ref, u0=u0):
-                        g = mpi.grad(loss, (0, 1), comm=comm, replicated=1)(u0, 0.3)
-                        check(name, comm, ref, g)
+                        vg = mpi.value_and_grad(loss, (0, 1), comm=comm, replicated=1)
+                        check(name, comm, ref, vg(u0, 0.3))
 
                     run_case(name, body)
 
@@ -246,8 +247,15 @@ def pair_cases():
             name = f"pair {ndec}D periodic={periodic[:ndec]} width={w} {kname}"
 
             def body(name=name, loss=loss, comm=comm, ref=ref, u0=u0, z0=z0, sl=sl):
-                g = mpi.grad(loss, (0, 1, 2), comm=comm, replicated=2)(u0, z0, 0.3)
-                err = max(relerr(g[0], ref[0][sl]), relerr(g[1], ref[1][sl]), relerr(g[2], ref[2]))
+                vg = mpi.value_and_grad(loss, (0, 1, 2), comm=comm, replicated=2)
+                value, g = vg(u0, z0, 0.3)
+                ref_value, ref_g = ref
+                err = max(
+                    relerr(value, ref_value),
+                    relerr(g[0], ref_g[0][sl]),
+                    relerr(g[1], ref_g[1][sl]),
+                    relerr(g[2], ref_g[2]),
+                )
                 results.append((name, None if err <= RTOL else f"relative error {err:.2e}"))
 
             run_case(name, body)
@@ -281,8 +289,8 @@ def while_cases():
                 name = f"while {ndec}D {kname} {sname}"
 
                 def body(name=name, loss=loss, comm=comm, ref=ref, u0=u0):
-                    g = mpi.grad(loss, (0, 1), comm=comm, replicated=1)(u0, 0.3)
-                    check(name, comm, ref, g)
+                    vg = mpi.value_and_grad(loss, (0, 1), comm=comm, replicated=1)
+                    check(name, comm, ref, vg(u0, 0.3))
 
                 run_case(name, body)
 
@@ -303,13 +311,13 @@ def decorator_cases():
 
     def body():
         value, g = mpi.value_and_grad(loss, (0, 1), comm=comm, replicated=1)(u0, 0.3)
-        check("decorator for 2D periodic width=2 Revolve hdf5", comm, ref, g)
+        check("decorator for 2D periodic width=2 Revolve hdf5", comm, ref, (value, g))
         plain = np.sum(weights(SHAPE) * _plain_final(periodic) ** 2)
         err = relerr(value, plain)
         results.append(("decorator global loss", None if err <= RTOL else f"loss off by {err}"))
         full = mpi.gather(g[0], comm, SHAPE)
         if RANK == 0:
-            err = relerr(full, ref[0])
+            err = relerr(full, ref[1][0])
             results.append(("gather", None if err <= RTOL else f"gathered gradient off by {err}"))
 
     run_case("decorator", body)
@@ -422,6 +430,12 @@ def operator_cases():
         ValueError,
         ["one shape", "(3,)", "(4,)"],
         lambda: mpi.exchange_halos((np.ones(3), np.ones(4)), comm),
+    )
+    expect(
+        "error: a field that is not an array",
+        TypeError,
+        ["member 1", "float", "not an array"],
+        lambda: mpi.exchange_halos((np.ones(3), 2.0), comm),
     )
     expect(
         "error: interior of a block too small",
