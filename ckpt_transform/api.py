@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ckpt_transform._checks import typechecked
+from ckpt_transform._checks import check_max_steps, typechecked
 from ckpt_transform.runtime import support
 from ckpt_transform.schemes.base import Scheme
 from ckpt_transform.transform.pipeline import transform_function
@@ -134,8 +134,8 @@ def checkpoint_struct(
 def _checked(scheme: Any, loop: Any, max_steps: int | None) -> dict[str, Any]:
     """The options that need more than their type checked, checked."""
     _check_scheme(scheme)
-    if max_steps is not None and (isinstance(max_steps, bool) or max_steps < 0):
-        raise TypeError(f"max_steps must be an int >= 0 or None, got {max_steps!r}")
+    if max_steps is not None:
+        check_max_steps(max_steps, "an int >= 0 or None")
     if isinstance(loop, bool):
         raise TypeError(
             f"loop must be the position of a top-level loop (0, 1, ...) or the name of a for "

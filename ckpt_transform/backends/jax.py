@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as onp
 
+from ckpt_transform._checks import check_max_steps
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.runtime.levels import level_storages
 from ckpt_transform.runtime.stats import RunStats
@@ -1385,8 +1386,7 @@ def checkpointed_while(
             "checkpointed_while(..., max_steps=N), or @checkpoint_struct(scheme, max_steps=N) "
             "on a decorated function"
         )
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
-        raise TypeError(f"max_steps must be an int >= 0, got {max_steps!r}")
+    check_max_steps(max_steps)
     storages = _host_storages(scheme)
     if storages is not None and len(storages) > 1:
         raise CheckpointError(
