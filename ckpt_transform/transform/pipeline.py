@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-import gast
-
 from ckpt_transform.transform import analysis, codegen, fence, parse, rewrite, vectorize
 from ckpt_transform.transform.analysis import LoopAnalysis
 
@@ -75,7 +73,7 @@ def transform_function(
     info = analysis.analyse(source, chosen)
     show("analyse", _describe(info))
 
-    if max_steps is not None and not isinstance(chosen.node, gast.While):
+    if max_steps is not None and chosen.is_for:
         raise TypeError(
             f"max_steps bounds a while loop on the JAX backend; the loop "
             f"{source.where(chosen.node)} is a for loop, whose length its range gives: "

@@ -259,12 +259,12 @@ def _outer_function(
         steps = nodes.load(_M["range"])
     call_site += _driver_call(info, targets, initial, steps, step_name, cond_name, keywords)
     for struct in info.structs:
-        keywords = [
+        fields = [
             nodes.keyword(f, nodes.load(field_var[Location(struct.name, f)])) for f in struct.fields
         ]
         template = templates.struct_update if struct.rebindable else templates.struct_set
         call_site += templates.fill(
-            template, _ckpt=_M["support"], struct=struct.name, keywords=keywords
+            template, _ckpt=_M["support"], struct=struct.name, keywords=fields
         )
     if info.index_read_after:
         call_site += templates.fill(templates.last_index, _ckpt_range=_M["range"], index=info.index)
