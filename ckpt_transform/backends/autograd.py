@@ -416,13 +416,18 @@ def _internal_leaves_vjp(fun: Callable[[tuple], Any], xs: tuple) -> tuple[Callab
     states per step to pull back).
     """
     roots = [VJPNode.new_root() for _ in xs]
-    with trace_stack.new_trace() as trace:
+    stack = trace_stack  # entered by hand, as in `_internal_segment_vjp`
+    stack.top += 1
+    try:
+        trace = stack.top
         outs = fun(tuple(new_box(x, trace, r) for x, r in zip(xs, roots)))
-        values, ends = [], []
-        for out in outs:
-            mine = isbox(out) and out._trace == trace
-            values.append(out._value if mine else out)
-            ends.append(out._node if mine else None)
+    finally:
+        stack.top -= 1
+    values, ends = [], []
+    for out in outs:
+        mine = isbox(out) and out._trace == trace
+        values.append(out._value if mine else out)
+        ends.append(out._node if mine else None)
 
     def vjp(gs: Sequence[Any]) -> tuple:
         return _leaves_backward([(n, g) for n, g in zip(ends, gs) if n is not None], roots, xs)
