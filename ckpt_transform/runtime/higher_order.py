@@ -222,15 +222,20 @@ def _fused_reverse(run: Any, g: tuple, dvals: Sequence[Any]) -> tuple | None:
         else:
             raw_g.append(vt[0])
             gd.append(vt[1])
-    # G's reverse sweep with output cotangent (gd, g); its cotangents come back as the state's
-    # (x, then tangent) followed by the parameters' (p, then their tangent)
-    n_s = run.n_s
-    cot = tape.grun.reverse(tuple(gd) + tuple(raw_g))
+    grun = tape.grun
     del tape
-    n_p = len(dvals) - n_s
+    of_values, of_tangents = _pull_lifted(grun, run.n_s, len(dvals), gd, raw_g)
+    return (tuple(raw_g) + tuple(raw_d), of_tangents, of_values)
+
+
+def _pull_lifted(grun: Any, n_s: int, n: int, gd: Sequence[Any], g: Sequence[Any]) -> tuple:
+    """G's reverse sweep with output cotangent (``gd`` of its x part, ``g`` of its tangent
+    part), over ``n`` inputs of which ``n_s`` are state leaves; return the cotangents of the
+    inputs' values (x0, p) and of their tangents (xd0, pd), each state then parameters."""
+    cot = grun.reverse((*gd, *g))  # the state's (x, then tangent), the parameters' (p, then pd)
+    n_p = n - n_s
     adj, adj_p = cot[: 2 * n_s], cot[2 * n_s :]
-    value = tuple(adj[n_s:]) + tuple(adj_p[n_p:])
-    return (tuple(raw_g) + tuple(raw_d), value, tuple(adj[:n_s]) + tuple(adj_p[:n_p]))
+    return (*adj[:n_s], *adj_p[:n_p]), (*adj[n_s:], *adj_p[n_p:])
 
 
 def _matches(fused: tuple | None, args: Sequence[Any]) -> bool:
@@ -275,9 +280,7 @@ def _reverse_vjp(argnums: tuple, ans: Any, args: tuple, kwargs: dict) -> Callabl
             xd = out[n_s:]
             zero = [vspace(x).zeros() for x in out[:n_s]]
             del out
-            cots = grun.reverse((*zero, *g))
-            n_p = len(dvals) - n_s
-            cot = (*cots[:n_s], *cots[2 * n_s : 2 * n_s + n_p])
+            cot, _ = _pull_lifted(grun, n_s, len(dvals), zero, g)
         elif wants_inputs:
             pull, xd = make_segment_vjp(tangent_part, tuple(dvals))
             cot = pull(tuple(g))
