@@ -31,10 +31,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import autograd.builtins as abuiltins
-from autograd.core import make_jvp
 from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 
 from ckpt_transform.backends.autograd import (
+    forward_jvp,
     getval,
     isbox,
     make_segment_vjp,
@@ -385,33 +385,52 @@ class _LiftedStep:
         self.s_def, self.s_diff = run.s_def, run.s_diff
         self.p_def, self.p_diff, self.p_static = run.p_def, run.p_diff, run.p_static
         self.merge = run._merge
+        # One differentiable leaf and no differentiated parameter (the common case): the leaf
+        # goes through forward mode bare, with no tuple to box and unbox per step, and the
+        # parameters are the same every step.
+        self.single = len(self.s_diff) == 1 and not self.p_diff
+        self.params = unflatten(self.p_def, list(self.p_static)) if self.single else None
 
     def __call__(self, pair: Any, i: int, dp: Any = (), pd: Any = ()) -> Any:
         leaves, xd = pair
         s_diff = self.s_diff
-        side: dict[str, list[Any]] = {}
-        # One differentiable leaf and no differentiated parameter (the common case): the leaf
-        # goes through forward mode bare, with no tuple to box and unbox per step.
-        single = len(s_diff) == 1 and not self.p_diff
-
-        def one_step(args: Any) -> Any:
-            xs, ps = ((args,), ()) if single else args
-            state = unflatten(self.s_def, self.merge(leaves, s_diff, xs))
-            params = unflatten(self.p_def, self.merge(self.p_static, self.p_diff, ps))
-            out, tdef = flatten(self.step(state, i, *params))
-            if tdef != self.s_def:
-                raise CheckpointError(
-                    f"the step changed the structure of the loop state at index {i}: it "
-                    f"received {describe(self.s_def)} and returned {describe(tdef)}"
-                )
-            side["leaves"] = out
-            return out[s_diff[0]] if single else abuiltins.tuple([out[j] for j in s_diff])
-
-        if single:
-            x1, xd1 = make_jvp(one_step, leaves[s_diff[0]])(xd[0])
+        side: list[Any] = []
+        if self.single:
+            x1, xd1 = forward_jvp(self._one_leaf, leaves[s_diff[0]], xd[0], leaves, i, side)
             x1, xd1 = (x1,), (xd1,)
         else:
             xs = tuple(leaves[j] for j in s_diff)
-            x1, xd1 = make_jvp(one_step, (xs, tuple(dp)))((tuple(xd), tuple(pd)))
-        new = self.merge([getval(v) for v in side["leaves"]], s_diff, x1)
+            args = (xs, tuple(dp))
+            x1, xd1 = forward_jvp(self._leaves, args, (tuple(xd), tuple(pd)), leaves, i, side)
+        new = self.merge([getval(v) for v in side[0]], s_diff, x1)
         return (tuple(new), tuple(xd1))
+
+    def _one_leaf(self, x: Any, leaves: Sequence[Any], i: int, side: list) -> Any:
+        """The step from the traced leaf ``x`` (the other leaves as in ``leaves``)."""
+        state = (
+            x
+            if self.s_def is None
+            else unflatten(self.s_def, self.merge(leaves, self.s_diff, (x,)))
+        )
+        out = self._checked(self.step(state, i, *self.params), i)
+        side.append(out)
+        return out[self.s_diff[0]]
+
+    def _leaves(self, args: Any, leaves: Sequence[Any], i: int, side: list) -> Any:
+        """The step from the traced ``(differentiable leaves, differentiated parameters)``."""
+        xs, ps = args
+        state = unflatten(self.s_def, self.merge(leaves, self.s_diff, xs))
+        params = unflatten(self.p_def, self.merge(self.p_static, self.p_diff, ps))
+        out = self._checked(self.step(state, i, *params), i)
+        side.append(out)
+        return abuiltins.tuple([out[j] for j in self.s_diff])
+
+    def _checked(self, state: Any, i: int) -> list[Any]:
+        """The leaves of the step's output, which must have the structure it was given."""
+        out, tdef = flatten(state)
+        if tdef != self.s_def:
+            raise CheckpointError(
+                f"the step changed the structure of the loop state at index {i}: it "
+                f"received {describe(self.s_def)} and returned {describe(tdef)}"
+            )
+        return out

@@ -546,3 +546,43 @@ def test_third_order_through_a_hessian_vector_product_equals_the_plain_loop(loop
     for argnum in (0, 1):  # derivative in the direction, then in the point
         assert_close(grad(hvp_dot(ours), argnum)(V, X), grad(hvp_dot(plain), argnum)(V, X))
     assert_close(hvp_dot(ours)(V, X), hvp_dot(plain)(V, X))
+
+
+@pytest.mark.parametrize("kind", ["revolve", "storeall"])
+@pytest.mark.parametrize("loop", ["for", "while"])
+def test_forward_over_reverse_of_a_bare_array_state(kind, loop):
+    """The lifted step's one-leaf path (a bare array, constant parameters) through operations
+    with direct forward rules (add, subtract, multiply, divide, negative, roll, slices, sum)
+    and through ones without (sin, a broadcast scalar): value, gradient and Hessian-vector
+    product against autograd on the plain loop."""
+    W = np.array([0.7, 1.1, 0.9])
+
+    def step(x, i, w):
+        y = x + 0.3 * w * (np.roll(x, 1) - 2 * x + np.roll(x, -1)) - x * x / (3.0 + W)
+        return y - 0.01 * (-np.sin(x)) * np.sum(x[1:] * x[:-1]) + 0.001 * i
+
+    T = 6
+
+    def f(x):
+        if loop == "for":
+            x = checkpointed_for(step, x, T, make_scheme(kind, None), params=(W,))
+        else:
+            x, _ = checkpointed_while(
+                lambda s, w: s[1] < T,
+                lambda s, i, w: (step(s[0], i, w), s[1] + 1),
+                (x, 0),
+                make_scheme(kind, None, T),
+                params=(W,),
+            )
+        return np.sum(x**2) + np.prod(np.tanh(x))
+
+    def plain(x):
+        for i in range(T):
+            x = step(x, i, W)
+        return np.sum(x**2) + np.prod(np.tanh(x))
+
+    assert_close(f(X), plain(X))
+    assert_close(grad(f)(X), grad(plain)(X))
+    got, want = make_jvp(grad(f))(X)(V), make_jvp(grad(plain))(X)(V)
+    assert_close(got[0], want[0])
+    assert_close(got[1], want[1])
