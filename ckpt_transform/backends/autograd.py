@@ -41,7 +41,7 @@ from autograd.core import make_jvp as _make_jvp
 from autograd.extend import defjvp, defjvp_argnum, defvjp, defvjp_argnum, primitive
 from autograd.numpy.numpy_boxes import ArrayBox
 from autograd.numpy.numpy_vjps import untake as _untake
-from autograd.tracer import Box, getval, isbox
+from autograd.tracer import Box, box_types, getval, isbox
 
 __all__ = [
     "DataclassBox",
@@ -598,59 +598,73 @@ def tangent_of(x: Any) -> tuple[Any, Any] | None:
 # to `forward_jvp`: autograd's forward mode elsewhere is unchanged.
 
 
-def _same_shape(gs: Sequence[Any], ans: Any) -> bool:
-    """True when every tangent already has the shape of the real-valued result ``ans``.
+def _real_like(g: Any, ans: Any) -> bool:
+    """True when tangent ``g`` already has the shape of the real-valued result ``ans``.
 
     autograd's ``broadcast`` is then the identity: it repeats a tangent only along a missing or
     size-1 axis, and adds ``0j`` only to a real tangent of a complex result.
     """
     dtype = getattr(ans, "dtype", None)
-    if (dtype is not None and dtype.kind == "c") or type(ans) is complex:
-        return False
-    shape = getattr(ans, "shape", ())
-    return all(getattr(g, "shape", ()) == shape for g in gs)
+    if dtype is None:
+        return type(ans) is not complex and getattr(g, "shape", ()) == ()
+    return dtype.kind != "c" and getattr(g, "shape", ()) == ans.shape
 
 
-def _jvp_add(argnums: tuple, gs: list, ans: Any, args: tuple, kwargs: dict) -> Any:
-    if not _same_shape(gs, ans):
+def _jvp_add(argnums: tuple, parents: tuple, ans: Any, args: tuple, kwargs: dict) -> Any:
+    g = parents[0].g
+    if not _real_like(g, ans):
         return None
-    return gs[0] + gs[1] if len(gs) == 2 else gs[0]
+    if len(parents) == 1:
+        return g
+    g1 = parents[1].g
+    return g + g1 if _real_like(g1, ans) else None
 
 
-def _jvp_subtract(argnums: tuple, gs: list, ans: Any, args: tuple, kwargs: dict) -> Any:
-    if not _same_shape(gs, ans):
+def _jvp_subtract(argnums: tuple, parents: tuple, ans: Any, args: tuple, kwargs: dict) -> Any:
+    g = parents[0].g
+    if not _real_like(g, ans):
         return None
-    if len(gs) == 2:
-        return gs[0] - gs[1]  # autograd's gs[0] + (-gs[1]): the same number, one operation less
-    return gs[0] if argnums[0] == 0 else -gs[0]
+    if len(parents) == 2:
+        g1 = parents[1].g
+        # autograd's g + (-g1): the same number, one operation less
+        return g - g1 if _real_like(g1, ans) else None
+    return g if argnums[0] == 0 else -g
 
 
-def _jvp_multiply(argnums: tuple, gs: list, ans: Any, args: tuple, kwargs: dict) -> Any:
+def _jvp_multiply(argnums: tuple, parents: tuple, ans: Any, args: tuple, kwargs: dict) -> Any:
     if kwargs:
         return None
     x, y = args
-    if len(gs) == 2:
-        return gs[0] * y + x * gs[1]
-    return gs[0] * y if argnums[0] == 0 else x * gs[0]
+    if len(parents) == 2:
+        return parents[0].g * y + x * parents[1].g
+    return parents[0].g * y if argnums[0] == 0 else x * parents[0].g
 
 
-def _jvp_divide(argnums: tuple, gs: list, ans: Any, args: tuple, kwargs: dict) -> Any:
+def _jvp_divide(argnums: tuple, parents: tuple, ans: Any, args: tuple, kwargs: dict) -> Any:
     if kwargs or argnums != (0,):  # the divisor's tangent: autograd's rule
         return None
-    return gs[0] / args[1]
+    return parents[0].g / args[1]
 
 
-def _jvp_negative(argnums: tuple, gs: list, ans: Any, args: tuple, kwargs: dict) -> Any:
-    return None if kwargs else -gs[0]
+def _jvp_negative(argnums: tuple, parents: tuple, ans: Any, args: tuple, kwargs: dict) -> Any:
+    return None if kwargs else -parents[0].g
 
 
 def _jvp_linear_in_first(fun: Callable[..., Any]) -> Callable[..., Any]:
-    """The rule of an operation linear in its first argument, the others constant (``roll``)."""
+    """The rule of an operation linear in its first argument, the others constant (``roll``).
 
-    def rule(argnums: tuple, gs: list, ans: Any, args: tuple, kwargs: dict) -> Any:
+    With no traced value among the tangent and the other arguments (forward mode alone, not
+    under a reverse trace), numpy's own function is called, past autograd's wrapper.
+    """
+    raw = fun.fun  # type: ignore[attr-defined]
+
+    def rule(argnums: tuple, parents: tuple, ans: Any, args: tuple, kwargs: dict) -> Any:
         if argnums != (0,):
             return None
-        return fun(gs[0], *args[1:], **kwargs)
+        g = parents[0].g
+        if type(g) in box_types or any(type(a) in box_types for a in args[1:]):
+            return fun(g, *args[1:], **kwargs)
+        return raw(g, *args[1:], **kwargs)
 
     return rule
 
@@ -685,7 +699,7 @@ class _ForwardNode(_JVPNode):
     ) -> None:
         rule = _DIRECT_JVPS.get(fun)
         if rule is not None:
-            g = rule(argnums, [p.g for p in parents], value, args, kwargs)
+            g = rule(argnums, parents, value, args, kwargs)
             if g is not None:
                 self.g = g
                 return
