@@ -442,6 +442,11 @@ class _Run:
         if cond is None:
             stop = int(stop)
             indices = loop.rng[n0:stop] if loop.rng is not None else range(n0, stop)
+            several = getattr(step, "advance", None)  # runs a stretch at once (the lifted step)
+            if several is not None and not show and len(indices):
+                state = several(state, indices, *params)
+                k += len(indices)
+                indices = ()
             for i in indices:
                 try:
                     new = step(state, i, *params)

@@ -392,38 +392,61 @@ class _LiftedStep:
         self.params = unflatten(self.p_def, list(self.p_static)) if self.single else None
 
     def __call__(self, pair: Any, i: int, dp: Any = (), pd: Any = ()) -> Any:
+        return self.advance(pair, (i,), dp, pd)
+
+    def advance(self, pair: Any, indices: Sequence[int], dp: Any = (), pd: Any = ()) -> Any:
+        """G's steps at ``indices`` from ``pair``, in one forward trace (not one per step).
+
+        The driver runs a passive stretch of G through this (`_Run._advance`): the traced
+        state goes from step to step as it is, with no trace entered, no pair unpacked and
+        built and no output checked by the driver per step.
+        """
         leaves, xd = pair
         s_diff = self.s_diff
         side: list[Any] = []
         if self.single:
-            x1, xd1 = forward_jvp(self._one_leaf, leaves[s_diff[0]], xd[0], leaves, i, side)
+            args = (leaves, indices, side)
+            x1, xd1 = forward_jvp(self._one_leaf, leaves[s_diff[0]], xd[0], *args)
             x1, xd1 = (x1,), (xd1,)
         else:
             xs = tuple(leaves[j] for j in s_diff)
-            args = (xs, tuple(dp))
-            x1, xd1 = forward_jvp(self._leaves, args, (tuple(xd), tuple(pd)), leaves, i, side)
-        new = self.merge([getval(v) for v in side[0]], s_diff, x1)
+            args = (leaves, indices, side)
+            x1, xd1 = forward_jvp(self._leaves, (xs, tuple(dp)), (tuple(xd), tuple(pd)), *args)
+        new = self.merge([getval(v) for v in side[0]], s_diff, x1) if side else list(leaves)
         return (tuple(new), tuple(xd1))
 
-    def _one_leaf(self, x: Any, leaves: Sequence[Any], i: int, side: list) -> Any:
-        """The step from the traced leaf ``x`` (the other leaves as in ``leaves``)."""
-        state = (
-            x
-            if self.s_def is None
-            else unflatten(self.s_def, self.merge(leaves, self.s_diff, (x,)))
-        )
-        out = self._checked(self.step(state, i, *self.params), i)
-        side.append(out)
-        return out[self.s_diff[0]]
+    def _one_leaf(self, x: Any, leaves: Sequence[Any], indices: Sequence[int], side: list) -> Any:
+        """The steps from the traced leaf ``x`` (the other leaves as in ``leaves``)."""
+        j, s_def, params, step = self.s_diff[0], self.s_def, self.params, self.step
+        out = None
+        for i in indices:
+            if s_def is None:
+                out = self._checked(step(x, i, *params), i)
+            else:
+                if out is not None:
+                    leaves = [getval(v) for v in out]
+                state = unflatten(s_def, self.merge(leaves, self.s_diff, (x,)))
+                out = self._checked(step(state, i, *params), i)
+            x = out[j]
+        if out is not None:
+            side.append(out)
+        return x
 
-    def _leaves(self, args: Any, leaves: Sequence[Any], i: int, side: list) -> Any:
-        """The step from the traced ``(differentiable leaves, differentiated parameters)``."""
+    def _leaves(self, args: Any, leaves: Sequence[Any], indices: Sequence[int], side: list) -> Any:
+        """The steps from the traced ``(differentiable leaves, differentiated parameters)``."""
         xs, ps = args
-        state = unflatten(self.s_def, self.merge(leaves, self.s_diff, xs))
+        s_diff = self.s_diff
         params = unflatten(self.p_def, self.merge(self.p_static, self.p_diff, ps))
-        out = self._checked(self.step(state, i, *params), i)
-        side.append(out)
-        return abuiltins.tuple([out[j] for j in self.s_diff])
+        out = None
+        for i in indices:
+            if out is not None:
+                leaves = [getval(v) for v in out]
+            state = unflatten(self.s_def, self.merge(leaves, s_diff, xs))
+            out = self._checked(self.step(state, i, *params), i)
+            xs = [out[j] for j in s_diff]
+        if out is not None:
+            side.append(out)
+        return abuiltins.tuple(list(xs))
 
     def _checked(self, state: Any, i: int) -> list[Any]:
         """The leaves of the step's output, which must have the structure it was given."""

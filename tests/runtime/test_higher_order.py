@@ -20,6 +20,7 @@ from autograd import hessian, jacobian, make_jvp
 from autograd.differential_operators import hessian_tensor_product
 
 from ckpt_transform import checkpoint_struct
+from ckpt_transform.errors import CheckpointError
 from ckpt_transform.runtime.driver import checkpointed_for, checkpointed_while
 from ckpt_transform.schemes.multilevel import Multilevel
 from ckpt_transform.schemes.online_r2 import OnlineR2
@@ -586,3 +587,19 @@ def test_forward_over_reverse_of_a_bare_array_state(kind, loop):
     got, want = make_jvp(grad(f))(X)(V), make_jvp(grad(plain))(X)(V)
     assert_close(got[0], want[0])
     assert_close(got[1], want[1])
+
+
+@pytest.mark.parametrize("at", [2, 6])
+def test_forward_over_reverse_refuses_a_step_that_changes_the_state(at):
+    """The lifted loop runs passive stretches in one forward trace (and F's own primal run is
+    not made): a step that changes the state's structure is still named, within a stretch
+    (index 2) or at its end (index 6, the last step)."""
+
+    def step(x, i):
+        return (x, x) if i == at else np.sin(x)
+
+    def f(x):
+        return np.sum(checkpointed_for(step, x, 7, Revolve(2)) ** 2)
+
+    with pytest.raises(CheckpointError, match=f"structure of the loop state at index {at}"):
+        make_jvp(grad(f))(X)(V)
