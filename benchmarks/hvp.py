@@ -15,6 +15,15 @@ with respect to x_0. Measured in one run, the computations interleaved in every 
 Each time is printed as the median of per-repetition ratios to the baseline (goal for the
 checkpointed HVP: <= 3). Peak memory is the `tracemalloc` peak of one call, in states of n
 float64 (goal for the checkpointed HVP: <= 25; the plain loop holds about one per step and more).
+
+    python benchmarks/hvp.py --per-step [--n 10000] [--reps 9]
+
+prints instead what one step costs in each role, in plain steps (one untraced heat step, the
+baseline, timed in the same run): taped and pulled back at first order, and the lifted
+(state, tangent) step of the second-order sweeps, passive (forward mode: the package's
+`forward_jvp`, and autograd's ``make_jvp`` beside it) and taped and pulled back with a
+cotangent pair (reverse over forward). The heat step is linear, so its tangent is the step
+applied to the tangent: two plain steps are the bound for a lifted passive step.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from autograd import grad, make_jvp
 from autograd.differential_operators import hessian_tensor_product
 
 from ckpt_transform import Revolve, checkpointed_for
+from ckpt_transform.backends.autograd import forward_jvp, make_leaves_vjp, make_segment_vjp
 
 
 def computations(n: int, T: int, snapshots: int, pairs: Sequence[int] = ()) -> dict:
@@ -67,6 +77,42 @@ def computations(n: int, T: int, snapshots: int, pairs: Sequence[int] = ()) -> d
     return fns
 
 
+def per_step(n: int, repeat: int = 100) -> tuple[Callable, dict]:
+    """(the plain step, {role: the step in that role}), each ``repeat`` times per call."""
+    step, x = P.heat_step(n), P.heat_x0(n)
+    xd, g, gd = np.cos(np.linspace(0.0, 5.0, n)), x * 2.0, np.sin(np.linspace(0.0, 3.0, n))
+
+    def times(fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(repeat):
+                fn()
+
+        return run
+
+    def lifted_taped() -> object:
+        pull, _ = make_leaves_vjp(lambda xs: forward_jvp(step, xs[0], xs[1], 0), (x, xd))
+        return pull((gd, g))
+
+    roles = {
+        "plain step taped and pulled back (first order)": lambda: make_segment_vjp(step, x, 0)[0](
+            g
+        ),
+        "lifted step, passive: forward_jvp": lambda: forward_jvp(step, x, xd, 0),
+        "lifted step, passive: autograd's make_jvp": lambda: make_jvp(lambda y: step(y, 0))(x)(xd),
+        "lifted step taped and pulled back with (gd, g)": lifted_taped,
+    }
+    return times(lambda: step(x, 0)), {k: times(f) for k, f in roles.items()}
+
+
+def main_per_step(n: int, reps: int) -> int:
+    base, res = harness.compare(*per_step(n), reps)
+    print(f"heat step, n = {n}: one step in each role, in plain steps; {reps} repetitions")
+    rows = [["plain step (untraced)", "1.00", harness.fmt_ms(base.median / 100)]]
+    rows += [[k, f"{t.ratio:.2f}", harness.fmt_ms(t.median / 100)] for k, t in res.items()]
+    print(harness.table(["step", "plain steps", "median"], rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10**4, help="state size (default 1e4)")
@@ -80,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[5, 4, 3],
         help="second_order_snapshots values to compare (default 5 4 3)",
     )
+    parser.add_argument(
+        "--per-step", action="store_true", help="one step's cost in each role, in plain steps"
+    )
     args = parser.parse_args(argv)
+    if args.per_step:
+        return main_per_step(args.n, args.reps)
     n, T, s = args.n, args.steps, args.snapshots
     fns = computations(n, T, s, args.pairs)
     names = list(fns)
