@@ -34,7 +34,7 @@ from ckpt_transform.backends.autograd import (
 )
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.runtime import guard
-from ckpt_transform.runtime.higher_order import loop_primitive
+from ckpt_transform.runtime.higher_order import lifted_advance, loop_primitive
 from ckpt_transform.runtime.levels import level_storages
 from ckpt_transform.runtime.stats import RunStats
 from ckpt_transform.runtime.tree import describe, flatten, leaf_paths, unflatten
@@ -442,7 +442,7 @@ class _Run:
         if cond is None:
             stop = int(stop)
             indices = loop.rng[n0:stop] if loop.rng is not None else range(n0, stop)
-            several = getattr(step, "advance", None)  # runs a stretch at once (the lifted step)
+            several = lifted_advance(step)  # the lifted loop runs a stretch in one trace
             if several is not None and not show and len(indices):
                 state = several(state, indices, *params)
                 k += len(indices)

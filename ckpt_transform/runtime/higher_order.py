@@ -44,7 +44,13 @@ from ckpt_transform.backends.autograd import (
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.runtime.tree import describe, flatten, unflatten
 
-__all__ = ["SECOND_ORDER_ADJOINT", "TANGENT", "loop_primitive", "reverse_primitive"]
+__all__ = [
+    "SECOND_ORDER_ADJOINT",
+    "TANGENT",
+    "lifted_advance",
+    "loop_primitive",
+    "reverse_primitive",
+]
 
 # The names of the two second-order sweeps, in stats and on progress bars.
 TANGENT = "tangent"
@@ -375,6 +381,14 @@ def _lifted_scheme(scheme: Any) -> Any:
     for attr, storage in moved.items():
         setattr(lifted, attr, storage)
     return lifted
+
+
+def lifted_advance(step: Any) -> Callable[..., Any] | None:
+    """``advance`` of G's step (several steps in one forward trace); None for any other step.
+
+    Asked by type, not by attribute: a user's step object may well have a method ``advance``.
+    """
+    return step.advance if type(step) is _LiftedStep else None
 
 
 class _LiftedStep:

@@ -603,3 +603,28 @@ def test_forward_over_reverse_refuses_a_step_that_changes_the_state(at):
 
     with pytest.raises(CheckpointError, match=f"structure of the loop state at index {at}"):
         make_jvp(grad(f))(X)(V)
+
+
+def test_a_step_object_with_its_own_advance_method_is_only_called():
+    """The driver runs a stretch of the lifted loop through the lifted step's ``advance``; a
+    user's step that happens to have a method of that name is called step by step as usual."""
+
+    class Stepper:
+        def __call__(self, x, i):
+            return np.sin(x) * 1.1 + 0.01 * i
+
+        def advance(self, *args):
+            raise AssertionError("the driver called the user's advance")
+
+    def f(x):
+        return np.sum(checkpointed_for(Stepper(), x, 7, Revolve(2)) ** 2)
+
+    def plain(x):
+        for i in range(7):
+            x = Stepper()(x, i)
+        return np.sum(x**2)
+
+    assert_close(grad(f)(X), grad(plain)(X))
+    got, want = make_jvp(grad(f))(X)(V), make_jvp(grad(plain))(X)(V)
+    assert_close(got[0], want[0])
+    assert_close(got[1], want[1])
