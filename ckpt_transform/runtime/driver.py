@@ -483,6 +483,30 @@ class _Run:
         self.cur = state
         return k
 
+    def _advance_leaf(self, n0: int, n1: int | None) -> int:
+        """`_advance` for a one-leaf `for` loop without a progress bar (the same checks)."""
+        rng = self.loop.rng
+        indices = rng[n0:n1] if n1 is not None and n1 <= len(rng) else rng[n0:]
+        step, params, state = self.loop.step, self.params, self.cur
+        top, k = type(state), n0
+        for i in indices:
+            try:
+                new = step(state, i, *params)
+            except Exception:
+                self._split(state, k)  # a malformed state it was given: say so
+                raise
+            state = new
+            k += 1
+            if type(state) is not top or not k % _CHECK_EVERY:
+                self._split(state, k)
+                top = type(state)
+        self.stats.forward_steps += k - n0
+        if k > n0:
+            leaf = self._plain_leaf(state)
+            self.cur_leaves = self._split(state, k)[0] if leaf is None else [leaf]
+        self.cur = state
+        return k
+
     def _plain_leaf(self, state: Any) -> Any:
         """A one-leaf state's leaf when it needs no further check (a plain array or number in
         the state's own form), else None (the caller runs the full check, `_split`)."""
@@ -631,30 +655,12 @@ class _Run:
                 ended = True
         elif target == 0:
             ended = True
-        actions = iter(()) if ended else self.plan.forward()
-        one = self.one_leaf
-        for action in actions:
-            if isinstance(action, (Advance, Record)):
-                if action.n0 != n:
-                    raise CheckpointError(f"{action} does not start at the current state {n}")
-                run = self._advance if isinstance(action, Advance) else self._record
-                n = run(n, action.n1, bar)
-                if action.n1 is None or n < action.n1:
-                    ended = True
-                    break
-                if target is not None:
-                    if n >= target:
-                        ended = True
-                        break
-                elif loop.cond(self.cur, *self.params):
-                    self._cond_true_at = n
-                else:
-                    ended = True
-                    break
-            elif one and type(action) is Store and action[2] == "memory":
-                self._store_leaf(action, n)
+        if not ended:
+            actions = self.plan.forward()
+            if self.one_leaf and bar is _NO_BAR and loop.cond is None:
+                n, ended = self._forward_leaf(actions, known)  # type: ignore[arg-type]
             else:
-                self._slot_action(action, n)
+                n, ended = self._forward_actions(actions, target, bar)
         bar.close()
         if not ended:
             if target is None and loop.cond(self.cur, *self.params):
@@ -674,6 +680,51 @@ class _Run:
         for i in self.s_diff:
             self.final_static[i] = None
         return tuple(self.cur_leaves[i] for i in self.s_diff)
+
+    def _forward_actions(self, actions: Iterator[Any], target: int | None, bar: Any) -> tuple:
+        """Execute the primal run's actions; return where it stands and whether it ended."""
+        loop, n = self.loop, 0
+        for action in actions:
+            if isinstance(action, (Advance, Record)):
+                if action.n0 != n:
+                    raise CheckpointError(f"{action} does not start at the current state {n}")
+                run = self._advance if isinstance(action, Advance) else self._record
+                n = run(n, action.n1, bar)
+                if action.n1 is None or n < action.n1:
+                    return n, True
+                if target is not None:
+                    if n >= target:
+                        return n, True
+                elif loop.cond(self.cur, *self.params):
+                    self._cond_true_at = n
+                else:
+                    return n, True
+            else:
+                self._slot_action(action, n)
+        return n, False
+
+    def _forward_leaf(self, actions: Iterator[Any], target: int) -> tuple:
+        """`_forward_actions` for a one-leaf `for` loop without a progress bar: actions told
+        apart by exact type first, spans run by the one-leaf `_advance_leaf` and `_record_leaf`,
+        memory stores by `_store_leaf`."""
+        n = 0
+        for action in actions:
+            kind = type(action)
+            if kind is Store and action[2] == "memory":
+                self._store_leaf(action, n)
+            elif kind is Advance or kind is Record or isinstance(action, (Advance, Record)):
+                n0, n1 = action
+                if n0 != n:
+                    raise CheckpointError(f"{action} does not start at the current state {n}")
+                if isinstance(action, Advance):
+                    n = self._advance_leaf(n, n1)
+                else:
+                    n = self._record_leaf(n, n1)
+                if n1 is None or n < n1 or n >= target:
+                    return n, True
+            else:
+                self._slot_action(action, n)
+        return n, False
 
     def _open(self, known: int | None) -> None:
         """Open the storage sessions and make the plan of a primal run of ``known`` steps."""
@@ -832,7 +883,7 @@ class _Run:
         leaf carried bare; anything else goes through the general `_slot_action`.
         """
         stats, tapes, memory, wrap = self.stats, self.tapes, self.session, self.wrap
-        slot_bytes = self.slot_bytes
+        slot_bytes, loop_for = self.slot_bytes, self.loop.cond is None
         for action in actions:
             kind = type(action)
             if kind is Reverse:
@@ -847,7 +898,10 @@ class _Run:
                 del held  # drop the tape now, not when the next segment replaces it
                 stats.taped_now -= n1 - n0
             elif kind is Record:
-                self._record(action[0], action[1], _NO_BAR)
+                if loop_for:
+                    self._record_leaf(action[0], action[1])
+                else:
+                    self._record(action[0], action[1], _NO_BAR)
             elif kind is Restore and action[2] == "memory":
                 n, slot, _ = action
                 at, stored = memory.get(slot)
@@ -861,7 +915,10 @@ class _Run:
                 memory.delete(action[1])
                 stats._freed(slot_bytes.pop(("memory", action[1])))
             elif kind is Advance:
-                self._advance(action[0], action[1], _NO_BAR)
+                if loop_for:
+                    self._advance_leaf(action[0], action[1])
+                else:
+                    self._advance(action[0], action[1], _NO_BAR)
             else:
                 adj = self._sweep(iter((action,)), adj, _pull_leaf, _NO_BAR)
         return adj
