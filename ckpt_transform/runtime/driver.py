@@ -602,9 +602,12 @@ class _Run:
         rng = self.loop.rng
         indices = rng[n0:n1] if n1 is not None and n1 <= len(rng) else rng[n0:]
         self._cond_true_at = None
-        wrap = self.wrap
-        run = _run_steps_wrapped if wrap else _run_steps
-        vjp, value = make_segment_vjp(run, self.cur_leaves[0], self.loop.step, indices, self.params)
+        wrap, step, x = self.wrap, self.loop.step, self.cur_leaves[0]
+        if len(indices) == 1 and not wrap:  # one step: taped as the step itself
+            vjp, value = make_segment_vjp(step, x, indices[0], *self.params)
+        else:
+            run = _run_steps_wrapped if wrap else _run_steps
+            vjp, value = make_segment_vjp(run, x, step, indices, self.params)
         k = n0 + len(indices)
         if type(value) not in _PLAIN:  # any box here is foreign: the segment's own was unboxed
             end = value.state if type(value) is _Unwrapped else (value,) if wrap else value
