@@ -882,8 +882,8 @@ class _Run:
         """`_sweep` for a one-leaf state without a progress bar: the hot path of a small state.
 
         Actions are told apart by exact type (a subclass goes through `_sweep`'s dispatch), read
-        as the tuples they are, and the memory level's restores and frees are done here, the
-        leaf carried bare; anything else goes through the general `_slot_action`.
+        as the tuples they are, and the memory level's restores, frees and stores are done here,
+        the leaf carried bare; anything else goes through the general `_slot_action`.
         """
         stats, tapes, memory, wrap = self.stats, self.tapes, self.session, self.wrap
         slot_bytes, loop_for = self.slot_bytes, self.loop.cond is None
@@ -917,6 +917,8 @@ class _Run:
             elif kind is Free and action[2] == "memory":
                 memory.delete(action[1])
                 stats._freed(slot_bytes.pop(("memory", action[1])))
+            elif kind is Store and action[2] == "memory" and self.cur is not None:
+                self._store_leaf(action, action[0])
             elif kind is Advance:
                 if loop_for:
                     self._advance_leaf(action[0], action[1])
