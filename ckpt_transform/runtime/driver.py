@@ -906,14 +906,14 @@ class _Run:
                 else:
                     self._record(action[0], action[1], _NO_BAR)
             elif kind is Restore and action[2] == "memory":
-                n, slot, _ = action
-                at, stored = memory.get(slot)
-                if at != n:
+                at, stored = memory.get(action[1])
+                if at != action[0]:
                     raise CheckpointError(f"{action}: the slot holds the state at {at}")
                 stats.memory_reads += 1
-                x = stored[0]
-                self.cur_leaves = [x]
-                self.cur = (x,) if wrap else x
+                self.cur_leaves = [stored[0]]
+                self.cur = (stored[0],) if wrap else stored[0]
+                # no local may hold the state: a VJP that follows drops it (see Reverse)
+                stored = None
             elif kind is Free and action[2] == "memory":
                 memory.delete(action[1])
                 stats._freed(slot_bytes.pop(("memory", action[1])))
