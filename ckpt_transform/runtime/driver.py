@@ -330,8 +330,13 @@ class _Run:
         self.n_s = len(self.s_diff)
         self.data_idx = [i for i, x in enumerate(s_leaves) if _is_data(getval(x))]
         # The common case of a state that is one array or float, with no parameter traced: its
-        # segments are taped and its checkpoints kept without flattening or merging leaves.
-        self.one_leaf = s_def is None and self.s_diff == [0] == self.data_idx and not self.p_diff
+        # segments are taped and its checkpoints kept without flattening or merging leaves. The
+        # leaf may be bare or the one member of a tuple (the state `checkpoint_struct` makes of
+        # a loop that carries one variable): ``wrap`` says which.
+        self.wrap = s_def == _ONE_TUPLE
+        self.one_leaf = (
+            (s_def is None or self.wrap) and self.s_diff == [0] == self.data_idx and not self.p_diff
+        )
         self.steps: int | None = None  # T, once the primal run has ended
         self.swept = False  # the reverse sweep has consumed the checkpoints
         self.session: Any = None
@@ -478,9 +483,43 @@ class _Run:
                     bar.update()
         self.stats.forward_steps += k - n0
         if k > n0:
-            self.cur_leaves, _ = self._split(state, k)
+            leaf = self._plain_leaf(state) if self.one_leaf else None
+            self.cur_leaves = self._split(state, k)[0] if leaf is None else [leaf]
         self.cur = state
         return k
+
+    def _advance_leaf(self, n0: int, n1: int | None) -> int:
+        """`_advance` for a one-leaf `for` loop without a progress bar (the same checks)."""
+        rng = self.loop.rng
+        indices = rng[n0:n1] if n1 is not None and n1 <= len(rng) else rng[n0:]
+        step, params, state = self.loop.step, self.params, self.cur
+        top, k = type(state), n0
+        for i in indices:
+            try:
+                new = step(state, i, *params)
+            except Exception:
+                self._split(state, k)  # a malformed state it was given: say so
+                raise
+            state = new
+            k += 1
+            if type(state) is not top or not k % _CHECK_EVERY:
+                self._split(state, k)
+                top = type(state)
+        self.stats.forward_steps += k - n0
+        if k > n0:
+            leaf = self._plain_leaf(state)
+            self.cur_leaves = self._split(state, k)[0] if leaf is None else [leaf]
+        self.cur = state
+        return k
+
+    def _plain_leaf(self, state: Any) -> Any:
+        """A one-leaf state's leaf when it needs no further check (a plain array or number in
+        the state's own form), else None (the caller runs the full check, `_split`)."""
+        if self.wrap:
+            if type(state) is not tuple or len(state) != 1:
+                return None
+            state = state[0]
+        return state if type(state) in _PLAIN else None
 
     def _stop(self, n1: int | None) -> float:
         stop = math.inf if n1 is None else n1
@@ -565,17 +604,23 @@ class _Run:
         an output that is not a plain array or number goes through the full check (`_split`),
         which names a changed structure or a traced value the step was not given.
         """
-        loop = self.loop
-        indices = loop.rng[n0 : int(self._stop(n1))]
+        rng = self.loop.rng
+        indices = rng[n0:n1] if n1 is not None and n1 <= len(rng) else rng[n0:]
         self._cond_true_at = None
-        vjp, value = make_segment_vjp(_run_steps, self.cur, loop.step, indices, self.params)
+        wrap, step, x = self.wrap, self.loop.step, self.cur_leaves[0]
+        if len(indices) == 1 and not wrap:  # one step: taped as the step itself
+            vjp, value = make_segment_vjp(step, x, indices[0], *self.params)
+        else:
+            run = _run_steps_wrapped if wrap else _run_steps
+            vjp, value = make_segment_vjp(run, x, step, indices, self.params)
         k = n0 + len(indices)
-        if type(value) not in _PLAIN:
-            self._split(value, k)  # any box here is foreign: the segment's own was unboxed
+        if type(value) not in _PLAIN:  # any box here is foreign: the segment's own was unboxed
+            end = value.state if type(value) is _Unwrapped else (value,) if wrap else value
+            self._split(end, k)
         if k > n0:
             self.tapes[k] = (n0, _SegmentVJP(vjp, True, True))
             self.stats._taped(k - n0)
-        self.cur = value
+        self.cur = (value,) if wrap else value
         self.cur_leaves = [value]
         return k
 
@@ -601,16 +646,7 @@ class _Run:
         known = (
             self.steps if self.steps is not None else (None if loop.rng is None else len(loop.rng))
         )
-        scheme = loop.scheme
-        self.sessions = _open_sessions(scheme)
-        self.session = self.sessions["memory"]
-        self._finalizer = weakref.finalize(self, _close_sessions, list(self.sessions.values()))
-        if getattr(scheme, "costs", 0) is None and known:  # Multilevel: plan with measured costs
-            scheme = scheme.with_costs(self._measure_costs())  # type: ignore[attr-defined]
-        stats.costs = getattr(scheme, "costs", None) if stats.costs is None else stats.costs
-        self.plan = scheme.plan(None if scheme.online else known)
-        self.slot_bytes: dict[tuple[str, int], int] = {}
-        self.slot_objects: dict[tuple[str, int], list[Any]] = {}
+        self._open(known)
         bar = _bar(loop.progress, loop.sweeps[0], known)
         # The loop's end is checked before the first action and after every Advance/Record,
         # and the primal run stops as soon as the state at T is current: nothing the plan puts
@@ -627,27 +663,12 @@ class _Run:
                 ended = True
         elif target == 0:
             ended = True
-        actions = iter(()) if ended else self.plan.forward()
-        for action in actions:
-            if isinstance(action, (Advance, Record)):
-                if action.n0 != n:
-                    raise CheckpointError(f"{action} does not start at the current state {n}")
-                run = self._advance if isinstance(action, Advance) else self._record
-                n = run(n, action.n1, bar)
-                if action.n1 is None or n < action.n1:
-                    ended = True
-                    break
-                if target is not None:
-                    if n >= target:
-                        ended = True
-                        break
-                elif loop.cond(self.cur, *self.params):
-                    self._cond_true_at = n
-                else:
-                    ended = True
-                    break
+        if not ended:
+            actions = self.plan.forward()
+            if self.one_leaf and bar is _NO_BAR and loop.cond is None:
+                n, ended = self._forward_leaf(actions, known)  # type: ignore[arg-type]
             else:
-                self._slot_action(action, n)
+                n, ended = self._forward_actions(actions, target, bar)
         bar.close()
         if not ended:
             if target is None and loop.cond(self.cur, *self.params):
@@ -656,9 +677,9 @@ class _Run:
                 self._length_mismatch(n)
         if target is None:
             # a while loop: its length is known now; a plan made for a fixed length checks it
-            if not scheme.online:
+            if not loop.scheme.online:
                 try:
-                    scheme.plan(n)
+                    loop.scheme.plan(n)
                 except CheckpointError:
                     self._close()
                     raise
@@ -667,6 +688,64 @@ class _Run:
         for i in self.s_diff:
             self.final_static[i] = None
         return tuple(self.cur_leaves[i] for i in self.s_diff)
+
+    def _forward_actions(self, actions: Iterator[Any], target: int | None, bar: Any) -> tuple:
+        """Execute the primal run's actions; return where it stands and whether it ended."""
+        loop, n = self.loop, 0
+        for action in actions:
+            if isinstance(action, (Advance, Record)):
+                if action.n0 != n:
+                    raise CheckpointError(f"{action} does not start at the current state {n}")
+                run = self._advance if isinstance(action, Advance) else self._record
+                n = run(n, action.n1, bar)
+                if action.n1 is None or n < action.n1:
+                    return n, True
+                if target is not None:
+                    if n >= target:
+                        return n, True
+                elif loop.cond(self.cur, *self.params):
+                    self._cond_true_at = n
+                else:
+                    return n, True
+            else:
+                self._slot_action(action, n)
+        return n, False
+
+    def _forward_leaf(self, actions: Iterator[Any], target: int) -> tuple:
+        """`_forward_actions` for a one-leaf `for` loop without a progress bar: actions told
+        apart by exact type first, spans run by the one-leaf `_advance_leaf` and `_record_leaf`,
+        memory stores by `_store_leaf`."""
+        n = 0
+        for action in actions:
+            kind = type(action)
+            if kind is Store and action[2] == "memory":
+                self._store_leaf(action, n)
+            elif kind is Advance or kind is Record or isinstance(action, (Advance, Record)):
+                n0, n1 = action
+                if n0 != n:
+                    raise CheckpointError(f"{action} does not start at the current state {n}")
+                if isinstance(action, Advance):
+                    n = self._advance_leaf(n, n1)
+                else:
+                    n = self._record_leaf(n, n1)
+                if n1 is None or n < n1 or n >= target:
+                    return n, True
+            else:
+                self._slot_action(action, n)
+        return n, False
+
+    def _open(self, known: int | None) -> None:
+        """Open the storage sessions and make the plan of a primal run of ``known`` steps."""
+        scheme, stats = self.loop.scheme, self.stats
+        self.sessions = _open_sessions(scheme)
+        self.session = self.sessions["memory"]
+        self._finalizer = weakref.finalize(self, _close_sessions, list(self.sessions.values()))
+        if getattr(scheme, "costs", 0) is None and known:  # Multilevel: plan with measured costs
+            scheme = scheme.with_costs(self._measure_costs())  # type: ignore[attr-defined]
+        stats.costs = getattr(scheme, "costs", None) if stats.costs is None else stats.costs
+        self.plan = scheme.plan(None if scheme.online else known)
+        self.slot_bytes: dict[tuple[str, int], int] = {}
+        self.slot_objects: dict[tuple[str, int], list[Any]] = {}
 
     def _length_mismatch(self, n: int, *, running: bool = False) -> None:
         self._close()
@@ -678,6 +757,15 @@ class _Run:
             )
         scheme.plan(n)  # the scheme's own message names both numbers
         raise CheckpointError(f"the loop ran {n} iterations, not the number {scheme!r} plans for")
+
+    def _store_leaf(self, action: Store, n: int) -> None:
+        """`_slot_action` for a one-leaf state's store in memory: the leaf list is kept as is."""
+        at, slot, _ = action
+        if at != n:
+            raise CheckpointError(f"{action}: the current state is {n}")
+        nbytes = self.session.put(slot, at, self.cur_leaves, self.s_desc)
+        self.slot_bytes[("memory", slot)] = nbytes
+        self.stats._stored(nbytes)
 
     def _slot_action(self, action: Any, n: int | None) -> None:
         # Storage holds the numeric leaves (arrays and numbers); other leaves (a label, a
@@ -709,7 +797,7 @@ class _Run:
             stats._read(level)
             if one:
                 self.cur_leaves = [stored[0]]
-                self.cur = stored[0]
+                self.cur = (stored[0],) if self.wrap else stored[0]
                 return
             leaves = list(self.slot_objects[key])
             for j, i in enumerate(data):
@@ -744,7 +832,9 @@ class _Run:
             ):
                 actions = _read_ahead(actions, self._prefetch)
             n_s = self.n_s
-            if self.one_leaf:  # the adjoint is that one leaf's, bare: no tuples per segment
+            if self.one_leaf and bar is _NO_BAR:  # the adjoint is that one leaf's, bare
+                adj = [self._sweep_leaf(actions, adj[0])]
+            elif self.one_leaf:
                 adj = [self._sweep(actions, adj[0], _pull_leaf, bar)]
             else:
 
@@ -791,6 +881,56 @@ class _Run:
                 self._advance(action.n0, action.n1, _NO_BAR)
             else:
                 self._slot_action(action, None)
+        return adj
+
+    def _sweep_leaf(self, actions: Iterator[Any], adj: Any) -> Any:
+        """`_sweep` for a one-leaf state without a progress bar: the hot path of a small state.
+
+        Actions are told apart by exact type (a subclass goes through `_sweep`'s dispatch), read
+        as the tuples they are, and the memory level's restores, frees and stores are done here,
+        the leaf carried bare; anything else goes through the general `_slot_action`.
+        """
+        stats, tapes, memory, wrap = self.stats, self.tapes, self.session, self.wrap
+        slot_bytes, loop_for = self.slot_bytes, self.loop.cond is None
+        for action in actions:
+            kind = type(action)
+            if kind is Reverse:
+                n0, n1 = action
+                held = tapes.pop(n1, None)
+                if held is None or held[0] != n0:
+                    raise CheckpointError(f"{action}: no tape is held for this segment")
+                # The state after the segment is not needed by its VJP nor after it: drop it
+                # before the VJP's temporaries are made (the peak of the sweep is there).
+                self.cur = self.cur_leaves = None
+                adj = held[1].vjp(adj)
+                del held  # drop the tape now, not when the next segment replaces it
+                stats.taped_now -= n1 - n0
+            elif kind is Record:
+                if loop_for:
+                    self._record_leaf(action[0], action[1])
+                else:
+                    self._record(action[0], action[1], _NO_BAR)
+            elif kind is Restore and action[2] == "memory":
+                at, stored = memory.get(action[1])
+                if at != action[0]:
+                    raise CheckpointError(f"{action}: the slot holds the state at {at}")
+                stats.memory_reads += 1
+                self.cur_leaves = [stored[0]]
+                self.cur = (stored[0],) if wrap else stored[0]
+                # no local may hold the state: a VJP that follows drops it (see Reverse)
+                stored = None
+            elif kind is Free and action[2] == "memory":
+                memory.delete(action[1])
+                stats._freed(slot_bytes.pop(("memory", action[1])))
+            elif kind is Store and action[2] == "memory" and self.cur is not None:
+                self._store_leaf(action, action[0])
+            elif kind is Advance:
+                if loop_for:
+                    self._advance_leaf(action[0], action[1])
+                else:
+                    self._advance(action[0], action[1], _NO_BAR)
+            else:
+                adj = self._sweep(iter((action,)), adj, _pull_leaf, _NO_BAR)
         return adj
 
     def _prefetch(self, action: Restore) -> None:
@@ -945,6 +1085,30 @@ def _run_steps(state: Any, step: Step, indices: range, params: tuple) -> Any:
     for i in indices:
         state = step(state, i, *params)
     return state
+
+
+def _run_steps_wrapped(x: Any, step: Step, indices: range, params: tuple) -> Any:
+    """`_run_steps` over the state ``(x,)``, returning the one member of the state it ends at
+    (or that state as an `_Unwrapped` when it is not a tuple of one)."""
+    state = (x,)
+    for i in indices:
+        state = step(state, i, *params)
+    if type(state) is tuple and len(state) == 1:
+        return state[0]
+    return _Unwrapped(state)
+
+
+class _Unwrapped:
+    """A segment's final state that is not the tuple of one it was given (`_split` says why)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+
+# The structure of a state that is a tuple of one leaf (`_Run.wrap`).
+_ONE_TUPLE = flatten((0.0,))[1]
 
 
 # Leaf types a one-leaf state's segment may return without the full structure check.
