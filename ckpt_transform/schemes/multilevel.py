@@ -113,11 +113,12 @@ class Multilevel(Scheme):
         Where disk checkpoints live (a temporary `HDF5Storage` file when None).
     costs
         ``{"write": wd, "read": rd}`` in units of one passive step, optionally ``"backward"`` (a
-        taped step plus its reverse; it changes the modeled total, not the plan) and
+        taped step plus its reverse; it changes the modeled total, not the plan, except with
+        overlap, where a recorded step hides a write behind ``floor(backward)`` steps) and
         ``"overlap": True`` (a disk write is hidden behind the compute that follows it, up to
         the next disk operation: `ckpt_transform.schemes.overlap`). None: the driver
-        times a passive step, a disk write and a disk read on the loop's input and plans with
-        those figures (``stats.costs`` says which were used); `schedule` then assumes
+        times a passive step (the fastest of three), a disk write and a disk read on the loop's
+        input and plans with those figures (``stats.costs`` says which were used); `schedule` then assumes
         `DEFAULT_COSTS`.
     steps
         The loop's length, needed for a ``while`` loop (as for `Revolve`).

@@ -293,6 +293,8 @@ def test_bad_arguments(args, kwargs, error, match):
 def test_too_large_a_table_is_refused():
     with pytest.raises(CheckpointError, match="smaller disk budget"):
         Multilevel(50, None, costs={"write": 1, "read": 1}).tables(100_000)
+    with pytest.raises(CheckpointError, match=r"overlap model .* a write of up to 1000000 steps"):
+        Multilevel(3, 30, costs={"write": 1e6, "read": 1, "overlap": True}).tables(200)
 
 
 def test_random_cases_against_brute_force():
