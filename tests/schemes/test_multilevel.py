@@ -198,8 +198,8 @@ def test_overlap_model_against_brute_force():
 
 def test_overlap_plans_cost_at_most_their_model_on_the_storage_timeline():
     """Replayed on the timeline of a write-behind storage, an overlap plan waits and reads no
-    longer than the model charges (it is an upper bound), and costs what the model says
-    whenever no write is left in flight at a restore of its own slot or after a memory part."""
+    longer than the model charges (it is an upper bound); its passive steps and full-price I/O
+    are no less than the model's total."""
     for wd, rd, m, d in [(3, 1, 1, 2), (6.5, 2, 2, 4), (9, 0.5, 3, 30), (0, 0, 1, 3)]:
         costs = {"write": wd, "read": rd, "overlap": True}
         for T in (7, 30, 61):
