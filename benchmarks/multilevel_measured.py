@@ -16,14 +16,31 @@ input, the interpreter and the libraries loaded by then), which is what the run 
 in less than a step): each checkpoint write waits S seconds more in the storage's writer thread,
 as a network file system would; the driver's measured costs include the wait.
 
+``--calibrate K`` measures the costs before the runs instead, in a process of their own: the
+slowest of K flushed disk writes (a write slower than planned makes the overlap plan wait, a
+faster one costs nothing) and the medians of K reads of the input and K taped steps with their
+reverse (``"backward"``: what a recorded step hides a write behind in the overlap model), each
+over the median of K passive steps.
+The driver's own measurement takes the fastest of three steps and one write, which a busy
+machine can skew by a factor of two. Every ``multilevel`` plan then uses the calibrated figures.
+
+``--rounds R`` runs every configuration R times in turn (a fresh process each time, each timing
+the best of ``--repeat``) and keeps each one's best, so that a change of the machine's load
+during the run falls on every configuration alike. The first ``multilevel`` run measures the
+costs; every later plan, plain or overlap, uses those same figures. The load average is printed
+before and after.
+
 Run: ``PYTHONPATH=. python benchmarks/multilevel_measured.py [--n 1000000] [--steps 200]
-[--memory 3] [--disk 30] [--repeat 1] [--configs multilevel,revolve-all,...] [--slow-write S]``.
+[--memory 3] [--disk 30] [--repeat 1] [--rounds 1] [--calibrate K]
+[--configs multilevel,revolve-all,...] [--slow-write S]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -62,6 +79,52 @@ def _slow_writes(seconds: float) -> None:
     CheckpointFile.write = slow_write  # type: ignore[method-assign]
 
 
+def _step(x: Any, i: int) -> Any:
+    """The heat step of every configuration (autograd's numpy, so that it can be taped)."""
+    import autograd.numpy as np
+
+    return x + 0.2 * (np.roll(x, 1) - 2.0 * x + np.roll(x, -1))
+
+
+def calibrate(args: argparse.Namespace) -> dict[str, float]:
+    """The slowest flushed disk write and the median read and taped step, in median steps."""
+    import statistics
+
+    import autograd.numpy as anp
+    import numpy as np
+    from autograd import grad
+
+    from ckpt_transform.storage.hdf5 import HDF5Storage
+
+    if args.slow_write:
+        _slow_writes(args.slow_write)
+    x = np.sin(np.linspace(0.0, 6.0, args.n))
+    k = args.calibrate
+
+    def timed(fn: Any) -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    step = statistics.median(timed(functools.partial(_step, x, 0)) for _ in range(k))
+    taped = grad(lambda x: anp.sum(_step(x, 0) * x))  # a taped step and its reverse
+    backward = statistics.median(timed(functools.partial(taped, x)) for _ in range(k))
+    writes, reads = [], []
+    with HDF5Storage().session() as session:
+        for slot in range(k):
+            start = time.perf_counter()
+            session.put(slot, 0, [x], "x")
+            session.flush()
+            writes.append(time.perf_counter() - start)
+            reads.append(timed(functools.partial(session.get, slot)))
+            session.delete(slot)
+    return {
+        "write": float(f"{max(writes) / step:.2g}"),
+        "read": float(f"{statistics.median(reads) / step:.2g}"),
+        "backward": float(f"{backward / step:.2g}"),
+    }
+
+
 def child(args: argparse.Namespace) -> None:
     import autograd.numpy as np
     from autograd import grad
@@ -73,11 +136,9 @@ def child(args: argparse.Namespace) -> None:
     if args.slow_write:
         _slow_writes(args.slow_write)
 
-    def step(x, i):
-        return x + 0.2 * (np.roll(x, 1) - 2.0 * x + np.roll(x, -1))
-
-    if config == "multilevel":
-        scheme = Multilevel(memory, disk)
+    step = _step
+    if config == "multilevel":  # costs measured by the driver, or those measured before
+        scheme = Multilevel(memory, disk, costs=json.loads(costs) or None)
     elif config == "multilevel-read-ahead":  # reads ahead during the VJPs: one state more
         scheme = Multilevel(memory, disk, read_ahead=True)
     elif config == "multilevel-overlap":
@@ -121,6 +182,35 @@ def child(args: argparse.Namespace) -> None:
     )
 
 
+def run_rounds(args: argparse.Namespace, configs: list[str]) -> dict[str, Any]:
+    """Each configuration ``args.rounds`` times in turn, a fresh process each; the best of each."""
+    results: dict[str, Any] = {}
+    costs = "{}"
+    if args.calibrate:
+        argv = [sys.executable, __file__, "--child", "calibrate"]
+        for name in ("n", "calibrate", "slow_write"):
+            argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+        out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+        costs = out.strip().splitlines()[-1]
+    for _ in range(args.rounds):
+        for config in configs:
+            argv = [sys.executable, __file__, "--child", config, "--costs", costs]
+            for name in ("n", "steps", "memory", "disk", "repeat", "slow_write"):
+                argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+            out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+            result = json.loads(out.strip().splitlines()[-1])
+            if config == "multilevel" and costs == "{}":  # later plans use the costs measured
+                measured = dict(result["costs"])
+                measured.pop("measured", None)
+                costs = json.dumps(measured)
+            best = results.get(config)
+            if best is None:
+                results[config] = result
+            elif result["seconds"] < best["seconds"]:
+                best["seconds"] = result["seconds"]
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -128,11 +218,16 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=3)
     parser.add_argument("--disk", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--calibrate", type=int, default=0)
     parser.add_argument("--child", default=None)
     parser.add_argument("--costs", default="{}")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--slow-write", type=float, default=0.0)
     args = parser.parse_args()
+    if args.child == "calibrate":
+        print(json.dumps(calibrate(args)))
+        return
     if args.child:
         child(args)
         return
@@ -140,23 +235,16 @@ def main() -> None:
     unknown = sorted(set(configs) - set(CONFIGS))
     if unknown or "revolve-all" not in configs:
         parser.error(f"--configs: {unknown} unknown, or revolve-all (the baseline) missing")
-    results = {}
-    costs = "{}"
-    for config in configs:
-        argv = [sys.executable, __file__, "--child", config, "--costs", costs]
-        for name in ("n", "steps", "memory", "disk", "repeat", "slow_write"):
-            argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-        out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-        results[config] = json.loads(out.strip().splitlines()[-1])
-        if config == "multilevel":  # the overlap run plans with the costs measured here
-            measured = dict(results[config]["costs"])
-            measured.pop("measured", None)
-            costs = json.dumps(measured)
+    load_before = os.getloadavg()
+    results = run_rounds(args, configs)
+    load_after = os.getloadavg()
     base = results["revolve-all"]["seconds"]
     print(
         f"n = {args.n} float64 values ({args.n * 8 / 1e6:.0f} MB), T = {args.steps}, memory "
         f"{args.memory}, disk {args.disk}"
         + (f", each write {args.slow_write} s slower" if args.slow_write else "")
+        + f"; best of {args.rounds} round(s) x {args.repeat} repeat(s); load average "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after"
     )
     print(
         "| configuration | gradient (s) | vs Revolve(memory + disk) in memory | peak RSS (states) "

@@ -52,10 +52,10 @@ T = 10^4, memory 10, disk 100 in under 1 s is therefore not reached by this exac
 its split search alone is about T^2 x lanes = 10^8 x 1111 sums (see docs/benchmarks.md for
 measured times).
 
-The overlap model (``costs["overlap"] = True``): a disk write runs behind the steps that follow
-it (`HDF5Storage` writes in a thread), so a store followed by an advance of j steps costs
-``max(0, write - j)``; the programme then prefers splits that leave compute after each disk
-write.
+The overlap model (``costs["overlap"] = True``, `ckpt_transform.schemes.overlap`): a disk write
+runs behind the steps that follow it (`HDF5Storage` writes in a thread, one write at a time), so
+it costs only what the compute before the next disk operation does not cover; the programme
+then tracks that compute, and prefers plans that leave enough of it after each disk write.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ from ckpt_transform.schemes.actions import (
     Store,
 )
 from ckpt_transform.schemes.base import ListedPlan, Plan, Scheme
+from ckpt_transform.schemes.overlap import OverlapTables, fill_overlap
 
 __all__ = ["DEFAULT_COSTS", "Multilevel", "MultilevelTables"]
 
@@ -112,11 +113,13 @@ class Multilevel(Scheme):
         Where disk checkpoints live (a temporary `HDF5Storage` file when None).
     costs
         ``{"write": wd, "read": rd}`` in units of one passive step, optionally ``"backward"`` (a
-        taped step plus its reverse; it changes the modeled total, not the plan) and
-        ``"overlap": True`` (a disk write overlaps the steps that follow it). None: the driver
-        times a passive step, a disk write and a disk read on the loop's input and plans with
-        those figures (``stats.costs`` says which were used); `schedule` then assumes
-        `DEFAULT_COSTS`.
+        taped step plus its reverse; it changes the modeled total, not the plan, except with
+        overlap, where a recorded step hides a write behind ``floor(backward)`` steps) and
+        ``"overlap": True`` (a disk write is hidden behind the compute that follows it, up to
+        the next disk operation: `ckpt_transform.schemes.overlap`). None: the driver
+        times a passive step (the fastest of three), a disk write and a disk read on the loop's
+        input and plans with those figures (``stats.costs`` says which were used); `schedule`
+        then assumes `DEFAULT_COSTS`.
     steps
         The loop's length, needed for a ``while`` loop (as for `Revolve`).
     read_ahead
@@ -259,7 +262,7 @@ class Multilevel(Scheme):
         costs = self.costs if self.costs is not None else DEFAULT_COSTS
         return _MultilevelPlan(steps, self.memory, self.disk, costs)
 
-    def tables(self, steps: int) -> MultilevelTables:
+    def tables(self, steps: int) -> MultilevelTables | OverlapTables:
         """The filled dynamic programme for ``steps`` (for tests, the cost table and teaching)."""
         costs = self.costs if self.costs is not None else DEFAULT_COSTS
         return build_tables(steps, self.memory, self.disk, costs)
@@ -315,11 +318,26 @@ class MultilevelTables:
     plus_j: tuple[np.ndarray, np.ndarray]
     right: np.ndarray
     right_level: np.ndarray
+    # No write is in flight in this model: the state ``s`` of the overlap model stays 0.
+    S: int = 0
+    hide: int = 0
 
     def lane(self, a: int, b: int) -> int:
         return min(a, self.A) * (self.B + 1) + min(b, self.B)
 
-    def split(self, level: int, length: int, lane: int) -> int:
+    def cap(self, s: int) -> int:
+        return 0
+
+    def after_write(self, level: int, s: int) -> int:
+        return 0
+
+    def left_s(self, level: int, j: int, rest: int, s: int) -> int:
+        return 0
+
+    def right_at(self, k: int, lane: int, s: int) -> int:
+        return int(self.right_level[k, lane])
+
+    def split(self, level: int, length: int, lane: int, s: int = 0) -> int:
         """The first advance of the optimum of ``F_level(length)`` in ``lane`` (0: a move).
 
         The sums are those the build took the minimum of, in the same floating-point order, so
@@ -353,7 +371,14 @@ class MultilevelTables:
         return level, best
 
 
-def _check_size(T: int, memory: int, disk: int | None, n_lanes: int) -> None:
+def _check_size(T: int, memory: int, disk: int | None, n_lanes: int, states: int = 1) -> None:
+    if states > 1 and (T + 1) * n_lanes * states > _MAX_CELLS // 8:
+        raise CheckpointError(
+            f"Multilevel({memory}, {disk}) over {T} steps with the overlap model needs a plan "
+            f"table of {(T + 1) * n_lanes * states:,} entries ({states} per step and budget: a "
+            f"write of up to {states - 1} steps), over the limit of {_MAX_CELLS // 8:,}; plan "
+            "without overlap, or give smaller budgets"
+        )
     if (T + 1) * n_lanes > _MAX_CELLS:
         raise CheckpointError(
             f"Multilevel({memory}, {disk}) over {T} steps needs a plan table of "
@@ -422,11 +447,13 @@ def _least_split(plus: np.ndarray, flipped: np.ndarray, shift: int, n: int, buf:
     return least
 
 
-def _fill(T: int, memory: int, disk: int | None, costs: dict[str, Any]) -> MultilevelTables:
+def _fill(T: int, memory: int, disk: int | None, costs: dict[str, Any]) -> Any:
     wd, rd = float(costs["write"]), float(costs["read"])
-    overlap = bool(costs.get("overlap", False))
     A, B = min(memory, T), min(T if disk is None else disk, T)
     ln = _Lanes(A, B)
+    if costs.get("overlap", False):
+        _check_size(T, memory, disk, ln.n, int(np.ceil(wd)) + 1)
+        return fill_overlap(T, memory, disk, costs, ln)
     _check_size(T, memory, disk, ln.n)
     inf = np.inf
     cost = (np.zeros((T + 1, ln.n)), np.zeros((T + 1, ln.n)))
@@ -443,16 +470,11 @@ def _fill(T: int, memory: int, disk: int | None, costs: dict[str, Any]) -> Multi
         flipped[T - 1] = 0.0
         for L in (_MEMORY, _DISK):
             plus_j[L][1] = 1.0  # F_L(1) + 1
-    # overlap: the disk level's sums are kept whole for their argmin; otherwise blocks of rows
-    values = np.empty((max(T - 1, 0), ln.n) if overlap else (_block_rows(ln.n), ln.n))
+    values = np.empty((_block_rows(ln.n), ln.n))
     for n in range(2, T + 1):
         best = []
         for L in (_MEMORY, _DISK):
-            if overlap:
-                v = np.add(plus_j[L][1:n], flipped[T - n + 1 : T], out=values[: n - 1])
-                least = np.minimum.reduce(v, axis=0)
-            else:
-                least = _least_split(plus_j[L], flipped, T - n, n, values)
+            least = _least_split(plus_j[L], flipped, T - n, n, values)
             best.append(least + restore[L])
         vm, vd = best
         # moves of n0 to the other level, judged against the other level's splits
@@ -464,13 +486,7 @@ def _fill(T: int, memory: int, disk: int | None, costs: dict[str, Any]) -> Multi
         np.less(move_d, vd - 1e-9, out=moved[_DISK][n])
         # the right part of length n: store its first state in memory or on disk
         in_mem = np.where(ln.has_a, cost[_MEMORY][n, ln.less_a], inf)
-        write: Any = wd
-        if overlap:  # the write runs behind the first advance of the part it starts
-            # values still holds the disk level's sums: their first minimum is the split
-            # the first advance of F_D(n) (0: a move)
-            first_disk = np.where(moved[_DISK][n], 0, np.argmin(v, axis=0) + 1)
-            write = np.maximum(0.0, wd - first_disk[ln.less_b])
-        on_disk = np.where(ln.has_b, write + cost[_DISK][n, ln.less_b], inf)
+        on_disk = np.where(ln.has_b, wd + cost[_DISK][n, ln.less_b], inf)
         np.minimum(in_mem, on_disk, out=right[n])
         flipped[T - n] = right[n]
         np.add(cost[_MEMORY][n], n, out=plus_j[_MEMORY][n])
@@ -514,8 +530,11 @@ class _Slots:
         self.free[level].sort(reverse=True)
 
 
-def plan_actions(tables: MultilevelTables) -> Iterator[Action]:
-    """Every action of the tabled plan, primal run first (the first `Record` ends it)."""
+def plan_actions(tables: MultilevelTables | OverlapTables) -> Iterator[Action]:
+    """Every action of the tabled plan, primal run first (the first `Record` ends it).
+
+    ``s`` is the overlap model's count of steps since the write in flight began
+    (`ckpt_transform.schemes.overlap`); it stays 0 in the plain model."""
     T = tables.steps
     if T == 0:
         return
@@ -529,17 +548,18 @@ def plan_actions(tables: MultilevelTables) -> Iterator[Action]:
     a, b = (tables.memory - 1, d_free) if level == _MEMORY else (tables.memory, d_free - 1)
     slot = slots.take(level)
     where = {0: (level, slot)}  # state -> (level, slot) of every checkpoint held
+    s = tables.after_write(level, tables.S)
     yield Store(n=0, slot=slot, level=_NAMES[level])
-    # Pending left parts, innermost last: (n0, length, a, b, right_n): once the right part from
-    # right_n is reversed, free its checkpoint (right_n >= 0), restore n0 and reverse
+    # Pending left parts, innermost last: (n0, length, a, b, right_n, s): once the right part
+    # from right_n is reversed, free its checkpoint (right_n >= 0), restore n0 and reverse
     # [n0, n0 + length) with a, b free slots.
-    pending: list[tuple[int, int, int, int, int]] = []
+    pending: list[tuple[int, int, int, int, int, int]] = []
     n0, length = 0, T
     while True:
         # Invariant: reverse [n0, n0 + length); n0 is current and, when length >= 2, held in
         # (level, slot), with a memory and b disk slots free for this part.
         while length >= 2:
-            j = tables.split(level, length, tables.lane(a, b))
+            j = tables.split(level, length, tables.lane(a, b), s)
             if j == 0:  # move n0 to the other level: store there, free here
                 other = 1 - level
                 new = slots.take(other)
@@ -549,25 +569,27 @@ def plan_actions(tables: MultilevelTables) -> Iterator[Action]:
                 a, b = (a + 1, b - 1) if level == _MEMORY else (a - 1, b + 1)
                 level, slot = other, new
                 where[n0] = (level, slot)
+                s = tables.after_write(level, s)
                 continue
             rest = length - j
             yield Advance(n0=n0, n1=n0 + j)
+            pending.append((n0, j, a, b, -1, tables.left_s(level, j, rest, s)))
             if rest >= 2:
-                r_level = int(tables.right_level[rest, tables.lane(a, b)])
+                s = tables.cap(s + j)
+                r_level = tables.right_at(rest, tables.lane(a, b), s)
                 r_slot = slots.take(r_level)
                 yield Store(n=n0 + j, slot=r_slot, level=_NAMES[r_level])
                 where[n0 + j] = (r_level, r_slot)
-                pending.append((n0, j, a, b, n0 + j))
+                pending[-1] = (n0, j, a, b, n0 + j, pending[-1][5])
                 a, b = (a - 1, b) if r_level == _MEMORY else (a, b - 1)
                 level, slot = r_level, r_slot
-            else:
-                pending.append((n0, j, a, b, -1))
+                s = tables.after_write(level, s)
             n0, length = n0 + j, rest
         yield Record(n0=n0, n1=n0 + 1)
         yield Reverse(n0=n0, n1=n0 + 1)
         if not pending:
             break
-        n0, length, a, b, right_n = pending.pop()
+        n0, length, a, b, right_n, s = pending.pop()
         if right_n >= 0:  # where the right part's state is now (it may have moved)
             r_level, r_slot = where.pop(right_n)
             yield Free(n=right_n, slot=r_slot, level=_NAMES[r_level])

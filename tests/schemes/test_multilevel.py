@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
+from collections.abc import Callable
 from math import inf
 
 import numpy as np
 import pytest
 
 from ckpt_transform import CheckpointError, Multilevel
-from ckpt_transform.schemes.actions import Free, Restore, Store
+from ckpt_transform.schemes.actions import Advance, Free, Record, Restore, Store
 from ckpt_transform.schemes.cost import revolve_forward_steps
 from ckpt_transform.schemes.multilevel import modeled_cost
 from ckpt_transform.schemes.validate import validate_schedule
@@ -24,7 +26,7 @@ COSTS = [(0, 0), (1, 1), (2, 1), (0.5, 3), (5, 5), (3, 0), (20, 20)]
 BUDGETS = [(m, d) for m in range(4) for d in range(4) if m + d >= 1]
 
 
-def brute_force(T: int, m: int, d: int, wd: float, rd: float, overlap: bool = False) -> float:
+def brute_force(T: int, m: int, d: int, wd: float, rd: float) -> float:
     """The model's optimum by exhaustive recursion over every split (see the scheme's docs)."""
 
     @functools.lru_cache(None)
@@ -46,10 +48,6 @@ def brute_force(T: int, m: int, d: int, wd: float, rd: float, overlap: bool = Fa
             value = min(value, splits(0, length, a - 1, b + 1)[0])
         return value
 
-    def first_advance(length: int, a: int, b: int) -> int:
-        cost, j = splits(1, length, a, b)
-        return j if cost <= best(1, length, a, b) else 0
-
     @functools.lru_cache(None)
     def right(k: int, a: int, b: int) -> float:
         if k == 1:
@@ -58,8 +56,7 @@ def brute_force(T: int, m: int, d: int, wd: float, rd: float, overlap: bool = Fa
         if a >= 1:
             options.append(best(0, k, a - 1, b))
         if b >= 1:
-            write = max(0.0, wd - first_advance(k, a, b - 1)) if overlap else wd
-            options.append(write + best(1, k, a, b - 1))
+            options.append(wd + best(1, k, a, b - 1))
         return min(options, default=inf)
 
     if T <= 1:
@@ -70,6 +67,82 @@ def brute_force(T: int, m: int, d: int, wd: float, rd: float, overlap: bool = Fa
     if d >= 1:
         options.append(wd + best(1, T, m, d - 1))
     return min(options)
+
+
+def brute_force_overlap(m: int, d: int, wd: float, rd: float, hide: int) -> Callable[[int], float]:
+    """The overlap model's optimum by exhaustive recursion (`ckpt_transform.schemes.overlap`),
+    as a function of T: ``s`` whole steps computed since the write in flight began, S = ceil(wd)
+    when none is. The parts of every length are shared by every T."""
+    S = math.ceil(wd)
+
+    def charge(s: int) -> float:
+        return max(0.0, wd - s)
+
+    @functools.lru_cache(None)
+    def splits(level: int, length: int, a: int, b: int, s: int) -> float:
+        if length == 1:
+            return charge(min(S, s + hide))
+        value = inf
+        for j in range(1, length):
+            k = length - j
+            if k == 1 and level == 0:  # the write in flight goes on into the left part
+                left = best(0, j, a, b, min(S, s + j + hide))
+            elif k == 1:  # the restore from disk waits for it
+                left = charge(min(S, s + j + hide)) + rd + best(1, j, a, b, S)
+            else:
+                left = right(k, a, b, min(S, s + j)) + level * rd + best(level, j, a, b, S)
+            value = min(value, j + left)
+        return value
+
+    @functools.lru_cache(None)
+    def best(level: int, length: int, a: int, b: int, s: int) -> float:
+        value = splits(level, length, a, b, s)
+        if length >= 2 and level == 0 and b >= 1 and a + 1 <= m:  # move n0 to disk: a write
+            value = min(value, charge(s) + splits(1, length, a + 1, b - 1, 0))
+        if length >= 2 and level == 1 and a >= 1 and b + 1 <= d:  # move n0 to memory
+            value = min(value, splits(0, length, a - 1, b + 1, s))
+        return value
+
+    def right(k: int, a: int, b: int, s: int) -> float:
+        options = []
+        if a >= 1:
+            options.append(best(0, k, a - 1, b, s))
+        if b >= 1:
+            options.append(charge(s) + best(1, k, a, b - 1, 0))
+        return min(options, default=inf)
+
+    def optimum(T: int) -> float:
+        if T <= 1:
+            return 0.0
+        options = []
+        if m >= 1:
+            options.append(best(0, T, m - 1, d, S))
+        if d >= 1:
+            options.append(best(1, T, m, d - 1, 0))
+        return min(options)
+
+    return optimum
+
+
+def storage_timeline(actions, wd: float, rd: float, hide: int) -> float:
+    """Passive steps plus the waits and reads of one write-behind storage (as `HDF5Storage`
+    does with one write in flight): a disk store waits for the write in flight and starts its
+    own; a disk restore waits for it and reads, unless it restores the slot being written (the
+    state put is handed back); a recorded and reversed step computes ``hide``."""
+    now, write_ends, writing = 0.0, 0.0, None
+    for action in actions:
+        if isinstance(action, (Advance, Record)):
+            now += action.n1 - action.n0 if isinstance(action, Advance) else hide
+        elif isinstance(action, Store) and action.level == "disk":
+            now = max(now, write_ends)
+            write_ends, writing = now + wd, action.slot
+        elif isinstance(action, Restore) and action.level == "disk":
+            if action.slot == writing and now < write_ends:
+                continue
+            now = max(now, write_ends) + rd
+        elif isinstance(action, Free) and action.level == "disk" and action.slot == writing:
+            writing = None  # the write goes on, but the slot is no longer that state
+    return max(now, write_ends)
 
 
 def replay(scheme: Multilevel, T: int):
@@ -107,14 +180,41 @@ def test_zero_io_costs_cost_exactly_revolve():
             assert counts.evaluations == revolve_forward_steps(T, m + d) + T
 
 
+@pytest.mark.slow
 def test_overlap_model_against_brute_force():
-    for wd, rd in [(3, 1), (6, 2)]:
-        for m, d in [(1, 1), (1, 2), (2, 2), (0, 3)]:
-            scheme = Multilevel(m, d, costs={"write": wd, "read": rd, "overlap": True})
-            tables = scheme.tables(50)
-            for T in range(2, 51):
-                want = brute_force(T, m, d, wd, rd, overlap=True)
-                assert tables.start(T)[1] == pytest.approx(want, abs=1e-9), (wd, rd, m, d, T)
+    for wd, rd, backward in [(3, 1, None), (6.5, 2, 2), (2.5, 0, 0)]:
+        costs = {"write": wd, "read": rd, "overlap": True}
+        if backward is not None:
+            costs["backward"] = backward
+        hide = 1 if backward is None else backward
+        for m, d in [(1, 1), (1, 2), (2, 2), (0, 3), (3, 1)]:
+            scheme = Multilevel(m, d, costs=costs)
+            tables = scheme.tables(60)
+            optimum = brute_force_overlap(m, d, wd, rd, hide)
+            for T in range(2, 61):
+                want = optimum(T)
+                assert tables.start(T)[1] == pytest.approx(want, abs=1e-9), (costs, m, d, T)
+
+
+def test_overlap_plans_cost_at_most_their_model_on_the_storage_timeline():
+    """Replayed on the timeline of a write-behind storage, an overlap plan waits and reads no
+    longer than the model charges (it is an upper bound); its passive steps and full-price I/O
+    are no less than the model's total."""
+    for wd, rd, m, d in [(3, 1, 1, 2), (6.5, 2, 2, 4), (9, 0.5, 3, 30), (0, 0, 1, 3)]:
+        costs = {"write": wd, "read": rd, "overlap": True}
+        for T in (7, 30, 61):
+            scheme = Multilevel(m, d, costs=costs)
+            actions = list(scheme.schedule(T))
+            modeled = scheme.tables(T).start()[1]
+            timeline = storage_timeline(actions, wd, rd, hide=1) - T  # less the T records
+            assert timeline <= modeled + 1e-9, (wd, rd, m, d, T)
+            counts = replay(scheme, T)
+            assert modeled <= modeled_cost(counts, {**costs, "backward": 0}) + 1e-9
+            assert counts.forward_steps <= modeled + 1e-9
+
+
+def replay_costs(scheme: Multilevel, T: int) -> float:
+    return storage_timeline(list(scheme.schedule(T)), 9, 0.5, hide=1) - T
 
 
 def test_overlap_never_costs_more_and_plans_stay_valid():
@@ -123,6 +223,10 @@ def test_overlap_never_costs_more_and_plans_stay_valid():
         overlap = Multilevel(2, 6, costs={"write": 4, "read": 1, "overlap": True})
         replay(overlap, T)
         assert overlap.tables(T).start()[1] <= plain.tables(T).start()[1]
+    # the issue's case: on the storage's timeline the overlap plan is faster than the plain one
+    plain = Multilevel(3, 30, costs={"write": 9, "read": 0.5})
+    overlap = Multilevel(3, 30, costs={"write": 9, "read": 0.5, "overlap": True})
+    assert replay_costs(overlap, 200) < replay_costs(plain, 200)
 
 
 def test_expensive_disk_is_avoided_and_cheap_disk_is_used():
@@ -189,6 +293,8 @@ def test_bad_arguments(args, kwargs, error, match):
 def test_too_large_a_table_is_refused():
     with pytest.raises(CheckpointError, match="smaller disk budget"):
         Multilevel(50, None, costs={"write": 1, "read": 1}).tables(100_000)
+    with pytest.raises(CheckpointError, match=r"overlap model .* a write of up to 1000000 steps"):
+        Multilevel(3, 30, costs={"write": 1e6, "read": 1, "overlap": True}).tables(200)
 
 
 def test_random_cases_against_brute_force():
@@ -204,7 +310,10 @@ def test_random_cases_against_brute_force():
         wd, rd = round(rng.uniform(0, 6), 2), round(rng.uniform(0, 6), 2)
         overlap = rng.random() < 0.5
         costs = {"write": wd, "read": rd, "backward": 0, "overlap": overlap}
-        want = brute_force(T, m, d, wd, rd, overlap=overlap)
+        if overlap:
+            want = brute_force_overlap(m, d, wd, rd, hide=0)(T)
+        else:
+            want = brute_force(T, m, d, wd, rd)
         scheme = Multilevel(m, d, costs=costs)
         assert scheme.tables(T).start()[1] == pytest.approx(want, abs=1e-9), (T, m, d, costs)
         if not overlap:  # the replayed counts price writes at full cost

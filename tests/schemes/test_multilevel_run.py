@@ -54,6 +54,7 @@ def run(scheme, T, x=X0, c=1.3):
         Multilevel(0, 4, costs={"write": 0.5, "read": 2}),
         Multilevel(2, None, costs={"write": 3, "read": 3}),
         Multilevel(1, 2, costs={"write": 2, "read": 1, "overlap": True}),
+        Multilevel(1, 4, costs={"write": 6, "read": 0.5, "backward": 2, "overlap": True}),
         Multilevel(1, 3, costs={"write": 1, "read": 1}, read_ahead=True),
     ],
 )
@@ -113,7 +114,7 @@ def test_measured_costs_when_none_are_given():
     stats = run(Multilevel(1, 3), 20)
     assert stats.costs["measured"] is True
     assert stats.costs["write"] >= 0 and stats.costs["read"] >= 0
-    assert stats.forward_steps >= 1  # the timing step is counted
+    assert stats.forward_steps >= 3  # the timing steps are counted
 
 
 def test_while_loop_with_steps():
