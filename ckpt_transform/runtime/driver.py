@@ -452,19 +452,7 @@ class _Run:
                 state = several(state, indices, *params)
                 k += len(indices)
                 indices = ()
-            for i in indices:
-                try:
-                    new = step(state, i, *params)
-                except Exception:
-                    self._split(state, k)  # a malformed state it was given: say so
-                    raise
-                state = new
-                k += 1
-                if type(state) is not top or not k % _CHECK_EVERY:
-                    self._split(state, k)
-                    top = type(state)
-                if show:
-                    bar.update()
+            state, k = self._steps(state, indices, k, bar if show else None)
         else:
             known_true = self._cond_true_at == n0
             self._cond_true_at = None
@@ -481,19 +469,21 @@ class _Run:
                     top = type(state)
                 if show:
                     bar.update()
-        self.stats.forward_steps += k - n0
-        if k > n0:
-            leaf = self._plain_leaf(state) if self.one_leaf else None
-            self.cur_leaves = self._split(state, k)[0] if leaf is None else [leaf]
-        self.cur = state
-        return k
+        return self._advanced(state, n0, k)
 
     def _advance_leaf(self, n0: int, n1: int | None) -> int:
         """`_advance` for a one-leaf `for` loop without a progress bar (the same checks)."""
         rng = self.loop.rng
         indices = rng[n0:n1] if n1 is not None and n1 <= len(rng) else rng[n0:]
-        step, params, state = self.loop.step, self.params, self.cur
-        top, k = type(state), n0
+        state, k = self._steps(self.cur, indices, n0, None)
+        return self._advanced(state, n0, k)
+
+    def _steps(self, state: Any, indices: Sequence[int], k: int, bar: Any) -> tuple[Any, int]:
+        """Run the step at each of ``indices`` from ``state`` (the state at k), untaped: the
+        state reached and its k. The state's top-level type is compared every step and its
+        whole structure every `_CHECK_EVERY` steps (`_advance`); ``bar``: None or a bar."""
+        step, params = self.loop.step, self.params
+        top = type(state)
         for i in indices:
             try:
                 new = step(state, i, *params)
@@ -505,9 +495,15 @@ class _Run:
             if type(state) is not top or not k % _CHECK_EVERY:
                 self._split(state, k)
                 top = type(state)
+            if bar is not None:
+                bar.update()
+        return state, k
+
+    def _advanced(self, state: Any, n0: int, k: int) -> int:
+        """Make ``state``, reached at k from n0, the current state; return k."""
         self.stats.forward_steps += k - n0
         if k > n0:
-            leaf = self._plain_leaf(state)
+            leaf = self._plain_leaf(state) if self.one_leaf else None
             self.cur_leaves = self._split(state, k)[0] if leaf is None else [leaf]
         self.cur = state
         return k
