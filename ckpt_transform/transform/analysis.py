@@ -523,7 +523,7 @@ def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
     _check_call_writes(scope, calls, writes, carried_vars)
     structs = _structs(scope, writes, carried_vars)
     state = _state(scope, writes, carried_vars, structs, usage)
-    _check_aliases(source, scope.pre, scope.body, writes)
+    _check_aliases(source, scope.pre, scope.body, writes, usage.read_after)
     _check_stale_closures(source, scope.pre, scope.body, {loc.name for loc in state})
     params, by_name, cond_structs = _parameters(scope, writes, structs, usage)
     struct_names = {s.name for s in structs}
@@ -876,6 +876,10 @@ def _alias_pairs(stmt: Any) -> list[tuple[Location, Location, bool, Any, Any]]:
     return out
 
 
+def _loads(node: Any) -> bool:
+    return isinstance(node, gast.Name) and isinstance(node.ctx, gast.Load)
+
+
 def _ref(node: Any) -> Location | None:
     if isinstance(node, gast.Name):
         return Location(node.id)
@@ -885,7 +889,11 @@ def _ref(node: Any) -> Location | None:
 
 
 def _check_aliases(
-    source: FunctionSource, pre: list[Any], body: list[Any], writes: _Writes
+    source: FunctionSource,
+    pre: list[Any],
+    body: list[Any],
+    writes: _Writes,
+    read_after: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> None:
     """An element update through one of two names for the same array would only change one.
 
@@ -894,22 +902,48 @@ def _check_aliases(
     something else silently, ask for an explicit copy.
     """
     updated = writes.element_updates
-    if not updated:
+    # `x += v` writes into an array x as well (rewritten as `x = x + v`, a new array)
+    augmented = {
+        target_location(source, stmt.target): stmt
+        for stmt in statements(body)
+        if isinstance(stmt, gast.AugAssign) and isinstance(stmt.target, (gast.Name, gast.Attribute))
+    }
+    if not updated and not augmented:
         return
+    # An alias made before the loop of an array the loop updates by `+=` matters only when the
+    # other name is read afterwards (`u = u0` before `u += ...` is the common way to start).
+    before = {id(stmt) for stmt in statements(pre)}
+    read_later = read_after | {
+        n.id for n in gast.walk(gast.Module(body=body, type_ignores=[])) if _loads(n)
+    }
     for stmt in statements(pre + body):
         for ref_t, ref_s, view, target, value in _alias_pairs(stmt):
-            if ref_t in updated:
+            if ref_t in updated or ref_t in augmented:
                 other, mine = ref_s, ref_t
-            elif ref_s in updated and not view:
+            elif (ref_s in updated and not view) or ref_s in augmented:
                 other, mine = ref_t, ref_s
             else:
                 continue
+            if (
+                mine not in updated
+                and id(stmt) in before
+                and (other.name not in read_later or other.name == mine.name)
+            ):
+                continue
             how = "a view of" if view else "the same array as"
+            if mine in updated:
+                where = source.where(updated[mine])
+                write = f"`{mine}[...] = ...` at {where} updates it element by element"
+            else:
+                update = augmented[mine]
+                write = (
+                    f"`{_text(update)}` at {source.where(update)} updates it in place (an "
+                    "augmented assignment writes into an array)"
+                )
             raise source.error(
                 f"`{_text(stmt)}` at {source.where(stmt)} makes {ref_t} {how} {ref_s}, and "
-                f"`{mine}[...] = ...` at {source.where(updated[mine])} updates it element by "
-                f"element. In the plain loop that write changes both {mine} and {other}; in the "
-                "checkpointed loop element updates build a new array, so only "
+                f"{write}. In the plain loop that write changes both {mine} and {other}; in the "
+                "checkpointed loop the update builds a new array, so only "
                 f"{mine} would change. Instead of sharing the array, copy it: "
                 f"`{ref_t} = np.array({_text(value)})`.",
                 target,

@@ -15,6 +15,7 @@ import inspect
 import autograd.numpy as np
 import numpy as onp
 import pytest
+from autograd import grad, hessian
 
 from ckpt_transform.api import checkpoint_struct
 from ckpt_transform.errors import TransformError
@@ -559,3 +560,59 @@ def test_options_are_type_checked():
         checkpoint_struct(StoreAll(), loop=1.5)
     with pytest.raises(TypeError, match="position of a top-level loop"):
         checkpoint_struct(StoreAll(), loop=True)
+
+
+def alias_then_augmented_update(s0, s1, n):
+    for t in range(n):
+        tmp = s1  # <- error
+        s0 = 0.5 * s0 + 0.5 * np.tanh(s0 + tmp)
+        s1 += 0.3 * np.tanh(s0) - 0.3 * s1
+        s0 = s0 + np.tanh(tmp)
+    return np.sum(s0**2) + np.sum(s1**2)
+
+
+def test_augmented_update_through_an_alias_is_rejected():
+    # the plain loop's `s1 += ...` changes tmp too; the rewritten `s1 = s1 + ...` would not
+    check(alias_then_augmented_update, "tmp = s1", "in place", "np.array(s1)")
+
+
+def view_then_augmented_update(x, n):
+    for t in range(n):
+        tail = x[1:]  # <- error
+        x += 0.1 * np.sin(x)
+        x = x * (1.0 + 0.0 * np.sum(tail))
+    return x
+
+
+def test_augmented_update_of_a_viewed_array_is_rejected():
+    check(view_then_augmented_update, "a view of x", "in place")
+
+
+def start_from_input_then_augmented(u0, n):
+    u = u0
+    for i in range(n):
+        u += 0.1 * np.sin(u)
+    return np.sum(u**2)
+
+
+def test_augmented_update_of_a_name_bound_to_the_input_is_accepted():
+    # u0 is not read again: the alias cannot change what the function computes
+    f = checkpoint_struct(Revolve(2))(start_from_input_then_augmented)
+    x = np.array([0.3, -1.2, 2.0])
+    assert abs(f(np.array(x), 5) - start_from_input_then_augmented(np.array(x), 5)) < 1e-12
+    g, g_ref = grad(f)(x, 5), grad(start_from_input_then_augmented)(x, 5)
+    onp.testing.assert_allclose(g, g_ref, rtol=1e-12)
+    h = hessian(f)(x, 5)
+    onp.testing.assert_allclose(h, hessian(start_from_input_then_augmented)(x, 5), rtol=1e-10)
+
+
+def alias_before_loop_read_inside(u0, n):
+    u = np.array(u0)
+    seen = u  # <- error
+    for i in range(n):
+        u += 0.1 * np.sin(seen)
+    return np.sum(u**2)
+
+
+def test_alias_made_before_the_loop_and_read_inside_is_rejected():
+    check(alias_before_loop_read_inside, "seen = u", "in place")
