@@ -4,13 +4,15 @@ Hypothesis writes functions of 1-3 state variables (floats or small arrays) and 
 whose loop body updates each state with a composition of numpy ufuncs, sometimes through a
 temporary, an augmented assignment or a tuple assignment, for 0-40 steps. The source is
 registered in linecache (as a notebook cell is), decorated with a random scheme, and its value
-and gradient with respect to every argument compared with autograd's on the undecorated function.
+and gradient with respect to every argument compared with autograd's on the undecorated function;
+the one program it may refuse instead is a temporary that aliases a state updated by ``+=``.
 """
 
 from __future__ import annotations
 
 import itertools
 import linecache
+import re
 
 import autograd.numpy as np
 import numpy as onp
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 
 from ckpt_transform import Periodic, Revolve, StoreAll
 from ckpt_transform.api import checkpoint_struct
+from ckpt_transform.errors import TransformError
 from ckpt_transform.schemes.online_r2 import OnlineR2
 
 RTOL = 1e-11
@@ -80,6 +83,12 @@ def loop_functions(draw):
     return "\n".join(lines) + "\n", n_state, n_param, shapes
 
 
+def _aliased_then_augmented(source):
+    """True when the body binds ``tmp`` to a state and later updates that state by ``+=``."""
+    alias = re.search(r"^\s+tmp = (s\d)$", source, re.M)
+    return alias is not None and re.search(rf"^\s+{alias.group(1)} \+= ", source, re.M) is not None
+
+
 def compile_function(source):
     """Define the function from text registered in linecache, as a notebook cell is."""
     filename = f"<random loop {next(_counter)}>"
@@ -125,7 +134,15 @@ def _gradients_close(got, want):
 def test_random_bodies_match_autograd(case, steps, scheme_index, seed):
     source, n_state, n_param, shapes = case
     plain = compile_function(source)
-    decorated = checkpoint_struct(SCHEMES[scheme_index]())(plain)
+    try:
+        decorated = checkpoint_struct(SCHEMES[scheme_index]())(plain)
+    except TransformError as err:
+        # The one refusal this grammar can produce: `tmp = s` makes a second name for a state
+        # that the body then updates by `+=` (in place, for an array), which the rewrite cannot
+        # follow. Anything else refused is a failure.
+        assert _aliased_then_augmented(source), (source, str(err))
+        assert "in place" in str(err), str(err)
+        return
     rng = onp.random.default_rng(seed)
     states = [rng.normal(size=shape) if shape else float(rng.normal()) for shape in shapes]
     params = [float(rng.uniform(0.2, 1.5)) for _ in range(n_param)]
