@@ -876,6 +876,17 @@ def _alias_pairs(stmt: Any) -> list[tuple[Location, Location, bool, Any, Any]]:
     return out
 
 
+def _sliced(value: Any) -> bool:
+    """True when ``value`` indexes with a slice somewhere (``x[1:]``, ``x[:, 0]``): a view."""
+    while isinstance(value, gast.Subscript):
+        index = value.slice
+        parts = index.elts if isinstance(index, gast.Tuple) else [index]
+        if any(isinstance(part, gast.Slice) for part in parts):
+            return True
+        value = value.value
+    return False
+
+
 def _loads(node: Any) -> bool:
     return isinstance(node, gast.Name) and isinstance(node.ctx, gast.Load)
 
@@ -911,7 +922,8 @@ def _check_aliases(
     if not updated and not augmented:
         return
     # An alias made before the loop of an array the loop updates by `+=` matters only when the
-    # other name is read afterwards (`u = u0` before `u += ...` is the common way to start).
+    # other name is read afterwards (`u = u0` before `u += ...` is the common way to start);
+    # likewise a slice taken before the loop of an array it updates element by element.
     before = {id(stmt) for stmt in statements(pre)}
     read_later = read_after | {
         n.id for n in gast.walk(gast.Module(body=body, type_ignores=[])) if _loads(n)
@@ -920,12 +932,17 @@ def _check_aliases(
         for ref_t, ref_s, view, target, value in _alias_pairs(stmt):
             if ref_t in updated or ref_t in augmented:
                 other, mine = ref_s, ref_t
-            elif (ref_s in updated and not view) or ref_s in augmented:
+            elif (ref_s in updated or ref_s in augmented) and (not view or _sliced(value)):
+                # a slice is a view whatever the array's shape; an integer index may be a scalar
                 other, mine = ref_t, ref_s
             else:
                 continue
+            # (an alias of an array updated element by element is refused wherever it is made,
+            # but a slice of it or an alias of one updated by `+=` only when the other name is
+            # read later)
+            relaxed = mine not in updated or (view and mine == ref_s)
             if (
-                mine not in updated
+                relaxed
                 and id(stmt) in before
                 and (other.name not in read_later or other.name == mine.name)
             ):

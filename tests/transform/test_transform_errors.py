@@ -616,3 +616,16 @@ def alias_before_loop_read_inside(u0, n):
 
 def test_alias_made_before_the_loop_and_read_inside_is_rejected():
     check(alias_before_loop_read_inside, "seen = u", "in place")
+
+
+def slice_then_element_update(x, n):
+    for i in range(n):
+        tail = x[1:]  # <- error
+        x[2] = x[2] * 0.5 + 1.0
+        x = x + 0.1 * np.sum(tail)
+    return np.sum(x**2)
+
+
+def test_element_update_of_a_sliced_array_is_rejected():
+    # the plain loop's tail, a view of x, sees the write to x[2]; the rewritten update would not
+    check(slice_then_element_update, "a view of x", "np.array(x[1:])")
