@@ -887,6 +887,30 @@ def _sliced(value: Any) -> bool:
     return False
 
 
+def _indices(value: Any) -> int | None:
+    """How many axes the subscripts of ``value`` index (None: an ellipsis, unknown)."""
+    count = 0
+    while isinstance(value, gast.Subscript):
+        index = value.slice
+        parts = index.elts if isinstance(index, gast.Tuple) else [index]
+        for part in parts:
+            if isinstance(part, gast.Constant) and part.value is Ellipsis:
+                return None
+        count += len(parts)
+        value = value.value
+    return count
+
+
+def _fewer_indices(alias: Any, update: Any) -> bool:
+    """True when ``update`` (an element-update target) indexes more axes than ``alias`` reads:
+    the array then has more axes than the alias indexes, so the alias is a view of it
+    (``row = grid[0]`` before ``grid[0, 1] = v``)."""
+    if update is None:
+        return False
+    mine, theirs = _indices(alias), _indices(update)
+    return mine is not None and theirs is not None and theirs > mine
+
+
 def _loads(node: Any) -> bool:
     return isinstance(node, gast.Name) and isinstance(node.ctx, gast.Load)
 
@@ -932,8 +956,11 @@ def _check_aliases(
         for ref_t, ref_s, view, target, value in _alias_pairs(stmt):
             if ref_t in updated or ref_t in augmented:
                 other, mine = ref_s, ref_t
-            elif (ref_s in updated or ref_s in augmented) and (not view or _sliced(value)):
-                # a slice is a view whatever the array's shape; an integer index may be a scalar
+            elif (ref_s in updated or ref_s in augmented) and (
+                not view or _sliced(value) or _fewer_indices(value, updated.get(ref_s))
+            ):
+                # a slice is a view whatever the array's shape; an integer index may be a scalar,
+                # unless the update indexes the same array with more axes than the alias does
                 other, mine = ref_t, ref_s
             else:
                 continue

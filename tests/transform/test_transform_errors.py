@@ -629,3 +629,42 @@ def slice_then_element_update(x, n):
 def test_element_update_of_a_sliced_array_is_rejected():
     # the plain loop's tail, a view of x, sees the write to x[2]; the rewritten update would not
     check(slice_then_element_update, "a view of x", "np.array(x[1:])")
+
+
+def row_then_element_update(g, n):
+    for k in range(n):
+        row = g[0]  # <- error
+        g[0, 1] = g[0, 1] * 0.5 + 1.0
+        g = g + 0.1 * np.sum(row)
+    return np.sum(g**2)
+
+
+def test_element_update_of_an_array_whose_row_is_held_is_rejected():
+    # g[0, 1] = ... indexes two axes, so g[0] is a row (a view), not a number
+    check(row_then_element_update, "a view of g", "np.array(g[0])")
+
+
+def number_then_element_update(x, n):
+    for k in range(n):
+        old = x[1]
+        x[1] = 0.5 * x[1] + 0.25 * x[0]
+        x = x + 0.1 * old
+    return np.sum(x**2)
+
+
+def number_then_element_update_functional(x, n):  # the oracle: autograd cannot assign items
+    for k in range(n):
+        old = x[1]
+        x = np.concatenate([x[:1], (0.5 * x[1] + 0.25 * x[0])[None], x[2:]])
+        x = x + 0.1 * old
+    return np.sum(x**2)
+
+
+def test_reading_one_element_before_updating_it_is_accepted():
+    f = checkpoint_struct(Revolve(2))(number_then_element_update)
+    ref = number_then_element_update_functional
+    x = np.array([0.3, -1.2, 2.0])
+    assert abs(f(np.array(x), 4) - number_then_element_update(np.array(x), 4)) < 1e-12
+    assert abs(f(np.array(x), 4) - ref(x, 4)) < 1e-12
+    onp.testing.assert_allclose(grad(f)(x, 4), grad(ref)(x, 4), rtol=1e-12)
+    onp.testing.assert_allclose(hessian(f)(x, 4), hessian(ref)(x, 4), rtol=1e-10, atol=1e-14)
