@@ -911,10 +911,6 @@ def _fewer_indices(alias: Any, update: Any) -> bool:
     return mine is not None and theirs is not None and theirs > mine
 
 
-def _loads(node: Any) -> bool:
-    return isinstance(node, gast.Name) and isinstance(node.ctx, gast.Load)
-
-
 def _ref(node: Any) -> Location | None:
     if isinstance(node, gast.Name):
         return Location(node.id)
@@ -949,9 +945,7 @@ def _check_aliases(
     # other name is read afterwards (`u = u0` before `u += ...` is the common way to start);
     # likewise a slice taken before the loop of an array it updates element by element.
     before = {id(stmt) for stmt in statements(pre)}
-    read_later = read_after | {
-        n.id for n in gast.walk(gast.Module(body=body, type_ignores=[])) if _loads(n)
-    }
+    read_later = read_after | {n.id for n in reads(body)}
     for stmt in statements(pre + body):
         for ref_t, ref_s, view, target, value in _alias_pairs(stmt):
             if ref_t in updated or ref_t in augmented:
