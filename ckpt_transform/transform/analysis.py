@@ -523,7 +523,7 @@ def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
     _check_call_writes(scope, calls, writes, carried_vars)
     structs = _structs(scope, writes, carried_vars)
     state = _state(scope, writes, carried_vars, structs, usage)
-    _check_aliases(source, scope.pre, scope.body, writes, usage.read_after)
+    _check_aliases(source, scope.pre, scope.body, writes, usage.read_after | usage.cond_names)
     _check_stale_closures(source, scope.pre, scope.body, {loc.name for loc in state})
     params, by_name, cond_structs = _parameters(scope, writes, structs, usage)
     struct_names = {s.name for s in structs}

@@ -668,3 +668,16 @@ def test_reading_one_element_before_updating_it_is_accepted():
     assert abs(f(np.array(x), 4) - ref(x, 4)) < 1e-12
     onp.testing.assert_allclose(grad(f)(x, 4), grad(ref)(x, 4), rtol=1e-12)
     onp.testing.assert_allclose(hessian(f)(x, 4), hessian(ref)(x, 4), rtol=1e-10, atol=1e-14)
+
+
+def alias_before_loop_read_by_the_condition(u0):
+    u = np.array(u0)
+    seen = u  # <- error
+    while np.sum(seen) < 3.0:
+        u += 0.5
+    return np.sum(u**2)
+
+
+def test_alias_made_before_a_while_loop_and_read_by_its_condition_is_rejected():
+    # the plain loop's `u += ...` moves seen too and the loop ends; rewritten, it would not end
+    check(alias_before_loop_read_by_the_condition, "seen = u", "in place")
