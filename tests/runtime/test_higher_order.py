@@ -22,6 +22,7 @@ from autograd.differential_operators import hessian_tensor_product
 from ckpt_transform import checkpoint_struct
 from ckpt_transform.errors import CheckpointError
 from ckpt_transform.runtime.driver import checkpointed_for, checkpointed_while
+from ckpt_transform.schemes.actions import Store
 from ckpt_transform.schemes.multilevel import Multilevel
 from ckpt_transform.schemes.online_r2 import OnlineR2
 from ckpt_transform.schemes.periodic import Periodic
@@ -430,6 +431,28 @@ def test_multilevel_second_order(tmp_path):
 
     assert_close(hvp(f), hvp(plain_for))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_multilevel_overlap_plan_second_order():
+    """A plan of the overlap model (its own programme, `schemes.overlap`) to second order."""
+    costs = {"write": 3, "read": 0.5, "backward": 2, "overlap": True}
+    disk_stores = [
+        a
+        for a in Multilevel(1, 2, costs=costs).schedule(7)
+        if isinstance(a, Store) and a.level == "disk"
+    ]
+    assert disk_stores  # the plan does use the disk level
+
+    def f(x, a):
+        return loss(
+            checkpointed_for(step, (x, 0), 7, Multilevel(1, 2, costs=costs), params=(a,))[0]
+        )
+
+    assert_close(f(X, A), plain_for(X, A))
+    assert_close(grad(f)(X, A), grad(plain_for)(X, A))
+    assert_close(hessian(f)(X, A), hessian(plain_for)(X, A))
+    got, want = make_jvp(grad(f))(X, A)(V), make_jvp(grad(plain_for))(X, A)(V)
+    assert_close(got[1], want[1])
 
 
 def test_multilevel_second_order_default_levels():
