@@ -32,6 +32,7 @@ __all__ = [
     "checkpointed_while",
     "fits",
     "index",
+    "not_a_view",
     "other_fields",
     "setitem",
     "span",
@@ -350,6 +351,23 @@ def struct_set(obj: Any, **carried: Any) -> None:
 
 
 # -- element updates ----------------------------------------------------------------------------
+
+
+def not_a_view(alias: Any, array: Any, made: str, write: str, fix: str) -> None:
+    """Refuse ``a = x[i]`` when it gave a row of ``x`` rather than a number.
+
+    The rewrite cannot tell from the source: on a one-axis array ``x[i]`` is a number, on a
+    bigger one a view that a later write of ``x`` changes in the plain loop (and not in the
+    rewritten one, whose update builds a new array).
+    """
+    raw = getval(array)
+    if isinstance(raw, np.ndarray) and np.ndim(getval(alias)) > 0:
+        raise CheckpointError(
+            f"{made} gives an array of shape {np.shape(getval(alias))} that shares the memory "
+            f"of an array of shape {raw.shape}, and {write} writes into that array. In the plain "
+            "loop that write changes both; in the checkpointed loop the update builds a new "
+            f"array, so the first would keep its old values. Instead of sharing, copy it: `{fix}`."
+        )
 
 
 class _Index:

@@ -36,7 +36,7 @@ from typing import Any
 
 import gast
 
-from ckpt_transform.transform import effects
+from ckpt_transform.transform import effects, stale
 from ckpt_transform.transform.parse import FunctionSource, LoopChoice
 from ckpt_transform.transform.text import expression_text as _text
 
@@ -105,6 +105,21 @@ class LoopAnalysis:
     # positions in `state` of arrays (or lists, dicts) the body only updates element by element:
     # as in the plain loop, the object from before the loop ends holding the final values
     refill: tuple[int, ...] = ()
+    # `a = x[i]` statements after which the generated code checks that `a` is not a view of x
+    view_checks: tuple[ViewCheck, ...] = ()
+
+
+@dataclass(frozen=True)
+class ViewCheck:
+    """``a = x[i]`` is a number on a one-axis x and a row of a bigger one, which a later write
+    of x would change in the plain loop only; the generated code checks which it is as it runs."""
+
+    position: tuple[int, int]  # (line, column) of the statement the check follows
+    alias: Any  # the expression `a`
+    array: Any  # the expression `x`
+    made: str  # "`a = x[i]` at heat.py:12"
+    write: str  # "`x[i] = v` at heat.py:14"
+    fix: str  # "a = np.array(x[i])"
 
 
 # -- reading names ---------------------------------------------------------------------------
@@ -523,7 +538,9 @@ def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
     _check_call_writes(scope, calls, writes, carried_vars)
     structs = _structs(scope, writes, carried_vars)
     state = _state(scope, writes, carried_vars, structs, usage)
-    _check_aliases(source, scope.pre, scope.body, writes, usage.read_after | usage.cond_names)
+    view_checks = _check_aliases(
+        source, scope.pre, scope.body, writes, usage.read_after | usage.cond_names
+    )
     _check_stale_closures(source, scope.pre, scope.body, {loc.name for loc in state})
     params, by_name, cond_structs = _parameters(scope, writes, structs, usage)
     struct_names = {s.name for s in structs}
@@ -544,6 +561,7 @@ def analyse(source: FunctionSource, loop: LoopChoice) -> LoopAnalysis:
             for k, loc in enumerate(state)
             if loc in writes.element_updates and loc not in writes.whole
         ),
+        view_checks=tuple(view_checks),
     )
 
 
@@ -925,12 +943,13 @@ def _check_aliases(
     body: list[Any],
     writes: _Writes,
     read_after: set[str] = frozenset(),  # type: ignore[assignment]
-) -> None:
+) -> list[ViewCheck]:
     """An element update through one of two names for the same array would only change one.
 
     In the plain loop ``last = nxt`` followed by ``nxt[i] = v`` changes ``last`` too; the
     rewritten update builds a new array for ``nxt`` and leaves ``last`` alone. Rather than compute
-    something else silently, ask for an explicit copy.
+    something else silently, ask for an explicit copy. ``a = x[i]`` may be a number or a row:
+    where ``a`` can be read after a write of ``x``, the run-time checks to make are returned.
     """
     updated = writes.element_updates
     # `x += v` writes into an array x as well (rewritten as `x = x + v`, a new array)
@@ -940,22 +959,37 @@ def _check_aliases(
         if isinstance(stmt, gast.AugAssign) and isinstance(stmt.target, (gast.Name, gast.Attribute))
     }
     if not updated and not augmented:
-        return
+        return []
     # An alias made before the loop of an array the loop updates by `+=` matters only when the
     # other name is read afterwards (`u = u0` before `u += ...` is the common way to start);
     # likewise a slice taken before the loop of an array it updates element by element.
     before = {id(stmt) for stmt in statements(pre)}
     read_later = read_after | {n.id for n in reads(body)}
+    checks: list[ViewCheck] = []
+    placed_body = stale.placed(body)
     for stmt in statements(pre + body):
         for ref_t, ref_s, view, target, value in _alias_pairs(stmt):
             if ref_t in updated or ref_t in augmented:
                 other, mine = ref_s, ref_t
-            elif (ref_s in updated or ref_s in augmented) and (
-                not view or _sliced(value) or _fewer_indices(value, updated.get(ref_s))
-            ):
+            elif ref_s in updated or ref_s in augmented:
                 # a slice is a view whatever the array's shape; an integer index may be a scalar,
                 # unless the update indexes the same array with more axes than the alias does
                 other, mine = ref_t, ref_s
+                if view and not _sliced(value) and not _fewer_indices(value, updated.get(ref_s)):
+                    check = _view_check(
+                        source,
+                        stmt,
+                        target,
+                        value,
+                        ref_s,
+                        updated,
+                        augmented,
+                        placed_body,
+                        read_later if id(stmt) in before else None,
+                        read_after,
+                    )
+                    checks += [check] if check is not None else []
+                    continue
             else:
                 continue
             # (an alias of an array updated element by element is refused wherever it is made,
@@ -968,21 +1002,89 @@ def _check_aliases(
                 and (other.name not in read_later or other.name == mine.name)
             ):
                 continue
-            how = "a view of" if view else "the same array as"
-            if mine in updated:
-                where = source.where(updated[mine])
-                write = f"`{mine}[...] = ...` at {where} updates it element by element"
-            else:
-                update = augmented[mine]
-                write = (
-                    f"`{_text(update)}` at {source.where(update)} updates it in place (an "
-                    "augmented assignment writes into an array)"
-                )
-            raise source.error(
-                f"`{_text(stmt)}` at {source.where(stmt)} makes {ref_t} {how} {ref_s}, and "
-                f"{write}. In the plain loop that write changes both {mine} and {other}; in the "
-                "checkpointed loop the update builds a new array, so only "
-                f"{mine} would change. Instead of sharing the array, copy it: "
-                f"`{ref_t} = np.array({_text(value)})`.",
-                target,
+            raise _alias_error(
+                source, stmt, (ref_t, ref_s, view, target, value), mine, updated, augmented
             )
+    return checks
+
+
+def _alias_error(
+    source: FunctionSource,
+    stmt: Any,
+    pair: tuple[Location, Location, bool, Any, Any],
+    mine: Location,
+    updated: dict[Location, Any],
+    augmented: dict[Location, Any],
+) -> Exception:
+    """The error for the alias ``pair`` of `_alias_pairs`, made by ``stmt``, of ``mine``, an
+    array the loop updates element by element (``updated``) or by ``+=`` (``augmented``)."""
+    ref_t, ref_s, view, target, value = pair
+    other = ref_s if mine == ref_t else ref_t
+    how = "a view of" if view else "the same array as"
+    if mine in updated:
+        where = source.where(updated[mine])
+        write = f"`{mine}[...] = ...` at {where} updates it element by element"
+    else:
+        update = augmented[mine]
+        write = (
+            f"`{_text(update)}` at {source.where(update)} updates it in place (an "
+            "augmented assignment writes into an array)"
+        )
+    return source.error(
+        f"`{_text(stmt)}` at {source.where(stmt)} makes {ref_t} {how} {ref_s}, and "
+        f"{write}. In the plain loop that write changes both {mine} and {other}; in the "
+        "checkpointed loop the update builds a new array, so only "
+        f"{mine} would change. Instead of sharing the array, copy it: "
+        f"`{ref_t} = np.array({_text(value)})`.",
+        target,
+    )
+
+
+def _view_check(
+    source: FunctionSource,
+    stmt: Any,
+    target: Any,
+    value: Any,
+    array: Location,
+    updated: dict[Location, Any],
+    augmented: dict[Location, Any],
+    body: list[stale.Placed],
+    read_later: set[str] | None,
+    read_after: set[str],
+) -> ViewCheck | None:
+    """The run-time check after ``a = x[i]`` (``stmt``), or None when ``a`` cannot be read
+    after a write of ``x``. ``read_later`` is given for a statement before the loop: the names
+    read in the loop or after it."""
+    name = _ref(target).name  # type: ignore[union-attr]
+
+    def writes(node: Any) -> bool:
+        if isinstance(node, gast.AugAssign) and isinstance(
+            node.target, (gast.Name, gast.Attribute)
+        ):
+            return _ref(node.target) == array
+        return any(
+            isinstance(t, gast.Subscript) and target_location(source, t) == array
+            for t in _targets(node)
+        )
+
+    if read_later is not None:
+        if name not in read_later:
+            return None
+    elif not stale.read_after_write(stmt, name, body, writes, name in read_after):
+        return None
+    update = updated.get(array)
+    if update is None:
+        update = augmented[array]
+    base = value
+    while isinstance(base, gast.Subscript):
+        base = base.value
+    return ViewCheck(
+        position=(stmt.lineno, stmt.col_offset),
+        alias=target,
+        array=base,
+        made=f"`{_text(stmt)}` at {source.where(stmt)}",
+        write=f"`{_text(update)} = ...` at {source.where(update)}"
+        if update is updated.get(array)
+        else f"`{_text(update)}` at {source.where(update)}",
+        fix=f"{_text(target)} = np.array({_text(value)})",
+    )

@@ -27,7 +27,7 @@ from typing import Any
 import gast
 
 from ckpt_transform.transform import nodes, templates
-from ckpt_transform.transform.analysis import Location, LoopAnalysis
+from ckpt_transform.transform.analysis import Location, LoopAnalysis, ViewCheck
 from ckpt_transform.transform.naming import MACHINERY, Namer, identifiers
 from ckpt_transform.transform.parse import FunctionSource, LoopChoice
 from ckpt_transform.transform.text import expression_text as _text
@@ -171,7 +171,8 @@ def _step_functions(
             for loc in info.state
         ]
     )
-    body, _ = _Rewriter(source, texts).statements(copy.deepcopy(loop.node.body))
+    rewriter = _Rewriter(source, texts, info.view_checks)
+    body, _ = rewriter.statements(copy.deepcopy(loop.node.body))
     functions = templates.fill(
         templates.step_function,
         name=names.step,
@@ -241,7 +242,10 @@ def _outer_function(
     if pre and _is_docstring(pre[0]):
         head, pre = [texts.keep(pre[0], docstring=True)], pre[1:]
     if pre:
-        head += [nodes.comment(f"before the loop, {source.where_span(pre)}"), *texts.keep_all(pre)]
+        # the statements before the loop unchanged, with a run-time check after `a = x[i]`
+        # where it may give a row that the loop changes
+        kept, _ = _Rewriter(source, texts, info.view_checks, only_checks=True).statements(pre)
+        head += [nodes.comment(f"before the loop, {source.where_span(pre)}"), *kept]
 
     targets = nodes.tuple_of(
         [nodes.store(field_var.get(loc, loc.name)) for loc in info.state], gast.Store()
@@ -346,20 +350,40 @@ class _Rewriter:
     text; a compound statement holding a rewritten one is unparsed around it.
     """
 
-    def __init__(self, source: FunctionSource, texts: _Texts) -> None:
+    def __init__(
+        self,
+        source: FunctionSource,
+        texts: _Texts,
+        view_checks: tuple[ViewCheck, ...] = (),
+        *,
+        only_checks: bool = False,
+    ) -> None:
         self.source = source
         self.texts = texts
         self.jax = _uses_jax(source.function)
+        # JAX arrays are never written in place, so an element of one is never a changing view
+        self.checks = {} if self.jax else {c.position: c for c in view_checks}
+        self.only_checks = only_checks  # statements before the loop: add checks, rewrite nothing
 
     def statements(self, stmts: list[Any], *, elif_chain: bool = False) -> tuple[list[Any], bool]:
         out: list[Any] = []
         changed = False
         for stmt in stmts:
-            new, stmt_changed = self.statement(stmt)
+            if self.only_checks:
+                nested = isinstance(stmt, (gast.FunctionDef, gast.AsyncFunctionDef, gast.ClassDef))
+                new, stmt_changed = [stmt], not nested and self._children(stmt)
+            else:
+                new, stmt_changed = self.statement(stmt)
             changed |= stmt_changed
             if not stmt_changed and not elif_chain:
                 new = [self.texts.keep(n) for n in new]
             out.extend(new)
+            check = self.checks.get(
+                (getattr(stmt, "lineno", None), getattr(stmt, "col_offset", None))
+            )
+            if check is not None:
+                out.extend(_view_check(check))
+                changed = True
         return out, changed
 
     def _children(self, stmt: Any) -> bool:
@@ -461,6 +485,27 @@ class _Rewriter:
                     )
 
 
+def _view_check(check: ViewCheck) -> list[Any]:
+    """``_ckpt.not_a_view(a, x, ...)`` after ``a = x[i]``, with a comment saying why."""
+    array = _text(check.array)
+    why = (
+        f"refused if {_text(check.alias)} is a row of {array}, which a write of {array} changes "
+        "in the plain loop only"
+    )
+    return [
+        nodes.comment(why),
+        *templates.fill(
+            templates.not_a_view,
+            _ckpt=_M["support"],
+            alias=_loaded(check.alias),
+            array=_loaded(check.array),
+            made=nodes.constant(check.made),
+            write=nodes.constant(check.write),
+            fix=nodes.constant(check.fix),
+        ),
+    ]
+
+
 def _uses_jax(function: Any) -> bool:
     """True when the function's module works with JAX: it binds ``jax`` or ``jax.numpy`` (and
     not ``autograd.numpy``, which keeps the autograd form)."""
@@ -479,6 +524,13 @@ def _key(index: Any) -> Any:
     return templates.fill_expression(
         templates.sliced_key, _ckpt=_M["support"], key=copy.deepcopy(index)
     )
+
+
+def _loaded(node: Any) -> Any:
+    """A copy of an expression, to be read."""
+    node = copy.deepcopy(node)
+    _to_load(node)
+    return node
 
 
 def _to_load(node: Any) -> None:

@@ -74,6 +74,10 @@ def struct_set(_ckpt, struct, keywords):
     _ckpt.struct_set(struct, **keywords)
 
 
+def not_a_view(_ckpt, alias, array, made, write, fix):
+    _ckpt.not_a_view(alias, array, made, write, fix)
+
+
 def keep_range(_ckpt_range, steps):
     _ckpt_range = steps
 
