@@ -88,7 +88,7 @@ def checkpoint_struct(
     explain
         With ``vectorize``, also say in the generated source why a loop was kept as written.
     max_steps
-        A while loop's bound on the JAX backend (required there), as in `checkpointed_while`.
+        The most iterations a while loop runs, as in `checkpointed_while` (required on JAX).
 
     Returns
     -------

@@ -22,6 +22,7 @@ from typing import Any
 import autograd.builtins as abuiltins
 import numpy as onp
 
+from ckpt_transform._checks import check_max_steps
 from ckpt_transform.backends.autograd import (
     getval,
     is_differentiable,
@@ -141,8 +142,9 @@ def checkpointed_while(
     ``i`` counts iterations from 0. The loop's length is found as it runs: `OnlineR2`,
     `Periodic(period=...)` and `StoreAll` need nothing more; `Revolve` needs ``steps=`` and raises
     `CheckpointError` when the loop runs a different number of times. ``cond`` is evaluated on
-    plain (untraced) values. Other arguments as in `checkpointed_for`; on the JAX backend
-    ``max_steps`` (required there) bounds the compiled ``lax.while_loop``.
+    plain (untraced) values. ``max_steps``: the most iterations the loop runs; it stops there
+    even when ``cond`` still holds, on either backend (required on JAX, whose compiled
+    ``lax.while_loop`` needs the bound). Other arguments as in `checkpointed_for`.
     """
     if _jax_backend(backend, state, params):
         return _jax().checkpointed_while(
@@ -155,7 +157,9 @@ def checkpointed_while(
             report=report,
             return_stats=return_stats,
         )
-    loop = _Loop(step, cond, None, scheme, progress)
+    if max_steps is not None:
+        check_max_steps(max_steps, "an int >= 0 or None")
+    loop = _Loop(step, cond, None, scheme, progress, max_steps=max_steps)
     return loop.run(state, params, report, return_stats)
 
 
@@ -190,6 +194,8 @@ class _Loop:
         scheme: Scheme,
         progress: bool,
         sweeps: tuple[str, str] = ("forward", "reverse"),
+        *,
+        max_steps: int | None = None,
     ) -> None:
         if not callable(step):
             raise TypeError(f"step must be callable, got {step!r}")
@@ -206,6 +212,11 @@ class _Loop:
         self.scheme = scheme
         self.progress = progress
         self.sweeps = sweeps  # the names of its forward and reverse sweeps (stats, progress)
+        self.max_steps = max_steps  # a while loop stops there whatever its condition says
+
+    def goes_on(self, k: int, state: Any, params: Sequence[Any]) -> bool:
+        """Whether a while loop runs another step from ``state``, the state at k."""
+        return (self.max_steps is None or k < self.max_steps) and bool(self.cond(state, *params))
 
     def index(self, k: int) -> int:
         return k if self.rng is None else self.rng[k]
@@ -275,7 +286,7 @@ class _Loop:
         else:
             self.scheme.plan(None)
             k = 0
-            while self.cond(state, *params):
+            while self.goes_on(k, state, params):
                 state = step(state, k, *params)
                 k += 1
                 stats.forward_steps = k
@@ -521,6 +532,8 @@ class _Run:
         stop = math.inf if n1 is None else n1
         if self.loop.rng is not None:
             stop = min(stop, len(self.loop.rng))
+        if self.loop.max_steps is not None:
+            stop = min(stop, self.loop.max_steps)
         return stop
 
     def _record(self, n0: int, n1: int | None, bar: Any) -> int:
@@ -653,7 +666,7 @@ class _Run:
         target = known if (loop.rng is not None or self.steps is not None) else None
         self._cond_true_at = None
         if target is None:
-            if loop.cond(self.cur, *self.params):
+            if loop.goes_on(0, self.cur, self.params):
                 self._cond_true_at = 0
             else:
                 ended = True
@@ -667,7 +680,7 @@ class _Run:
                 n, ended = self._forward_actions(actions, target, bar)
         bar.close()
         if not ended:
-            if target is None and loop.cond(self.cur, *self.params):
+            if target is None and loop.goes_on(n, self.cur, self.params):
                 self._length_mismatch(n, running=True)
             if target is not None and n != target:
                 self._length_mismatch(n)
@@ -699,7 +712,7 @@ class _Run:
                 if target is not None:
                     if n >= target:
                         return n, True
-                elif loop.cond(self.cur, *self.params):
+                elif loop.goes_on(n, self.cur, self.params):
                     self._cond_true_at = n
                 else:
                     return n, True

@@ -75,7 +75,7 @@ def transform_function(
 
     if max_steps is not None and chosen.is_for:
         raise TypeError(
-            f"max_steps bounds a while loop on the JAX backend; the loop "
+            f"max_steps bounds the iterations of a while loop; the loop "
             f"{source.where(chosen.node)} is a for loop, whose length its range gives: "
             "drop max_steps"
         )

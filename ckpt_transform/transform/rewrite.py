@@ -130,7 +130,7 @@ def rewrite(
 ) -> Rewritten:
     """Build the module of generated functions (see the module docstring).
 
-    ``progress`` and ``max_steps`` (a while loop's bound on the JAX backend) become keywords
+    ``progress`` and ``max_steps`` (a while loop's bound on its iterations) become keywords
     of the driver call when set.
     """
     keywords = {"progress": True} if progress else {}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import autograd.numpy as np
 import numpy as onp
 import pytest
-from autograd import grad, value_and_grad
+from autograd import grad, hessian, value_and_grad
 
 from ckpt_transform import CheckpointError, Periodic, Revolve, StoreAll
 from ckpt_transform.api import checkpoint_struct
@@ -234,6 +234,35 @@ def test_while_loop_ode(make_scheme):
     want = grad(logistic_to, (0, 1, 2))(*args)
     for g, w in zip(got, want):
         assert_close(g, w)
+
+
+def logistic_to_bounded(y0, rate, capacity, t_end, dt, max_steps):  # the oracle for max_steps
+    t = 0.0
+    y = y0
+    k = 0
+    while k < max_steps and t < t_end - 0.5 * dt:
+        k1 = rate * y * (1.0 - y / capacity)
+        mid = y + 0.5 * dt * k1
+        y = y + dt * rate * mid * (1.0 - mid / capacity)
+        t = t + dt
+        k += 1
+    return np.sum(y**2)
+
+
+@pytest.mark.parametrize("make_scheme", while_schemes(25))
+def test_while_loop_stops_at_max_steps(make_scheme):
+    # the condition holds for 40 steps; max_steps=25 stops the loop there, as on the JAX backend
+    y0 = onp.array([0.1, 0.5, 1.3])
+    args = (y0, 0.8, 2.0, 4.0, 0.1)
+    f = checkpoint_struct(make_scheme(), max_steps=25)(logistic_to)
+    assert "max_steps=25" in f.generated_source
+    assert f(*args) == pytest.approx(logistic_to_bounded(*args, 25), rel=RTOL)
+    assert f.stats.steps == 25
+    got = grad(f, (0, 1, 2))(*args)
+    want = grad(logistic_to_bounded, (0, 1, 2))(*args, 25)
+    for g, w in zip(got, want):
+        assert_close(g, w)
+    assert_close(hessian(f)(*args), hessian(logistic_to_bounded)(*args, 25))
 
 
 def test_revolve_on_a_while_loop_of_another_length_says_so():

@@ -261,6 +261,55 @@ def test_while_loop(kind, storage):
     assert rel_err(grad(f, 1)(y0, k), grad(ode_plain, 1)(y0, k, dt)) < RTOL
 
 
+def ode_plain_bounded(y0, k, dt, max_steps):
+    s, n = (0.0, y0), 0
+    while n < max_steps and ode_cond(s, k, dt):
+        s = ode_step(s, 0, k, dt)
+        n += 1
+    return np.sum(s[1] ** 2)
+
+
+@pytest.mark.parametrize("kind", ["storeall", "online", "periodic", "revolve"])
+@pytest.mark.parametrize("max_steps", [0, 1, 13, 40, 41, 100])
+def test_while_loop_stops_at_max_steps(kind, max_steps):
+    # the loop's condition holds for 40 steps; max_steps stops it earlier, as on the JAX backend
+    y0, k, dt = np.array([1.0, 0.5, -0.25]), 0.8, 0.05
+    runs = []
+    ran = min(max_steps, 40)
+    if kind == "revolve":
+        scheme = Revolve(3, ran)
+    elif kind == "periodic":
+        scheme = Periodic(period=7)
+    else:
+        scheme = make_scheme(kind, 3, None, ran)
+
+    def f(y0, k):
+        _, y = checkpointed_while(
+            ode_cond,
+            ode_step,
+            (0.0, y0),
+            scheme,
+            params=(k, dt),
+            max_steps=max_steps,
+            report=runs.append,
+        )
+        return np.sum(y**2)
+
+    assert f(y0, k) == pytest.approx(ode_plain_bounded(y0, k, dt, max_steps), rel=1e-14)
+    assert runs[-1].steps == ran
+    assert rel_err(grad(f)(y0, k), grad(ode_plain_bounded)(y0, k, dt, max_steps)) < RTOL
+    assert rel_err(grad(f, 1)(y0, k), grad(ode_plain_bounded, 1)(y0, k, dt, max_steps)) < RTOL
+    if ran:
+        h = jacobian(grad(f))(y0, k)
+        assert rel_err(h, jacobian(grad(ode_plain_bounded))(y0, k, dt, max_steps)) < 1e-10
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "3"])
+def test_max_steps_must_be_a_count(bad):
+    with pytest.raises(TypeError, match="max_steps must be an int >= 0 or None"):
+        checkpointed_while(lambda s: s < 1.0, lambda s, i: s + 0.5, 0.0, StoreAll(), max_steps=bad)
+
+
 @pytest.mark.parametrize("kind", SCHEMES)
 @pytest.mark.parametrize("steps", [1, 5])
 @pytest.mark.parametrize("traced_state", [False, True])
