@@ -364,9 +364,9 @@ def not_a_view(alias: Any, array: Any, made: str, write: str, fix: str) -> None:
     if isinstance(raw, np.ndarray) and np.ndim(getval(alias)) > 0:
         raise CheckpointError(
             f"{made} gives an array of shape {np.shape(getval(alias))} that shares the memory "
-            f"of an array of shape {raw.shape}, and {write} writes into that array. In the plain "
-            "loop that write changes both; in the checkpointed loop the update builds a new "
-            f"array, so the first would keep its old values. Instead of sharing, copy it: `{fix}`."
+            f"of an array of shape {raw.shape}, and {write} writes into that memory. In the plain "
+            "loop that write changes both names; in the checkpointed loop the update builds a "
+            f"new array, so only one would change. Instead of sharing, copy it: `{fix}`."
         )
 
 

@@ -1002,6 +1002,13 @@ def _check_aliases(
                 and (other.name not in read_later or other.name == mine.name)
             ):
                 continue
+            if mine == ref_t and mine not in updated and view and not _sliced(value):
+                # `a = x[i]` then `a += v`: a new number when x[i] is one, a write into x when
+                # it is a row; the step checks which as it runs
+                update = augmented[mine]
+                shown = f"`{_text(update)}`"
+                checks.append(_new_view_check(source, stmt, target, value, shown, update))
+                continue
             raise _alias_error(
                 source, stmt, (ref_t, ref_s, view, target, value), mine, updated, augmented
             )
@@ -1072,9 +1079,17 @@ def _view_check(
             return None
     elif not stale.read_after_write(stmt, name, body, writes, name in read_after):
         return None
-    update = updated.get(array)
-    if update is None:
-        update = augmented[array]
+    if array in updated:
+        write = updated[array]
+        return _new_view_check(source, stmt, target, value, f"`{_text(write)} = ...`", write)
+    write = augmented[array]
+    return _new_view_check(source, stmt, target, value, f"`{_text(write)}`", write)
+
+
+def _new_view_check(
+    source: FunctionSource, stmt: Any, target: Any, value: Any, shown: str, write: Any
+) -> ViewCheck:
+    """The check after ``target = value`` (``stmt``) for the write ``write``, shown as ``shown``."""
     base = value
     while isinstance(base, gast.Subscript):
         base = base.value
@@ -1083,8 +1098,6 @@ def _view_check(
         alias=target,
         array=base,
         made=f"`{_text(stmt)}` at {source.where(stmt)}",
-        write=f"`{_text(update)} = ...` at {source.where(update)}"
-        if update is updated.get(array)
-        else f"`{_text(update)}` at {source.where(update)}",
+        write=f"{shown} at {source.where(write)}",
         fix=f"{_text(target)} = np.array({_text(value)})",
     )

@@ -81,6 +81,7 @@ def bump(v):
     v += 1.0
 """
 
+_UPDATE = "x[1] = 0.5 * x[1] + 0.5 * np.tanh(x[0] * p)"  # an element update (a row on a grid)
 # Each statement keeps its values bounded (tanh), so no program overflows. `{e}` is an expression.
 STATEMENTS = {
     "field": "s.a = 0.5 * s.a + 0.5 * np.tanh({e})",
@@ -92,14 +93,25 @@ STATEMENTS = {
     "method": "s.relax(p)",
     "setattr": 'setattr(s, "b", 0.5 * s.b + 0.5 * np.tanh({e}))',
     "nested_helper": "deep(s)",
-    "element": "x[1] = 0.5 * x[1] + 0.5 * np.tanh(x[0] * p)",
+    "element": _UPDATE,
     "local_list": "parts = []\nparts.append({e})\nx = 0.5 * x + 0.5 * np.tanh(parts[0])",
     "outside_list": "hist.append(x)",
     "helper_grows_list": "record(hist, x)",
     "in_place_helper": "bump(x)",
     "unknown_method": "tool.touch(s)",
     "unknown_counter": "tool.count()",
+    # `r = x[1]` is a number on a one-axis x and a row of a two-axis one, which the plain loop's
+    # element update changes: read after it, a row is refused as the step runs; read only
+    # before it, either is exact
+    "row_read_after": f"r = x[1]\n{_UPDATE}\nx = 0.5 * x + 0.5 * np.tanh(r)",
+    "row_read_before": f"r = x[1]\ny = np.tanh(r * p)\n{_UPDATE}\nx = x + 0.1 * y",
+    "row_copied": f"r = np.array(x[1])\n{_UPDATE}\nx = 0.5 * x + 0.5 * np.tanh(r)",
+    # `r += v` makes a new number, or writes into a row of x: refused on a grid as the step runs
+    "row_accumulated": "r = x[1]\nr += 0.5 * x[0]\nx = 0.5 * x + 0.5 * np.tanh(r)",
 }
+# statements that index x
+ELEMENT_KINDS = {"element", "row_read_after", "row_read_before", "row_copied", "row_accumulated"}
+REFUSED_ON_A_GRID = {"row_read_after", "row_accumulated"}
 # What each statement alone leads to: refused at decoration, or by the runtime guard (a field a
 # method of an unknown class assigns is carried only when the body assigns it too).
 REFUSED_ALONE = {
@@ -112,8 +124,12 @@ REFUSED_ALONE = {
 # autograd cannot differentiate the plain loop's in-place element update: the oracle runs the
 # same update written functionally (its value is also checked against the plain loop, untraced).
 FUNCTIONAL_ELEMENT = (
-    "x = np.concatenate([x[:1], np.reshape(0.5 * x[1] + 0.5 * np.tanh(x[0] * p), (1,)), x[2:]])"
+    "x = np.concatenate("
+    "[x[:1], np.reshape(0.5 * x[1] + 0.5 * np.tanh(x[0] * p), (1, *np.shape(x)[1:])), x[2:]])"
 )
+ELEMENT = STATEMENTS["element"]
+# the shapes of x: a number, one axis, two axes (where x[1] is a row)
+SHAPES = {"float": None, "vector": (3,), "grid": (3, 2)}
 NAMES = ["s.a", "s.b", "x", "p", "s.k"]
 
 
@@ -131,7 +147,7 @@ def expressions(draw, depth=2):
 @st.composite
 def statements(draw, array, depth=2):
     """Lines of one statement of the grammar (a branch or inner loop holds more of them)."""
-    kinds = [k for k in STATEMENTS if array or k != "element"]
+    kinds = [k for k in STATEMENTS if array or k not in ELEMENT_KINDS]
     shape = draw(st.sampled_from(["simple"] * 4 + (["if", "for"] if depth else [])))
     if shape == "if":
         test = f"np.sum({draw(expressions(1))}) > 0.0"
@@ -147,11 +163,11 @@ def statements(draw, array, depth=2):
 
 @st.composite
 def programs(draw):
-    array = draw(st.booleans())
+    shape = draw(st.sampled_from(sorted(SHAPES)))
     body = []
     for _ in range(draw(st.integers(1, 4))):
-        body += draw(statements(array))
-    return program(body), array
+        body += draw(statements(shape != "float"))
+    return program(body), shape
 
 
 def program(body):
@@ -184,9 +200,9 @@ SCHEMES = [
 ]
 
 
-def arguments(namespace, array, seed, steps):
+def arguments(namespace, shape, seed, steps):
     rng = onp.random.default_rng(seed)
-    x0 = rng.normal(size=3) if array else float(rng.normal())
+    x0 = float(rng.normal()) if SHAPES[shape] is None else rng.normal(size=SHAPES[shape])
     a0, b0, p, k = (float(v) for v in rng.normal(size=4))
     return a0, b0, x0, p, k, steps, namespace["Tool"]()
 
@@ -203,22 +219,22 @@ def close(got, want):
 
 def oracle(source):
     """The undecorated function, with element updates written functionally for autograd."""
-    return compile_module(source.replace(STATEMENTS["element"], FUNCTIONAL_ELEMENT))["loop"]
+    return compile_module(source.replace(ELEMENT, FUNCTIONAL_ELEMENT))["loop"]
 
 
-def run_case(source, array, scheme, seed, steps):
+def run_case(source, shape, scheme, seed, steps):
     """Refused, or value and gradients equal to the plain function's. Returns the outcome."""
     namespace = compile_module(source)
     plain = namespace["loop"]
     try:
         decorated = checkpoint_struct(scheme)(plain)
-        args = arguments(namespace, array, seed, steps)
+        args = arguments(namespace, shape, seed, steps)
         value = decorated(*args)
-        got = grad(decorated, (0, 1, 2, 3, 4))(*arguments(namespace, array, seed, steps))
+        got = grad(decorated, (0, 1, 2, 3, 4))(*arguments(namespace, shape, seed, steps))
     except (TransformError, CheckpointError):
         return "refused"
-    want_value = plain(*arguments(namespace, array, seed, steps))
-    want = grad(oracle(source), (0, 1, 2, 3, 4))(*arguments(namespace, array, seed, steps))
+    want_value = plain(*arguments(namespace, shape, seed, steps))
+    want = grad(oracle(source), (0, 1, 2, 3, 4))(*arguments(namespace, shape, seed, steps))
     assert close([value], [want_value]), source
     assert close(got, want), source
     return "accepted"
@@ -233,17 +249,19 @@ def run_case(source, array, scheme, seed, steps):
     steps=st.integers(0, 5),
 )
 def test_generated_programs_are_refused_or_exact(case, scheme_index, seed, steps):
-    source, array = case
-    run_case(source, array, SCHEMES[scheme_index](), seed, steps)
+    source, shape = case
+    run_case(source, shape, SCHEMES[scheme_index](), seed, steps)
 
 
+@pytest.mark.parametrize("shape", ["vector", "grid"])
 @pytest.mark.parametrize("kind", sorted(STATEMENTS))
-def test_each_statement_alone_is_accepted_or_refused_as_designed(kind):
+def test_each_statement_alone_is_accepted_or_refused_as_designed(kind, shape):
     """The grammar's statements each reach the outcome they were written for, so the random
     test above checks both sides of its rule."""
     body = STATEMENTS[kind].format(e="s.a * p").split("\n")
-    outcome = run_case(program(body), True, Revolve(2), 7, 5)
-    assert outcome == ("refused" if kind in REFUSED_ALONE else "accepted")
+    outcome = run_case(program(body), shape, Revolve(2), 7, 5)
+    refused = kind in REFUSED_ALONE or (kind in REFUSED_ON_A_GRID and shape == "grid")
+    assert outcome == ("refused" if refused else "accepted")
 
 
 @pytest.mark.slow
@@ -256,16 +274,16 @@ def test_each_statement_alone_is_accepted_or_refused_as_designed(kind):
 )
 def test_hessian_vector_products_match(case, scheme_index, seed, steps):
     """``make_jvp(grad(f))`` through the decorator equals the same on the undecorated function."""
-    source, array = case
+    source, shape = case
     namespace = compile_module(source)
     plain = namespace["loop"]
     try:
         decorated = checkpoint_struct(SCHEMES[scheme_index]())(plain)
-        decorated(*arguments(namespace, array, seed, steps))
+        decorated(*arguments(namespace, shape, seed, steps))
     except (TransformError, CheckpointError):
         return
-    a0, b0, x0, p, k, n, _ = arguments(namespace, array, seed, steps)
-    tangent = onp.ones_like(x0) * 0.7 if array else 0.7
+    a0, b0, x0, p, k, n, _ = arguments(namespace, shape, seed, steps)
+    tangent = onp.ones_like(x0) * 0.7 if SHAPES[shape] else 0.7
 
     def hvp(fn):
         def of_x(x):

@@ -238,3 +238,26 @@ def test_an_element_loop_reading_before_its_update_stays_vectorised():
     onp.testing.assert_allclose(
         grad(f)(onp.array(u), 0.1, 3), grad(plain)(onp.array(u), 0.1, 3), rtol=1e-12
     )
+
+
+def number_accumulated(x, n):
+    s = 0.0
+    for k in range(n):
+        acc = x[0]
+        acc += 0.5 * x[1]
+        x = 0.9 * x + 0.1 * np.tanh(acc)
+        s = s + np.sum(acc * acc)
+    return s + np.sum(x**2)
+
+
+def test_a_number_accumulated_in_place_is_accepted_and_a_row_refused():
+    # `acc += v` on a number makes a new number; on a row of x it writes into x in the plain
+    # loop (and not in the rewritten one): refused as the step runs
+    f = checkpoint_struct(Revolve(2))(number_accumulated)
+    assert "_ckpt.not_a_view(" in f.generated_source
+    _same(f, number_accumulated, onp.array([0.3, -1.2, 2.0]), 4)
+    with pytest.raises(CheckpointError) as info:
+        f(onp.ones((3, 2)), 2)
+    line = number_accumulated.__code__.co_firstlineno + 4
+    assert f"`acc += 0.5 * x[1]` at test_stale.py:{line}" in str(info.value)
+    assert "`acc = np.array(x[0])`" in str(info.value)
