@@ -117,9 +117,9 @@ class Multilevel(Scheme):
         overlap, where a recorded step hides a write behind ``floor(backward)`` steps) and
         ``"overlap": True`` (a disk write is hidden behind the compute that follows it, up to
         the next disk operation: `ckpt_transform.schemes.overlap`). None: the driver
-        times a passive step (the fastest of three), a disk write and a disk read on the loop's
-        input and plans with those figures (``stats.costs`` says which were used); `schedule`
-        then assumes `DEFAULT_COSTS`.
+        times a passive step (the fastest of the loop's first three), a disk write and a disk
+        read on the loop's input and plans with those figures (``stats.costs`` says which were
+        used); `schedule` then assumes `DEFAULT_COSTS`.
     steps
         The loop's length, needed for a ``while`` loop (as for `Revolve`).
     read_ahead

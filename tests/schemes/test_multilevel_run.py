@@ -117,6 +117,28 @@ def test_measured_costs_when_none_are_given():
     assert stats.forward_steps >= 3  # the timing steps are counted
 
 
+@pytest.mark.parametrize("T", [1, 2, 20])
+def test_measured_costs_time_the_first_steps_chained(T):
+    # the timing steps run as the loop does, each from the state the one before made (a step run
+    # again from one state, its result dropped, is slower: a write would look cheaper in steps)
+    calls = []
+
+    def traced(x, i, c):
+        calls.append((i, np.array(getattr(x, "_value", x))))
+        return step(x, i, c)
+
+    scheme = Multilevel(1, 3)
+    value_and_grad(lambda x: np.sum(checkpointed_for(traced, x, T, scheme, params=(1.3,))))(X0)
+    timed = min(3, T)
+    x = X0
+    for k in range(timed):
+        assert calls[k][0] == k
+        assert (calls[k][1] == x).all()
+        x = step(x, k, 1.3)
+    assert calls[timed][0] == 0  # then the run itself starts from the input
+    assert (calls[timed][1] == X0).all()
+
+
 def test_while_loop_with_steps():
     scheme = Multilevel(1, 2, costs={"write": 1, "read": 1}, steps=12)
 
