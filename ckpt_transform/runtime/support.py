@@ -354,20 +354,29 @@ def struct_set(obj: Any, **carried: Any) -> None:
 
 
 def not_a_view(alias: Any, array: Any, made: str, write: str, fix: str) -> None:
-    """Refuse ``a = x[i]`` when it gave a row of ``x`` rather than a number.
+    """Refuse ``a = x[i]`` when it gave an array that a later write changes in the plain loop.
 
     The rewrite cannot tell from the source: on a one-axis array ``x[i]`` is a number, on a
     bigger one a view that a later write of ``x`` changes in the plain loop (and not in the
-    rewritten one, whose update builds a new array).
+    rewritten one, whose update builds a new array). ``array`` None: the write adds into the
+    array ``a`` holds (``a += v``, ``x[i] += v``), so an array is refused whatever ``x`` is.
     """
-    raw = getval(array)
-    if isinstance(raw, np.ndarray) and np.ndim(getval(alias)) > 0:
-        raise CheckpointError(
-            f"{made} gives an array of shape {np.shape(getval(alias))} that shares the memory "
-            f"of an array of shape {raw.shape}, and {write} writes into that memory. In the plain "
-            "loop that write changes both names; in the checkpointed loop the update builds a "
-            f"new array, so only one would change. Instead of sharing, copy it: `{fix}`."
-        )
+    value = getval(alias)
+    if not isinstance(value, np.ndarray):
+        return  # a number (numpy's scalars included) is never changed in place
+    raw = None if array is None else getval(array)
+    if raw is None:
+        shared = "the very object its container holds, not a copy"
+    elif isinstance(raw, np.ndarray):
+        shared = f"a view of an array of shape {raw.shape}"
+    else:
+        return  # an item of a list or dict, which `x[i] = v` replaces, not changes
+    raise CheckpointError(
+        f"{made} gives an array of shape {value.shape}, {shared}, and {write} writes into "
+        "it. In the plain loop that write changes both names; in the checkpointed loop the "
+        f"update builds a new array, so only one would change. Instead of sharing, copy it: "
+        f"`{fix}`."
+    )
 
 
 class _Index:

@@ -112,11 +112,12 @@ class LoopAnalysis:
 @dataclass(frozen=True)
 class ViewCheck:
     """``a = x[i]`` is a number on a one-axis x and a row of a bigger one, which a later write
-    of x would change in the plain loop only; the generated code checks which it is as it runs."""
+    of x would change in the plain loop only; the generated code checks which it is as it runs.
+    (An array held by a list is changed in place by ``a += v`` and ``x[i] += v`` too.)"""
 
     position: tuple[int, int]  # (line, column) of the statement the check follows
     alias: Any  # the expression `a`
-    array: Any  # the expression `x`
+    array: Any  # the expression `x`; None: an array is refused whatever holds it
     made: str  # "`a = x[i]` at heat.py:12"
     write: str  # "`x[i] = v` at heat.py:14"
     fix: str  # "a = np.array(x[i])"
@@ -1007,7 +1008,10 @@ def _check_aliases(
                 # it is a row; the step checks which as it runs
                 update = augmented[mine]
                 shown = f"`{_text(update)}`"
-                checks.append(_new_view_check(source, stmt, target, value, shown, update))
+                check = _new_view_check(
+                    source, stmt, target, value, shown, update, any_container=True
+                )
+                checks.append(check)
                 continue
             raise _alias_error(
                 source, stmt, (ref_t, ref_s, view, target, value), mine, updated, augmented
@@ -1079,24 +1083,46 @@ def _view_check(
             return None
     elif not stale.read_after_write(stmt, name, body, writes, name in read_after):
         return None
+    # `x[k] += v` adds into an array x[k] holds, whatever x is (a list of arrays too)
+    into = [
+        p.stmt
+        for p in body
+        if isinstance(p.stmt, gast.AugAssign)
+        and isinstance(p.stmt.target, gast.Subscript)
+        and target_location(source, p.stmt.target) == array
+    ]
+    if into:
+        shown = f"`{_text(into[0])}`"
+        return _new_view_check(source, stmt, target, value, shown, into[0], any_container=True)
     if array in updated:
         write = updated[array]
-        return _new_view_check(source, stmt, target, value, f"`{_text(write)} = ...`", write)
+        shown = f"`{_text(write)} = ...`"
+        return _new_view_check(source, stmt, target, value, shown, write)
     write = augmented[array]
     return _new_view_check(source, stmt, target, value, f"`{_text(write)}`", write)
 
 
 def _new_view_check(
-    source: FunctionSource, stmt: Any, target: Any, value: Any, shown: str, write: Any
+    source: FunctionSource,
+    stmt: Any,
+    target: Any,
+    value: Any,
+    shown: str,
+    write: Any,
+    *,
+    any_container: bool = False,
 ) -> ViewCheck:
-    """The check after ``target = value`` (``stmt``) for the write ``write``, shown as ``shown``."""
+    """The check after ``target = value`` (``stmt``) for the write ``write``, shown as ``shown``.
+
+    ``any_container``: the write adds into the object ``target`` holds, so an array is refused
+    whatever holds it (an item of a list as well as a row of an array)."""
     base = value
     while isinstance(base, gast.Subscript):
         base = base.value
     return ViewCheck(
         position=(stmt.lineno, stmt.col_offset),
         alias=target,
-        array=base,
+        array=None if any_container else base,
         made=f"`{_text(stmt)}` at {source.where(stmt)}",
         write=f"{shown} at {source.where(write)}",
         fix=f"{_text(target)} = np.array({_text(value)})",

@@ -487,18 +487,24 @@ class _Rewriter:
 
 def _view_check(check: ViewCheck) -> list[Any]:
     """``_ckpt.not_a_view(a, x, ...)`` after ``a = x[i]``, with a comment saying why."""
-    array = _text(check.array)
-    why = (
-        f"refused if {_text(check.alias)} is a row of {array}, which a write of {array} changes "
-        "in the plain loop only"
-    )
+    alias = _text(check.alias)
+    if check.array is None:
+        why = (
+            f"refused if {alias} is an array, which the write below changes in the plain loop only"
+        )
+    else:
+        array = _text(check.array)
+        why = (
+            f"refused if {alias} is a row of {array}, which a write of {array} changes in the "
+            "plain loop only"
+        )
     return [
         nodes.comment(why),
         *templates.fill(
             templates.not_a_view,
             _ckpt=_M["support"],
             alias=_loaded(check.alias),
-            array=_loaded(check.array),
+            array=nodes.constant(None) if check.array is None else _loaded(check.array),
             made=nodes.constant(check.made),
             write=nodes.constant(check.write),
             fix=nodes.constant(check.fix),

@@ -261,3 +261,54 @@ def test_a_number_accumulated_in_place_is_accepted_and_a_row_refused():
     line = number_accumulated.__code__.co_firstlineno + 4
     assert f"`acc += 0.5 * x[1]` at test_stale.py:{line}" in str(info.value)
     assert "`acc = np.array(x[0])`" in str(info.value)
+
+
+# -- items of a list: replaced by `x[i] = v`, changed by `+=` --------------------------------------
+
+
+def list_item_accumulated(a0, n):
+    x = [a0 * 1.0, a0 * 2.0]
+    s = 0.0
+    for k in range(n):
+        acc = x[0]
+        acc += 0.5 * np.tanh(x[1])
+        x = [acc * 0.9, x[1] + 0.1 * acc]
+        s = s + np.sum(x[0] * x[1])
+    return s
+
+
+def list_item_updated_in_place(a0, n):
+    x = [a0 * 1.0, a0 * 2.0]
+    s = 0.0
+    for k in range(n):
+        a = x[0]
+        x[0] += 0.5 * np.tanh(x[1])
+        s = s + np.sum(a * x[1])
+    return s
+
+
+def list_item_replaced(a0, n):
+    x = [a0 * 1.0, a0 * 2.0]
+    s = 0.0
+    for k in range(n):
+        a = x[0]
+        x[0] = x[0] + 0.5 * np.tanh(x[1])
+        s = s + np.sum(a * x[1])
+    return s
+
+
+@pytest.mark.parametrize("fn", [list_item_accumulated, list_item_updated_in_place])
+def test_an_array_item_of_a_list_added_into_is_refused_and_a_number_accepted(fn):
+    # `acc += v` and `x[0] += v` write into the array the list holds (the plain loop's other
+    # name changes too); a number item is replaced, as in the plain loop
+    f = checkpoint_struct(Revolve(2))(fn)
+    with pytest.raises(CheckpointError, match="the very object its container holds"):
+        f(onp.array([0.3, -1.2]), 3)
+    _same(f, fn, 0.7, 3)  # a0 a number: x holds numbers
+
+
+def test_an_array_item_of_a_list_replaced_is_accepted():
+    # `x[0] = v` puts a new object in the list: the plain loop's a keeps the old one, as here
+    f = checkpoint_struct(Revolve(2))(list_item_replaced)
+    _same(f, list_item_replaced, onp.array([0.3, -1.2]), 3)
+    _same(f, list_item_replaced, 0.7, 3)
