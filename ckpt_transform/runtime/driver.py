@@ -34,7 +34,7 @@ from ckpt_transform.backends.autograd import (
     vspace,
 )
 from ckpt_transform.errors import CheckpointError
-from ckpt_transform.runtime import guard
+from ckpt_transform.runtime import guard, randomness
 from ckpt_transform.runtime.higher_order import lifted_advance, loop_primitive
 from ckpt_transform.runtime.levels import level_storages
 from ckpt_transform.runtime.stats import RunStats
@@ -650,6 +650,7 @@ class _Run:
         self.p_static = [getval(x) for x in self.p_leaves]
         self.d_params = list(d_params)
         self.params = self._params(d_params)
+        drawn = randomness.snapshot(loop.step, self.params)  # a step must not draw at random
         self.cur_leaves = self._merge(self.s_static, self.s_diff, d_state)
         self.cur = unflatten(self.s_def, self.cur_leaves)
         known = (
@@ -693,6 +694,7 @@ class _Run:
                     self._close()
                     raise
         self.steps = stats.steps = n
+        randomness.check(drawn, getattr(loop.step, "__name__", "step"))
         self.final_static = [getval(x) for x in self.cur_leaves]
         for i in self.s_diff:
             self.final_static[i] = None

@@ -38,7 +38,7 @@ import numpy as np
 from ckpt_transform.backends.autograd import getval, isbox
 from ckpt_transform.errors import CheckpointError
 
-__all__ = ["Guard", "enabled", "finish", "note_view", "start"]
+__all__ = ["Guard", "enabled", "finish", "note_view", "roots", "start"]
 
 #: Set to False to run without the guard.
 enabled = True
@@ -162,6 +162,15 @@ def finish(guard: Guard | None) -> None:
 
 
 # -- what the step reaches ------------------------------------------------------------------------
+
+
+def roots(step: Callable[..., Any], params: Any) -> Iterator[tuple[str, Any]]:
+    """What ``step`` reads outside its state, as ``(how it is named, value)``: the contents of its
+    closure cells, the globals its code names (and those of the user functions among them) and
+    its parameters (a struct's read-only fields one by one)."""
+    watch = getattr(step, "_ckpt_guard", None)
+    names = watch.param_names if isinstance(watch, Guard) else ()
+    return _roots(step, params, names)
 
 
 def _roots(step: Any, params: Any, names: tuple[str, ...]) -> Iterator[tuple[str, Any]]:

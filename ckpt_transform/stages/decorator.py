@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ckpt_transform._checks import typechecked
+from ckpt_transform.runtime import randomness
 from ckpt_transform.stages.arguments import _contains_box, _prepare_args
 from ckpt_transform.stages.keeper import _InputKeeper
 from ckpt_transform.stages.primitive import _run_stage
@@ -130,8 +131,14 @@ def _make_stage(spec: _StageSpec, storage: Storage | None) -> Callable[..., Any]
                 f"stage {spec.name}: keyword arguments pass through as non-differentiable, "
                 "but one holds a value being differentiated. Pass it positionally."
             )
+        # a stage its adjoint runs again (every method but a user's own) must not draw at random
+        traced = _contains_box(args) and not callable(spec.method)
+        drawn = randomness.snapshot(spec.fun, args) if traced else None
         try:
-            return _run_stage(spec, *_prepare_args(spec, args), **kwargs)
+            out = _run_stage(spec, *_prepare_args(spec, args), **kwargs)
+            if drawn is not None:
+                randomness.check(drawn, spec.name, stage=True)
+            return out
         except BaseException:
             if _contains_box(args):  # a traced call: no file or thread outlives its failure
                 spec.keeper.abort()
