@@ -25,6 +25,8 @@ from ckpt_transform.runtime import guard
 
 __all__ = ["check", "snapshot"]
 
+# items looked at inside one value (a generator sits near the top: `rng`, `model.rng`)
+_MAX_ITEMS = 256
 _GENERATORS = (np.random.Generator, np.random.RandomState, np.random.BitGenerator, random.Random)
 
 
@@ -49,8 +51,9 @@ def _plain(value: Any) -> Any:
 
 
 def _found(step: Any, params: Any) -> Iterator[tuple[str, Any]]:
-    """The generators ``step`` can reach: the global ones, and those among (or one level inside)
-    the values of its closure, the globals it names and its parameters."""
+    """The generators ``step`` can reach: the global ones, and those among (or one level inside,
+    the first `_MAX_ITEMS` items) the values of its closure, the globals it names and its
+    parameters."""
     yield "numpy's global random generator (np.random)", np.random.mtrand._rand
     yield "Python's random module", random._inst  # type: ignore[attr-defined]
     for path, value in guard.roots(step, params):
@@ -65,7 +68,7 @@ def _found(step: Any, params: Any) -> Iterator[tuple[str, Any]]:
             items = list(enumerate(value))
         else:
             items = list(getattr(value, "__dict__", {}).items())
-        for key, item in items:
+        for key, item in items[:_MAX_ITEMS]:
             if isinstance(item, _GENERATORS):
                 yield f"{path} (its item {key!r})", item
 

@@ -139,3 +139,21 @@ def test_a_stage_drawing_random_numbers_is_refused_and_a_user_adjoint_is_not():
     onp.random.seed(1)
     factor = 1.0 + 0.1 * onp.random.normal()
     onp.testing.assert_allclose(g, [factor, factor], rtol=1e-12)
+
+
+class Model:
+    def __init__(self, seed):
+        self.rng = onp.random.default_rng(seed)
+        self.rate = 0.1
+
+
+def generator_in_an_object(x, model, n):
+    for i in range(n):
+        x = x * (1.0 + model.rate * model.rng.normal())
+    return np.sum(x**2)
+
+
+def test_a_generator_held_by_an_object_the_step_reads_is_found():
+    f = checkpoint_struct(Revolve(2))(generator_in_an_object)
+    with pytest.raises(CheckpointError, match="drew random numbers from the parameter model"):
+        grad(f)(onp.ones(2), Model(3), 5)
