@@ -13,9 +13,10 @@ the same numbers every time, and pass.
 
 from __future__ import annotations
 
+import itertools
 import random
 import types
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,10 @@ def _state(gen: Any) -> Any:
         return _plain(gen.state)
     if isinstance(gen, np.random.RandomState):
         return _plain(gen.get_state(legacy=False))
-    return gen.getstate()
+    try:
+        return gen.getstate()
+    except NotImplementedError:  # random.SystemRandom: no state to compare (nor to repeat)
+        return None
 
 
 def _plain(value: Any) -> Any:
@@ -54,8 +58,9 @@ def _found(step: Any, params: Any) -> Iterator[tuple[str, Any]]:
     """The generators ``step`` can reach: the global ones, and those among (or one level inside,
     the first `_MAX_ITEMS` items) the values of its closure, the globals it names and its
     parameters."""
-    yield "numpy's global random generator (np.random)", np.random.mtrand._rand
-    yield "Python's random module", random._inst  # type: ignore[attr-defined]
+    # the generators behind `np.random.normal(...)` and `random.gauss(...)`
+    yield "numpy's global random generator (np.random)", getattr(np.random.mtrand, "_rand", None)
+    yield "Python's random module", getattr(random, "_inst", None)
     for path, value in guard.roots(step, params):
         if isinstance(value, _GENERATORS):
             yield path, value
@@ -63,12 +68,12 @@ def _found(step: Any, params: Any) -> Iterator[tuple[str, Any]]:
         if isinstance(value, (types.ModuleType, type)) or callable(value):
             continue
         if isinstance(value, dict):
-            items = list(value.items())
+            items: Iterable[tuple[Any, Any]] = value.items()
         elif isinstance(value, (list, tuple)):
-            items = list(enumerate(value))
+            items = enumerate(value)
         else:
-            items = list(getattr(value, "__dict__", {}).items())
-        for key, item in items[:_MAX_ITEMS]:
+            items = getattr(value, "__dict__", {}).items()
+        for key, item in itertools.islice(items, _MAX_ITEMS):
             if isinstance(item, _GENERATORS):
                 yield f"{path} (its item {key!r})", item
 
@@ -78,7 +83,7 @@ def snapshot(step: Any, params: Any) -> list[tuple[str, Any, Any]]:
     seen: set[int] = set()
     out = []
     for path, gen in _found(step, params):
-        if id(gen) not in seen:
+        if gen is not None and id(gen) not in seen:
             seen.add(id(gen))
             out.append((path, gen, _state(gen)))
     return out
