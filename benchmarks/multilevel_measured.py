@@ -21,8 +21,9 @@ slowest of K flushed disk writes (a write slower than planned makes the overlap 
 faster one costs nothing) and the medians of K reads of the input and K taped steps with their
 reverse (``"backward"``: what a recorded step hides a write behind in the overlap model), each
 over the median of K passive steps chained as the loop runs them.
-The driver's own measurement takes the fastest of three steps and one write, which a busy
-machine can skew by a factor of two. Every ``multilevel`` plan then uses the calibrated figures.
+The driver's own measurement takes the fastest of the loop's first three steps (chained) and
+one write, which a busy machine can skew by a factor of two. Every ``multilevel`` plan then
+uses the calibrated figures.
 
 ``--rounds R`` runs every configuration R times in turn (a fresh process each time, each timing
 the best of ``--repeat``) and keeps each one's best, so that a change of the machine's load
