@@ -78,7 +78,7 @@ from ckpt_transform.schemes.actions import (
     Store,
 )
 from ckpt_transform.schemes.base import ListedPlan, Plan, Scheme
-from ckpt_transform.schemes.overlap import OverlapTables, fill_overlap
+from ckpt_transform.schemes.overlap import OverlapTables, TwoLevelTables, fill_overlap
 
 __all__ = ["DEFAULT_COSTS", "Multilevel", "MultilevelTables"]
 
@@ -296,7 +296,7 @@ def check_costs(costs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class MultilevelTables:
+class MultilevelTables(TwoLevelTables):
     """The filled dynamic programme (see the module docstring).
 
     ``cost[L][l, lane]`` is ``F_L(l, a, b)`` with ``lane = a * (B + 1) + b``; ``moved[L][l, lane]``
@@ -307,23 +307,10 @@ class MultilevelTables:
     minima, which are many times cheaper to take than the positions.
     """
 
-    steps: int
-    memory: int
-    disk: int | None
-    costs: dict[str, Any]
-    A: int
-    B: int
-    cost: tuple[np.ndarray, np.ndarray]
-    moved: tuple[np.ndarray, np.ndarray]
     plus_j: tuple[np.ndarray, np.ndarray]
-    right: np.ndarray
-    right_level: np.ndarray
     # No write is in flight in this model: the state ``s`` of the overlap model stays 0.
     S: int = 0
     hide: int = 0
-
-    def lane(self, a: int, b: int) -> int:
-        return min(a, self.A) * (self.B + 1) + min(b, self.B)
 
     def cap(self, s: int) -> int:
         return 0

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OverlapTables", "fill_overlap", "hide_of"]
+__all__ = ["OverlapTables", "TwoLevelTables", "fill_overlap", "hide_of"]
 
 _MEMORY, _DISK = 0, 1
 
@@ -55,13 +55,11 @@ def hide_of(costs: dict[str, Any]) -> int:
 
 
 @dataclass
-class OverlapTables:
-    """The filled overlap programme (module docstring), indexed ``[l, s, lane]``.
-
-    ``cost[L]`` is ``H_L``, ``moved[L]`` says the optimum moves n0 first, ``plus[L][j, lane]`` is
-    ``H_L(j, S) + j + r_L`` (the left part after a right part of two steps or more),
-    ``right[k, s, lane]`` is ``RR(k, s)`` and ``right_level`` its level (0 memory, 1 disk).
-    """
+class TwoLevelTables:
+    """What the filled tables of both two-level programmes hold (the plain model's
+    `ckpt_transform.schemes.multilevel.MultilevelTables` and `OverlapTables`): the problem, the
+    lanes' extents (``A`` memory and ``B`` disk slots at most), and per level the optimum's cost,
+    whether it moves n0 first, and the right part's cost and level."""
 
     steps: int
     memory: int
@@ -69,17 +67,28 @@ class OverlapTables:
     costs: dict[str, Any]
     A: int
     B: int
-    S: int
-    hide: int
-    charge: np.ndarray
     cost: tuple[np.ndarray, np.ndarray]
     moved: tuple[np.ndarray, np.ndarray]
-    plus: tuple[np.ndarray, np.ndarray]
     right: np.ndarray
     right_level: np.ndarray
 
     def lane(self, a: int, b: int) -> int:
         return min(a, self.A) * (self.B + 1) + min(b, self.B)
+
+
+@dataclass
+class OverlapTables(TwoLevelTables):
+    """The filled overlap programme (module docstring), indexed ``[l, s, lane]``.
+
+    ``cost[L]`` is ``H_L``, ``moved[L]`` says the optimum moves n0 first, ``plus[L][j, lane]`` is
+    ``H_L(j, S) + j + r_L`` (the left part after a right part of two steps or more),
+    ``right[k, s, lane]`` is ``RR(k, s)`` and ``right_level`` its level (0 memory, 1 disk).
+    """
+
+    S: int
+    hide: int
+    charge: np.ndarray
+    plus: tuple[np.ndarray, np.ndarray]
 
     def cap(self, s: int) -> int:
         return min(self.S, s)
