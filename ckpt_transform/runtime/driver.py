@@ -12,11 +12,12 @@ Only this module brings schemes, storage and the autograd backend together.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import autograd.builtins as abuiltins
@@ -452,7 +453,6 @@ class _Run:
         step, cond = loop.step, loop.cond
         state = self.cur
         stop = self._stop(n1)
-        top = type(state)
         show = bar is not _NO_BAR
         k = n0
         if cond is None:
@@ -464,22 +464,11 @@ class _Run:
                 k += len(indices)
                 indices = ()
             state, k = self._steps(state, indices, k, bar if show else None)
-        else:
+        else:  # a while loop: its index is its count, and its condition is asked at each state
             known_true = self._cond_true_at == n0
             self._cond_true_at = None
-            while k < stop and ((known_true and k == n0) or cond(state, *params)):
-                try:
-                    new = step(state, loop.index(k), *params)
-                except Exception:
-                    self._split(state, k)
-                    raise
-                state = new
-                k += 1
-                if type(state) is not top or not k % _CHECK_EVERY:
-                    self._split(state, k)
-                    top = type(state)
-                if show:
-                    bar.update()
+            indices = itertools.count(n0) if stop == math.inf else range(n0, int(stop))
+            state, k = self._steps(state, indices, k, bar if show else None, cond, known_true)
         return self._advanced(state, n0, k)
 
     def _advance_leaf(self, n0: int, n1: int | None) -> int:
@@ -489,13 +478,26 @@ class _Run:
         state, k = self._steps(self.cur, indices, n0, None)
         return self._advanced(state, n0, k)
 
-    def _steps(self, state: Any, indices: Sequence[int], k: int, bar: Any) -> tuple[Any, int]:
+    def _steps(
+        self,
+        state: Any,
+        indices: Iterable[int],
+        k: int,
+        bar: Any,
+        cond: Callable[..., Any] | None = None,
+        known_true: bool = False,
+    ) -> tuple[Any, int]:
         """Run the step at each of ``indices`` from ``state`` (the state at k), untaped: the
         state reached and its k. The state's top-level type is compared every step and its
-        whole structure every `_CHECK_EVERY` steps (`_advance`); ``bar``: None or a bar."""
+        whole structure every `_CHECK_EVERY` steps (`_advance`); ``bar``: None or a bar. A while
+        loop's ``cond`` stops it at the first state where it is false (``known_true``: it held
+        at the first state, so it is not asked there again)."""
         step, params = self.loop.step, self.params
         top = type(state)
+        first = k
         for i in indices:
+            if cond is not None and not (known_true and k == first) and not cond(state, *params):
+                break
             try:
                 new = step(state, i, *params)
             except Exception:
