@@ -97,7 +97,10 @@ def check(before: list[tuple[str, Any, Any]], name: str, *, stage: bool = False)
             continue
         if stage:
             what = f"the checkpoint stage {name} drew random numbers from {path}"
-            again = "its adjoint runs the stage again from its kept inputs"
+            again = (
+                "its adjoint runs the stage again from its kept inputs (a user's adjoint does so "
+                "once differentiated itself)"
+            )
             instead = (
                 "draw the noise outside the stage and pass it in as an argument, or make the "
                 "generator inside the stage from a seed it is given"

@@ -131,9 +131,9 @@ def _make_stage(spec: _StageSpec, storage: Storage | None) -> Callable[..., Any]
                 f"stage {spec.name}: keyword arguments pass through as non-differentiable, "
                 "but one holds a value being differentiated. Pass it positionally."
             )
-        # a stage its adjoint runs again (every method but a user's own) must not draw at random
-        traced = _contains_box(args) and not callable(spec.method)
-        drawn = randomness.snapshot(spec.fun, args) if traced else None
+        # a stage its adjoint runs again must not draw at random (a user's own adjoint does not
+        # at first order, but its derivative, at second order, runs the stage again)
+        drawn = randomness.snapshot(spec.fun, args) if _contains_box(args) else None
         try:
             out = _run_stage(spec, *_prepare_args(spec, args), **kwargs)
             if drawn is not None:
